@@ -1,0 +1,216 @@
+//! Domain types shared by every module: parsed once at the boundary, then passed around typed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Wall-clock instant as Unix milliseconds. Pure code receives it as `now`; only drivers read
+/// the clock (`Timestamp::now()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Reads the system clock. Never call this from `escalation` or `config`.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+
+    pub fn add(self, d: std::time::Duration) -> Self {
+        Timestamp(self.0.saturating_add(d.as_millis() as i64))
+    }
+
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// Alert severity from the `severity` label. Unknown values are kept as `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+    Other(String),
+}
+
+impl Severity {
+    pub fn from_label(value: Option<&str>) -> Self {
+        match value.map(str::to_ascii_lowercase).as_deref() {
+            Some("critical") | Some("page") => Severity::Critical,
+            Some("warning") | Some("warn") => Severity::Warning,
+            Some("info") | Some("none") | None => Severity::Info,
+            Some(other) => Severity::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+            Severity::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+    };
+}
+
+name_type!(
+    /// Name of a notification target in the policy file (`ntfy.primary`, `log`...).
+    TargetName
+);
+name_type!(
+    /// Name of an escalation policy in the policy file.
+    PolicyName
+);
+name_type!(
+    /// Alertmanager's alert fingerprint.
+    Fingerprint
+);
+name_type!(
+    /// Alertmanager's `groupKey`: one incident per (policy, group key) while it fires.
+    GroupKey
+);
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// One alert of a webhook, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub generator_url: Option<String>,
+    pub fingerprint: Fingerprint,
+}
+
+impl Alert {
+    pub fn severity(&self) -> Severity {
+        Severity::from_label(self.labels.get("severity").map(String::as_str))
+    }
+
+    pub fn name(&self) -> &str {
+        self.labels.get("alertname").map(String::as_str).unwrap_or("unnamed")
+    }
+}
+
+/// A webhook notification from Alertmanager, parsed at the boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertGroup {
+    pub group_key: GroupKey,
+    pub status: AlertStatus,
+    pub receiver: String,
+    pub group_labels: Labels,
+    pub common_labels: Labels,
+    pub common_annotations: Labels,
+    pub external_url: Option<String>,
+    pub truncated_alerts: u64,
+    pub alerts: Vec<Alert>,
+}
+
+impl AlertGroup {
+    /// The labels a policy is matched against: the common labels of the group.
+    pub fn match_labels(&self) -> &Labels {
+        &self.common_labels
+    }
+
+    pub fn severity(&self) -> Severity {
+        Severity::from_label(self.common_labels.get("severity").map(String::as_str))
+    }
+
+    pub fn firing_count(&self) -> usize {
+        self.alerts.iter().filter(|a| a.status == AlertStatus::Firing).count()
+    }
+}
+
+/// Why a notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    Firing,
+    Resolved,
+    Acknowledged,
+}
+
+/// One notification for one target: what the outbox stores (as JSON) and what a `Sink` sends.
+/// Sinks turn it into their private wire types; nothing here is vendor-shaped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub incident_id: i64,
+    pub policy: PolicyName,
+    pub target: TargetName,
+    pub kind: NotificationKind,
+    /// Index of the escalation step (0-based) that produced it.
+    pub step: usize,
+    /// The alerts as last received for this incident.
+    pub group: AlertGroup,
+    /// Stable per incident (`relay-<incident_id>`): ntfy sequence id, PagerDuty dedup key.
+    pub sequence_id: String,
+    pub incident_started_at: Timestamp,
+    /// Signed acknowledge link (POST), when the relay has a public URL and the incident is open.
+    pub ack_url: Option<String>,
+    /// Alertmanager's silence page pre-filled with the group's labels, when known.
+    pub silence_url: Option<String>,
+    pub created_at: Timestamp,
+}
+
+impl Notification {
+    /// The first alert's `runbook_url` annotation (or the common one), else its `generatorURL`.
+    pub fn runbook_url(&self) -> Option<&str> {
+        self.group
+            .common_annotations
+            .get("runbook_url")
+            .or_else(|| self.group.alerts.iter().find_map(|a| a.annotations.get("runbook_url")))
+            .map(String::as_str)
+    }
+
+    pub fn generator_url(&self) -> Option<&str> {
+        self.group.alerts.iter().find_map(|a| a.generator_url.as_deref())
+    }
+}

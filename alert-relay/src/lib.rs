@@ -1,0 +1,31 @@
+//! alert-relay: Alertmanager webhooks in, escalating notifications out, nothing lost.
+//!
+//! Data flows one way: **intake → engine → outbox → sinks**.
+//!
+//! # Layout
+//! - [`domain`]: typed values shared by every module (`Timestamp`, `Severity`, `TargetName`...).
+//! - [`config`]: the escalation-policy YAML: raw serde structs, pure validation with path and
+//!   line in every error, `${ENV}`/`*_file` secrets, then the built `Config`.
+//! - [`escalation`]: the pure incident state machine, `(state, event, now) -> actions`.
+//! - [`templates`]: handlebars titles and bodies, a default per sink, overridable per policy.
+//! - [`intake`]: the authenticated, size-limited `POST /webhook` handler.
+//! - [`store`]: SQLite (WAL): incidents, due steps, the outbox with attempts and next try.
+//! - [`sinks`]: one folder per vendor behind the `Sink` trait; retry classification.
+//! - [`worker`]: the scheduler (due steps) and the outbox delivery worker.
+//! - [`ack`]: HMAC-signed expiring acknowledge links and the authenticated ack API.
+//! - [`metrics`]: the relay's own `relay_*` metrics.
+//! - [`server`]: router, `run(listener, config, shutdown)`.
+//! - [`cli`]: the clap command line (`serve`, `check-config`, `simulate`, `test-notify`).
+
+pub mod ack;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod escalation;
+pub mod intake;
+pub mod metrics;
+pub mod server;
+pub mod sinks;
+pub mod store;
+pub mod templates;
+pub mod worker;

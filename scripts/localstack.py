@@ -1,0 +1,322 @@
+"""The bundle's topology run natively on loopback: demo gateway, exporter, alert-relay,
+Prometheus and Alertmanager (Debian packages), configured from the shipped artefacts.
+
+Used by `scripts/stack` (the README's main job) and by the end-to-end test. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Compose service addresses in the shipped configs, and the names the local stack gives them.
+SERVICES = {
+    "gateway": "gateway:8080",
+    "exporter": "exporter:9464",
+    "relay": "alert-relay:9465",
+    "alertmanager": "alertmanager:9093",
+    "prometheus": "localhost:9090",
+    "loki": "loki:3100",
+}
+DEFAULT_PORTS = {
+    "gateway": 8080,
+    "exporter": 9464,
+    "relay": 9465,
+    "alertmanager": 9093,
+    "prometheus": 9090,
+}
+TOKEN_PATH_IN_CONFIG = "/etc/alertmanager/secrets/relay_webhook_token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = 5.0) -> tuple[int, bytes]:
+    """One HTTP request; returns (status, body) and never raises for HTTP errors."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+        return 0, b""
+
+
+def wait_until(what: str, check, deadline_s: float, interval_s: float = 0.2):
+    """Polls `check()` until it returns a truthy value or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def ensure_packages() -> None:
+    subprocess.run(
+        ["bash", "-c", "source scripts/lib.sh && ensure_pkgs prometheus:prometheus "
+         "promtool:prometheus prometheus-alertmanager:prometheus-alertmanager"],
+        cwd=ROOT, check=True)
+
+
+def target_dir() -> Path:
+    out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return Path(json.loads(out)["target_directory"])
+
+
+def build(release: bool = False) -> Path:
+    cmd = ["cargo", "build", "--locked", "--workspace", "--bins"]
+    if release:
+        cmd.append("--release")
+    print("==> building the workspace:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return target_dir() / ("release" if release else "debug")
+
+
+def scale_durations(yaml_text: str, keys: tuple[str, ...], factor: float) -> str:
+    """Shrinks `key: 15m`-style durations (for tests and the fast demo); `0m` stays 0."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def shrink(match: re.Match) -> str:
+        total = 0.0
+        for num, unit in re.findall(r"(\d+)(ms|s|m|h|d)", match.group(2)):
+            total += int(num) * units[unit]
+        scaled = total * factor
+        value = f"{max(int(round(scaled)), 1)}s" if total > 0 else "0s"
+        return f"{match.group(1)}{value}"
+
+    pattern = r"(\b(?:%s):\s*)((?:\d+(?:ms|s|m|h|d))+)\b" % "|".join(keys)
+    return re.sub(pattern, shrink, yaml_text)
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    bindir: Path
+    ports: dict = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    fast: bool = False  # short scrape/eval/group timings and `for:` durations
+    escalation_scale: float = 1.0  # factor applied to the policy's step delays
+    env: dict = field(default_factory=dict)  # extra env for the relay (NTFY_*...)
+    procs: list = field(default_factory=list)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    # ---- configuration -------------------------------------------------------------------
+    def _rewrite_addresses(self, text: str) -> str:
+        for name, addr in SERVICES.items():
+            if name in self.ports:
+                text = text.replace(addr, f"127.0.0.1:{self.ports[name]}")
+        return text
+
+    def write_configs(self) -> None:
+        cfg = self.workdir / "config"
+        if cfg.exists():
+            shutil.rmtree(cfg)
+        (cfg / "secrets").mkdir(parents=True)
+        token = self.env.setdefault("RELAY_WEBHOOK_TOKEN", secrets.token_hex(16))
+        self.env.setdefault("RELAY_ACK_SECRET", secrets.token_hex(32))
+        token_file = cfg / "secrets" / "relay_webhook_token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+
+        # Prometheus: the shipped config and rules, pointed at loopback ports.
+        prom_src = ROOT / "monitoring" / "prometheus"
+        shutil.copytree(prom_src / "rules", cfg / "rules")
+        prom = self._rewrite_addresses((prom_src / "prometheus.yml").read_text())
+        # Loki is not part of the native stack: drop its scrape target rather than fail.
+        prom = prom.replace("loki:3100", "127.0.0.1:9")
+        if self.fast:
+            prom = re.sub(r"(scrape_interval|evaluation_interval):\s*\S+", r"\1: 1s", prom)
+            for rules in (cfg / "rules").glob("*.yml"):
+                text = rules.read_text()
+                text = re.sub(r"(\bfor:\s*)\S+", r"\g<1>5s", text)
+                rules.write_text(text)
+        (cfg / "prometheus.yml").write_text(prom)
+
+        # Alertmanager: the shipped routing, the relay on loopback, the token file here.
+        am = (ROOT / "monitoring" / "alertmanager" / "alertmanager.yml").read_text()
+        am = self._rewrite_addresses(am).replace(TOKEN_PATH_IN_CONFIG, str(token_file))
+        if self.fast:
+            am = re.sub(r"(group_wait):\s*\S+", r"\1: 1s", am)
+            am = re.sub(r"(group_interval):\s*\S+", r"\1: 2s", am)
+        (cfg / "alertmanager.yml").write_text(am)
+        tmpl_dir = ROOT / "monitoring" / "alertmanager" / "templates"
+        if tmpl_dir.is_dir():
+            shutil.copytree(tmpl_dir, cfg / "templates")
+
+        policy = (ROOT / "monitoring" / "alert-relay" / "escalation-policy.yml").read_text()
+        if self.escalation_scale != 1.0:
+            policy = scale_durations(policy, ("after", "every"), self.escalation_scale)
+        (cfg / "escalation-policy.yml").write_text(policy)
+
+    # ---- processes -----------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list, env: dict | None = None) -> subprocess.Popen:
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT,
+                                env=full_env, cwd=self.workdir, start_new_session=True)
+        out.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def _wait_ready(self, name: str, path: str, deadline_s: float = 60) -> None:
+        def ready():
+            for pname, proc in self.procs:
+                if pname == name and proc.poll() is not None:
+                    log = (self.workdir / "logs" / f"{name}.log").read_text(errors="replace")
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log[-3000:]}")
+            return http("GET", self.url(name) + path)[0] == 200
+        wait_until(f"{name} to be ready", ready, deadline_s)
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_configs()
+        cfg = self.workdir / "config"
+        data = self.workdir / "data"
+        for sub in ("prometheus", "alertmanager", "relay"):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+        fast_probe = ["--probe-interval", "1s"] if self.fast else []
+
+        self._spawn("gateway", [self.bindir / "demo-gateway", "--listen",
+                                f"127.0.0.1:{self.ports['gateway']}", "--version", "1.4.0",
+                                "--color", "blue"])
+        self._wait_ready("gateway", "/health")
+        self._spawn("exporter", [self.bindir / "exporter", "--listen",
+                                 f"127.0.0.1:{self.ports['exporter']}", "--gateway-url",
+                                 self.url("gateway"), "--state-file",
+                                 data / "exporter-state.json", *fast_probe])
+        relay_env = {
+            "RELAY_PUBLIC_URL": self.url("relay"),
+            "ALERTMANAGER_URL": self.url("alertmanager"),
+            **self.env,
+        }
+        self._spawn("relay", [self.bindir / "alert-relay", "serve", "--config",
+                              cfg / "escalation-policy.yml", "--listen",
+                              f"127.0.0.1:{self.ports['relay']}", "--data-dir", data / "relay"],
+                    env=relay_env)
+        self._spawn("alertmanager", ["prometheus-alertmanager",
+                                     f"--config.file={cfg / 'alertmanager.yml'}",
+                                     f"--storage.path={data / 'alertmanager'}",
+                                     f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
+                                     "--cluster.listen-address="])
+        self._spawn("prometheus", ["prometheus", f"--config.file={cfg / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={data / 'prometheus'}",
+                                   f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+                                   "--rules.alert.resend-delay=1s", "--web.enable-lifecycle"])
+        self._wait_ready("exporter", "/ready")
+        self._wait_ready("relay", "/ready")
+        self._wait_ready("alertmanager", "/-/ready")
+        self._wait_ready("prometheus", "/-/ready")
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the bundle natively on loopback.")
+    parser.add_argument("--workdir", default=str(ROOT / ".stack"),
+                        help="state, logs and generated configs (default: .stack/)")
+    parser.add_argument("--production-timings", action="store_true",
+                        help="keep the shipped 15s scrapes and `for:` durations "
+                             "(default: 1s scrapes and 5s `for:` so the demo reacts quickly)")
+    parser.add_argument("--release", action="store_true", help="build and run release binaries")
+    args = parser.parse_args()
+
+    ensure_packages()
+    bindir = build(release=args.release)
+    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port))
+             for name, port in DEFAULT_PORTS.items()}
+    relay_env = {k: v for k, v in os.environ.items()
+                 if k.startswith(("NTFY_", "RELAY_", "SLACK_", "PAGERDUTY_"))}
+    stack = Stack(workdir=Path(args.workdir), bindir=bindir, ports=ports,
+                  fast=not args.production_timings, env=relay_env)
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        gw = stack.url("gateway")
+        print(f"""
+The bundle is running on loopback (logs in {stack.workdir / 'logs'}):
+  demo gateway   {gw}            (GET /api/orders/42, /health, /version, /metrics)
+  exporter       {stack.url('exporter')}/metrics
+  alert-relay    {stack.url('relay')}/metrics   (notifications: {stack.workdir / 'logs' / 'relay.log'})
+  Prometheus     {stack.url('prometheus')}/alerts
+  Alertmanager   {stack.url('alertmanager')}
+
+Trigger an incident:
+  curl -X POST {gw}/admin/faults -H 'content-type: application/json' -d '{{"error_ratio": 0.5}}'
+  while true; do curl -s {gw}/api/orders/42 >/dev/null; done   # traffic, Ctrl-C to stop
+Play a deployment, then a rollback:
+  curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.5.0"}}'
+  curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.4.0"}}'
+Clear the faults:  curl -X DELETE {gw}/admin/faults
+Phone pushes: set NTFY_TOPIC_PRIMARY (and NTFY_URL, NTFY_TOKEN) before starting.
+Press Ctrl-C to stop everything.
+""", flush=True)
+        while not stopping:
+            for name, proc in stack.procs:
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see its log", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("\n==> stopping", flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
