@@ -20,7 +20,7 @@ impl Timestamp {
         Timestamp(ms)
     }
 
-    pub fn add(self, d: std::time::Duration) -> Self {
+    pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(self.0.saturating_add(d.as_millis() as i64))
     }
 
@@ -136,7 +136,10 @@ impl Alert {
     }
 
     pub fn name(&self) -> &str {
-        self.labels.get("alertname").map(String::as_str).unwrap_or("unnamed")
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("unnamed")
     }
 }
 
@@ -165,7 +168,10 @@ impl AlertGroup {
     }
 
     pub fn firing_count(&self) -> usize {
-        self.alerts.iter().filter(|a| a.status == AlertStatus::Firing).count()
+        self.alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .count()
     }
 }
 
@@ -206,11 +212,19 @@ impl Notification {
         self.group
             .common_annotations
             .get("runbook_url")
-            .or_else(|| self.group.alerts.iter().find_map(|a| a.annotations.get("runbook_url")))
+            .or_else(|| {
+                self.group
+                    .alerts
+                    .iter()
+                    .find_map(|a| a.annotations.get("runbook_url"))
+            })
             .map(String::as_str)
     }
 
     pub fn generator_url(&self) -> Option<&str> {
-        self.group.alerts.iter().find_map(|a| a.generator_url.as_deref())
+        self.group
+            .alerts
+            .iter()
+            .find_map(|a| a.generator_url.as_deref())
     }
 }

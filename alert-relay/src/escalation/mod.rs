@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::NotificationKind;
-use crate::domain::{PolicyName, TargetName, Timestamp};
+use crate::domain::{PolicyName, TargetName};
 
 /// Snapshot of the policy an incident follows for its whole life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,211 @@
+//! The deployment-version and probe metric families, and how a probe result updates them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use super::history::History;
+use super::wire::{CheckStatus, HealthDoc, HealthStatus};
+
+pub const COLORS: [&str; 2] = ["blue", "green"];
+
+/// Metric handles plus what is needed to remove series that no longer hold.
+pub struct ProbeMetrics {
+    version_info: IntGaugeVec,
+    active_color: IntGaugeVec,
+    changes: IntCounterVec,
+    rollbacks: IntCounterVec,
+    last_change: GaugeVec,
+    health: IntGaugeVec,
+    check: IntGaugeVec,
+    success: IntGaugeVec,
+    duration: GaugeVec,
+    status_code: IntGaugeVec,
+    /// Per target: the labels of its current `app_version_info` series.
+    info_labels: HashMap<String, [String; 4]>,
+    /// Per target: the checks it reported last time.
+    checks: HashMap<String, BTreeSet<String>>,
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
+    IntGaugeVec::new(Opts::new(name, help), labels)
+}
+
+impl ProbeMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            version_info: gauge_vec(
+                "app_version_info",
+                "The build a target serves now (always 1).",
+                &["target", "version", "commit", "build_date", "color"],
+            )?,
+            active_color: gauge_vec(
+                "app_active_color",
+                "1 for the colour (blue or green) a target serves now, 0 for the other.",
+                &["target", "color"],
+            )?,
+            changes: IntCounterVec::new(
+                Opts::new(
+                    "deployment_changes_total",
+                    "Times the build served by a target changed.",
+                ),
+                &["target"],
+            )?,
+            rollbacks: IntCounterVec::new(
+                Opts::new(
+                    "deployment_rollbacks_total",
+                    "Changes of a target back to a build it served before.",
+                ),
+                &["target"],
+            )?,
+            last_change: GaugeVec::new(
+                Opts::new(
+                    "deployment_last_change_timestamp_seconds",
+                    "Unix time of a target's last build change.",
+                ),
+                &["target"],
+            )?,
+            health: gauge_vec(
+                "app_health_status",
+                "1 for a target's overall health status now, 0 for the others.",
+                &["target", "status"],
+            )?,
+            check: gauge_vec(
+                "app_health_check_status",
+                "1 for the status of one health check now, 0 for the others.",
+                &["target", "check", "status"],
+            )?,
+            success: gauge_vec(
+                "probe_success",
+                "1 if the last probe got a 2xx answer with valid JSON.",
+                &["target", "endpoint"],
+            )?,
+            duration: GaugeVec::new(
+                Opts::new("probe_duration_seconds", "Duration of the last probe."),
+                &["target", "endpoint"],
+            )?,
+            status_code: gauge_vec(
+                "probe_http_status_code",
+                "HTTP status of the last probe (0 when no answer).",
+                &["target", "endpoint"],
+            )?,
+            info_labels: HashMap::new(),
+            checks: HashMap::new(),
+        };
+        registry.register(Box::new(metrics.version_info.clone()))?;
+        registry.register(Box::new(metrics.active_color.clone()))?;
+        registry.register(Box::new(metrics.changes.clone()))?;
+        registry.register(Box::new(metrics.rollbacks.clone()))?;
+        registry.register(Box::new(metrics.last_change.clone()))?;
+        registry.register(Box::new(metrics.health.clone()))?;
+        registry.register(Box::new(metrics.check.clone()))?;
+        registry.register(Box::new(metrics.success.clone()))?;
+        registry.register(Box::new(metrics.duration.clone()))?;
+        registry.register(Box::new(metrics.status_code.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Makes the counters of `target` start from its restored history, so that an exporter
+    /// restart neither resets nor bumps them.
+    pub fn restore(&self, target: &str, history: &History) {
+        self.changes
+            .with_label_values(&[target])
+            .inc_by(history.changes);
+        self.rollbacks
+            .with_label_values(&[target])
+            .inc_by(history.rollbacks);
+        if let Some(at) = history.last_change {
+            self.last_change.with_label_values(&[target]).set(at);
+        }
+    }
+
+    pub fn record_probe(&self, target: &str, endpoint: &str, outcome: &ProbeOutcome) {
+        let labels = [target, endpoint];
+        self.success
+            .with_label_values(&labels)
+            .set(i64::from(outcome.success));
+        self.duration
+            .with_label_values(&labels)
+            .set(outcome.seconds);
+        self.status_code
+            .with_label_values(&labels)
+            .set(i64::from(outcome.status));
+    }
+
+    pub fn record_build(
+        &mut self,
+        target: &str,
+        version: &str,
+        commit: &str,
+        build_date: &str,
+        color: Option<&str>,
+    ) {
+        let color = color.unwrap_or("");
+        let labels = [
+            version.to_owned(),
+            commit.to_owned(),
+            build_date.to_owned(),
+            color.to_owned(),
+        ];
+        if self.info_labels.get(target) != Some(&labels) {
+            if let Some(old) = self.info_labels.insert(target.to_owned(), labels.clone()) {
+                let old = [target, &old[0], &old[1], &old[2], &old[3]];
+                let _ = self.version_info.remove_label_values(&old);
+            }
+            let new = [target, &labels[0], &labels[1], &labels[2], &labels[3]];
+            self.version_info.with_label_values(&new).set(1);
+        }
+        if COLORS.contains(&color) {
+            for candidate in COLORS {
+                self.active_color
+                    .with_label_values(&[target, candidate])
+                    .set(i64::from(candidate == color));
+            }
+        }
+    }
+
+    pub fn record_change(&self, target: &str, rollback: bool, at: f64) {
+        self.changes.with_label_values(&[target]).inc();
+        if rollback {
+            self.rollbacks.with_label_values(&[target]).inc();
+        }
+        self.last_change.with_label_values(&[target]).set(at);
+    }
+
+    /// Sets the health series from a parsed document, or to "unknown" (all 0, no checks) when
+    /// the gateway gave none.
+    pub fn record_health(&mut self, target: &str, doc: Option<&HealthDoc>) {
+        for status in HealthStatus::ALL {
+            let on = doc.is_some_and(|d| d.status == status);
+            self.health
+                .with_label_values(&[target, status.as_str()])
+                .set(i64::from(on));
+        }
+        let now: BTreeSet<String> = doc
+            .map(|d| d.checks.keys().cloned().collect())
+            .unwrap_or_default();
+        let before = self.checks.insert(target.to_owned(), now.clone());
+        for gone in before.iter().flatten().filter(|c| !now.contains(*c)) {
+            for status in CheckStatus::ALL {
+                let _ = self
+                    .check
+                    .remove_label_values(&[target, gone, status.as_str()]);
+            }
+        }
+        for (name, check) in doc.map(|d| &d.checks).into_iter().flatten() {
+            for status in CheckStatus::ALL {
+                self.check
+                    .with_label_values(&[target, name, status.as_str()])
+                    .set(i64::from(check.status == status));
+            }
+        }
+    }
+}
+
+/// What one HTTP probe of one endpoint gave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeOutcome {
+    pub success: bool,
+    pub status: u16,
+    pub seconds: f64,
+}

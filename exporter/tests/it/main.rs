@@ -1,0 +1,5 @@
+//! Integration tests: the real `exporter` and `demo-gateway` binaries on free ports.
+
+mod helpers;
+
+mod exporter_binary;
