@@ -1,16 +1,15 @@
 //! The pure escalation state machine: `(incident, event, now) -> actions`. No I/O, no clock.
 //!
-//! CONTRACT (shared with the I/O side; keep these names and shapes, extend freely):
-//! - `Plan`: a snapshot of the policy taken when the incident starts (serde, stored as JSON).
-//! - `Incident::start(plan, now) -> (Incident, Vec<Action>)`.
-//! - `Incident::handle(&mut self, event, now) -> Vec<Action>`.
-//! - `Incident::next_due() -> Option<Timestamp>`: when the driver must send `Event::Due`.
-//! - `Incident::is_open()`.
+//! - `Plan`: a snapshot of the policy taken when the incident starts (stored with it, so a
+//!   policy reload never changes a running incident).
+//! - `Incident::start(plan, now) -> (Incident, Vec<Action>)`,
+//!   `Incident::handle(&mut self, event, now) -> Vec<Action>`,
+//!   `Incident::next_due()`: when the driver must send `Event::Due`.
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::NotificationKind;
-use crate::domain::{PolicyName, TargetName};
+use crate::domain::{PolicyName, TargetName, Timestamp};
 
 /// Snapshot of the policy an incident follows for its whole life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,3 +65,184 @@ pub enum Action {
     /// The escalation ended; the driver records why.
     Stopped(StopReason),
 }
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resolved => "resolved",
+            Self::Acknowledged => "acknowledged",
+            Self::Silenced => "silenced",
+        }
+    }
+}
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Escalating: more steps (or repeats) may come.
+    Escalating,
+    /// A human acknowledged or Alertmanager silenced it: no more steps, waiting for resolve.
+    Stopped(StopReason),
+    /// Over: resolved. A new firing starts a new incident.
+    Closed,
+}
+
+/// One incident's escalation state; serialised into the store between events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub plan: Plan,
+    pub started_at: Timestamp,
+    pub phase: Phase,
+    /// Steps fired so far (the next step to fire is `steps_fired`).
+    pub steps_fired: usize,
+    /// Repeats of the last step fired so far, and when the last one fired.
+    pub repeats_fired: u32,
+    pub last_fired_at: Option<Timestamp>,
+    /// Every target notified so far, in order, without repeats: who hears the resolve.
+    pub notified: Vec<TargetName>,
+}
+
+impl Incident {
+    /// Starts escalating at `now`: step 0 fires at once when its delay is 0.
+    pub fn start(plan: Plan, now: Timestamp) -> (Incident, Vec<Action>) {
+        let mut incident = Incident {
+            plan,
+            started_at: now,
+            phase: Phase::Escalating,
+            steps_fired: 0,
+            repeats_fired: 0,
+            last_fired_at: None,
+            notified: Vec::new(),
+        };
+        let actions = incident.fire_due(now);
+        (incident, actions)
+    }
+
+    pub fn is_escalating(&self) -> bool {
+        self.phase == Phase::Escalating
+    }
+
+    /// Resolved: a new firing of the same group starts a new incident.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// When the next step (or repeat) is due, while escalating.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        if !self.is_escalating() {
+            return None;
+        }
+        if let Some(step) = self.plan.steps.get(self.steps_fired) {
+            return Some(self.at(step.after_ms));
+        }
+        let repeat = self.plan.repeat.as_ref()?;
+        if self.plan.steps.is_empty() || repeat.times.is_some_and(|t| self.repeats_fired >= t) {
+            return None;
+        }
+        let last = self.last_fired_at?;
+        Some(Timestamp(last.0.saturating_add(ms(repeat.every_ms))))
+    }
+
+    pub fn handle(&mut self, event: Event, now: Timestamp) -> Vec<Action> {
+        match event {
+            Event::Due => {
+                if self.is_escalating() {
+                    self.fire_due(now)
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::Resolved => {
+                if self.is_closed() {
+                    return Vec::new();
+                }
+                let was_escalating = self.is_escalating();
+                self.phase = Phase::Closed;
+                let mut actions = Vec::new();
+                if self.plan.send_resolved && !self.notified.is_empty() {
+                    actions.push(Action::Notify {
+                        step: self.steps_fired.saturating_sub(1),
+                        kind: NotificationKind::Resolved,
+                        targets: self.notified.clone(),
+                    });
+                }
+                if was_escalating {
+                    actions.push(Action::Stopped(StopReason::Resolved));
+                }
+                actions
+            }
+            Event::Acknowledged { .. } => self.stop(StopReason::Acknowledged, true),
+            Event::Silenced => self.stop(StopReason::Silenced, false),
+        }
+    }
+
+    fn stop(&mut self, reason: StopReason, tell: bool) -> Vec<Action> {
+        if !self.is_escalating() {
+            return Vec::new();
+        }
+        self.phase = Phase::Stopped(reason);
+        let mut actions = Vec::new();
+        if tell && !self.notified.is_empty() {
+            // Everyone paged so far learns that someone is on it.
+            actions.push(Action::Notify {
+                step: self.steps_fired.saturating_sub(1),
+                kind: NotificationKind::Acknowledged,
+                targets: self.notified.clone(),
+            });
+        }
+        actions.push(Action::Stopped(reason));
+        actions
+    }
+
+    /// Fires every step due at `now` (several when the relay was down past their times) and
+    /// at most one repeat.
+    fn fire_due(&mut self, now: Timestamp) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some(step) = self.plan.steps.get(self.steps_fired) {
+            if self.at(step.after_ms) > now {
+                return actions;
+            }
+            let targets = step.targets.clone();
+            self.steps_fired += 1;
+            self.last_fired_at = Some(now);
+            self.remember(&targets);
+            actions.push(Action::Notify {
+                step: self.steps_fired - 1,
+                kind: NotificationKind::Firing,
+                targets,
+            });
+        }
+        if actions.is_empty() && self.next_due().is_some_and(|due| due <= now) {
+            let step = self.plan.steps.len() - 1;
+            let targets = self.plan.steps[step].targets.clone();
+            self.repeats_fired += 1;
+            self.last_fired_at = Some(now);
+            actions.push(Action::Notify {
+                step,
+                kind: NotificationKind::Firing,
+                targets,
+            });
+        }
+        actions
+    }
+
+    fn remember(&mut self, targets: &[TargetName]) {
+        for target in targets {
+            if !self.notified.contains(target) {
+                self.notified.push(target.clone());
+            }
+        }
+    }
+
+    fn at(&self, after_ms: u64) -> Timestamp {
+        Timestamp(self.started_at.0.saturating_add(ms(after_ms)))
+    }
+}
+
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
