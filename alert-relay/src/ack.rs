@@ -1,1 +1,208 @@
-//! Being written.
+//! Acknowledge links: HMAC-SHA256-signed tokens bound to one incident, with an expiry and a
+//! nonce (so the store can refuse a replay). Format: `base64url(payload).base64url(mac)`,
+//! payload = incident id (8 bytes BE) | expiry ms (8 bytes BE) | nonce (12 bytes).
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+use crate::config::Secret;
+use crate::domain::Timestamp;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const PAYLOAD_LEN: usize = 8 + 8 + 12;
+
+#[derive(Clone)]
+pub struct AckKey(Vec<u8>);
+
+impl std::fmt::Debug for AckKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckKey(***)")
+    }
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckClaim {
+    pub incident_id: i64,
+    /// Unique per link: the store records it when used.
+    pub nonce: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("the acknowledge link is malformed")]
+    Malformed,
+    #[error("the acknowledge link's signature is invalid")]
+    Forged,
+    #[error("the acknowledge link has expired")]
+    Expired,
+}
+
+impl AckKey {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(secret.to_vec())
+    }
+
+    /// The configured secret, else the one kept in `data_dir/ack-secret` (created on first
+    /// start, mode 0600), so that links survive restarts without configuration.
+    pub fn load_or_create(configured: Option<&Secret>, data_dir: &Path) -> std::io::Result<Self> {
+        if let Some(secret) = configured {
+            return Ok(Self::new(secret.expose().as_bytes()));
+        }
+        let path = data_dir.join("ack-secret");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().len() >= 32 => return Ok(Self::new(text.trim().as_bytes())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = hex(&bytes);
+        std::fs::create_dir_all(data_dir)?;
+        write_private(&path, &secret)?;
+        Ok(Self::new(secret.as_bytes()))
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        HmacSha256::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    pub fn sign(&self, incident_id: i64, expires: Timestamp) -> String {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        self.sign_with_nonce(incident_id, expires, nonce)
+    }
+
+    pub fn sign_with_nonce(&self, incident_id: i64, expires: Timestamp, nonce: [u8; 12]) -> String {
+        let mut payload = Vec::with_capacity(PAYLOAD_LEN);
+        payload.extend_from_slice(&incident_id.to_be_bytes());
+        payload.extend_from_slice(&expires.0.to_be_bytes());
+        payload.extend_from_slice(&nonce);
+        let mut mac = self.mac();
+        mac.update(&payload);
+        let tag = mac.finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// Checks the signature (constant time) and then the expiry.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<AckClaim, AckError> {
+        let (payload, tag) = token.split_once('.').ok_or(AckError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AckError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| AckError::Malformed)?;
+        if payload.len() != PAYLOAD_LEN {
+            return Err(AckError::Malformed);
+        }
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&tag).map_err(|_| AckError::Forged)?;
+        let field = |range: std::ops::Range<usize>| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&payload[range]);
+            i64::from_be_bytes(bytes)
+        };
+        let incident_id = field(0..8);
+        if field(8..16) < now.0 {
+            return Err(AckError::Expired);
+        }
+        Ok(AckClaim {
+            incident_id,
+            nonce: URL_SAFE_NO_PAD.encode(&payload[16..]),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+    #[test]
+    fn a_signed_link_verifies_until_it_expires() {
+        let key = AckKey::new(b"0123456789abcdef0123456789abcdef");
+        let token = key.sign(42, Timestamp(NOW.0 + 60_000));
+        let claim = key.verify(&token, NOW).expect("valid");
+        assert_eq!(claim.incident_id, 42);
+        assert_eq!(
+            key.verify(&token, Timestamp(NOW.0 + 60_001)),
+            Err(AckError::Expired)
+        );
+    }
+
+    #[test]
+    fn forged_and_malformed_links_are_refused() {
+        let key = AckKey::new(b"0123456789abcdef0123456789abcdef");
+        let other = AckKey::new(b"another key, another key, another");
+        let token = other.sign(42, Timestamp(NOW.0 + 60_000));
+        assert_eq!(key.verify(&token, NOW), Err(AckError::Forged));
+        // Changing the incident id invalidates the signature.
+        let genuine = key.sign(42, Timestamp(NOW.0 + 60_000));
+        let (payload, tag) = genuine.split_once('.').expect("dot");
+        let mut bytes = URL_SAFE_NO_PAD.decode(payload).expect("b64");
+        bytes[7] = 43;
+        let tampered = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(key.verify(&tampered, NOW), Err(AckError::Forged));
+        for junk in ["", "abc", "a.b", "%%%.%%%", &format!("{payload}.")] {
+            assert!(key.verify(junk, NOW).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn each_link_has_its_own_nonce() {
+        let key = AckKey::new(b"0123456789abcdef0123456789abcdef");
+        let expires = Timestamp(NOW.0 + 1);
+        let a = key.verify(&key.sign(1, expires), NOW).expect("a");
+        let b = key.verify(&key.sign(1, expires), NOW).expect("b");
+        assert_ne!(a.nonce, b.nonce);
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = AckKey::load_or_create(None, dir.path()).expect("create");
+        let token = first.sign(7, Timestamp(NOW.0 + 1000));
+        let second = AckKey::load_or_create(None, dir.path()).expect("load");
+        assert!(second.verify(&token, NOW).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("ack-secret"))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

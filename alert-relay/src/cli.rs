@@ -1,1 +1,228 @@
-//! Being written.
+//! The command line: `serve`, `check-config`, `simulate`, `test-notify`, `healthcheck`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use exporter::telemetry::LogFormat;
+use url::Url;
+
+use crate::config::{Config, TargetConfig};
+use crate::domain::{sample_notification, Labels, NotificationKind, TargetName, Timestamp};
+use crate::escalation::{Action, Event, Incident};
+use crate::templates::Templates;
+
+/// Relays Alertmanager webhooks to ntfy (and more), escalating along a policy until someone
+/// acknowledges, the alert resolves or it is silenced.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay.
+    Serve(ServeArgs),
+    /// Validate a policy file and print a summary (exit 1 with every error otherwise).
+    CheckConfig {
+        /// The escalation-policy YAML.
+        file: PathBuf,
+    },
+    /// Print which policy matches some labels and the escalation timeline, sending nothing.
+    Simulate {
+        #[arg(long, env = "RELAY_CONFIG")]
+        config: PathBuf,
+        /// Labels of the alert, e.g. severity=critical,alertname=HighErrorRate.
+        #[arg(long)]
+        labels: String,
+    },
+    /// Send a clearly marked test notification to one target and report its answer.
+    TestNotify {
+        #[arg(long, env = "RELAY_CONFIG")]
+        config: PathBuf,
+        /// Target name, e.g. ntfy.primary.
+        target: String,
+    },
+    /// Exit 0 if a relay answers /health on --listen (for container healthchecks).
+    Healthcheck {
+        #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:9465")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The escalation-policy YAML.
+    #[arg(
+        long,
+        env = "RELAY_CONFIG",
+        default_value = "monitoring/alert-relay/escalation-policy.yml"
+    )]
+    pub config: PathBuf,
+    /// Address for webhooks, acknowledge links, /health, /ready and /metrics.
+    #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:9465")]
+    pub listen: SocketAddr,
+    /// Directory of the durable state (SQLite) and the generated ack key.
+    #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Loki base URL to ship logs to (e.g. http://loki:3100).
+    #[arg(long, env = "LOKI_URL")]
+    pub loki_url: Option<Url>,
+}
+
+/// `check-config`: the summary printed on success.
+pub fn check_config(file: &Path) -> Result<String, String> {
+    let config = Config::load(file).map_err(|e| e.to_string())?;
+    let templates = Templates::new(&config);
+    let mut out = format!("{}: valid\n", file.display());
+    out.push_str(&format!(
+        "targets: {}\n",
+        config
+            .targets
+            .keys()
+            .map(TargetName::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for (name, why) in &config.disabled_targets {
+        out.push_str(&format!("switched off: {name} ({why})\n"));
+    }
+    for policy in &config.policies {
+        let matchers: Vec<&str> = policy.matchers.iter().map(|m| m.as_str()).collect();
+        out.push_str(&format!(
+            "policy {} [{}]: {} step(s){}\n",
+            policy.name,
+            if matchers.is_empty() {
+                "everything".to_owned()
+            } else {
+                matchers.join(", ")
+            },
+            policy.plan.steps.len(),
+            if policy.plan.send_resolved {
+                ", announces resolves"
+            } else {
+                ""
+            }
+        ));
+        for kind in [NotificationKind::Firing, NotificationKind::Resolved] {
+            let rendered =
+                templates.render(&sample_notification(policy.name.as_str(), "sample", kind));
+            out.push_str(&format!("  sample {kind:?}: {}\n", rendered.title));
+        }
+    }
+    Ok(out)
+}
+
+pub fn parse_labels(text: &str) -> Result<Labels, String> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not name=value"))?;
+            Ok((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+/// `simulate`: which policy, then who is notified when (first 24 hours).
+pub fn simulate(config: &Config, labels: &Labels) -> String {
+    let Some(policy) = config.policy_for(labels) else {
+        return "no policy matches these labels: nothing would be sent\n".into();
+    };
+    let mut out = format!("policy: {}\n", policy.name);
+    let start = Timestamp(0);
+    let (mut incident, mut actions) = Incident::start(policy.plan.clone(), start);
+    let mut now = start;
+    let horizon = Timestamp(24 * 3600 * 1000);
+    loop {
+        for action in &actions {
+            if let Action::Notify { step, targets, .. } = action {
+                let who: Vec<&str> = targets.iter().map(TargetName::as_str).collect();
+                let at = humantime::format_duration(Duration::from_millis(
+                    u64::try_from(now.0).unwrap_or(0),
+                ));
+                out.push_str(&format!(
+                    "  +{at:<8} step {}: {}\n",
+                    step + 1,
+                    if who.is_empty() {
+                        "(no enabled target)".to_owned()
+                    } else {
+                        who.join(", ")
+                    }
+                ));
+            }
+        }
+        match incident.next_due() {
+            Some(due) if due <= horizon => {
+                now = due;
+                actions = incident.handle(Event::Due, now);
+            }
+            _ => break,
+        }
+    }
+    out.push_str("stops on resolve, acknowledge or silence");
+    out.push_str(if policy.plan.send_resolved {
+        "; resolves are announced\n"
+    } else {
+        "\n"
+    });
+    out
+}
+
+/// `test-notify`: one marked notification to one target, with the vendor's answer.
+pub async fn test_notify(config: &Config, target: &str) -> Result<String, String> {
+    let name = TargetName::from(target);
+    if config.disabled_targets.contains_key(&name) {
+        return Err(format!(
+            "{target} is switched off: {}",
+            config.disabled_targets[&name]
+        ));
+    }
+    let Some(kind) = config.targets.get(&name) else {
+        let known: Vec<&str> = config.targets.keys().map(TargetName::as_str).collect();
+        return Err(format!(
+            "unknown target `{target}` (defined: {})",
+            known.join(", ")
+        ));
+    };
+    let client = reqwest::Client::builder()
+        .timeout(config.delivery.timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sinks = crate::sinks::build(config, &client);
+    let sink = &sinks[&name];
+    let mut n = sample_notification("test", target, NotificationKind::Firing);
+    n.ack_url = None;
+    n.sequence_id = format!("relay-test-{}", Timestamp::now().0);
+    let text = crate::templates::Rendered {
+        title: "TEST from alert-relay".into(),
+        body: format!(
+            "This is a test notification for {target}. If you see it, this target works."
+        ),
+    };
+    match sink.send(&n, &text).await {
+        crate::sinks::Outcome::Delivered => Ok(format!("{target}: delivered ({})", describe(kind))),
+        crate::sinks::Outcome::Retry { reason, .. } => {
+            Err(format!("{target}: failed, would be retried: {reason}"))
+        }
+        crate::sinks::Outcome::Permanent { reason } => Err(format!("{target}: refused: {reason}")),
+    }
+}
+
+fn describe(target: &TargetConfig) -> String {
+    match target {
+        TargetConfig::Ntfy(c) => format!("ntfy {} topic {}", c.server, c.topic),
+        TargetConfig::Log(c) => format!(
+            "log {}",
+            c.path
+                .as_ref()
+                .map_or("stdout".into(), |p| p.display().to_string())
+        ),
+    }
+}

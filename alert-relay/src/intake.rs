@@ -1,1 +1,216 @@
-//! Being written.
+//! Alertmanager webhook intake: authentication (constant time), the payload v4 wire types
+//! (private, tolerant of unknown fields) and their conversion into a domain `AlertGroup`.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::HeaderMap;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::WebhookAuth;
+use crate::domain::{Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels};
+
+/// Checks the `Authorization` header. Both sides are hashed first, so the comparison takes
+/// the same time whatever the length or content of the guess.
+pub fn authorized(auth: &WebhookAuth, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match auth {
+        WebhookAuth::None => true,
+        WebhookAuth::Bearer(token) => {
+            let presented = given
+                .strip_prefix("Bearer ")
+                .or_else(|| given.strip_prefix("bearer "))
+                .unwrap_or("");
+            same(presented.as_bytes(), token.expose().as_bytes()) && !presented.is_empty()
+        }
+        WebhookAuth::Basic { username, password } => {
+            let decoded = given
+                .strip_prefix("Basic ")
+                .and_then(|b| STANDARD.decode(b.trim()).ok())
+                .unwrap_or_default();
+            let expected = format!("{username}:{}", password.expose());
+            // Both halves compared together: no early exit on a wrong username.
+            same(&decoded, expected.as_bytes()) && !decoded.is_empty()
+        }
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    version: Option<String>,
+    group_key: String,
+    #[serde(default)]
+    truncated_alerts: u64,
+    status: AlertStatus,
+    #[serde(default)]
+    receiver: String,
+    #[serde(default)]
+    group_labels: Labels,
+    #[serde(default)]
+    common_labels: Labels,
+    #[serde(default)]
+    common_annotations: Labels,
+    #[serde(rename = "externalURL", default)]
+    external_url: Option<String>,
+    alerts: Vec<WireAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAlert {
+    status: AlertStatus,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    annotations: Labels,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(rename = "generatorURL", default)]
+    generator_url: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+}
+
+/// Parses a webhook body; the error says what is wrong and where.
+pub fn parse(body: &[u8]) -> Result<AlertGroup, String> {
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| format!("invalid Alertmanager webhook: {e}"))?;
+    if let Some(version) = payload.version.as_deref().filter(|v| *v != "4") {
+        return Err(format!(
+            "unsupported webhook version {version:?}: only version \"4\" is understood"
+        ));
+    }
+    if payload.group_key.is_empty() {
+        return Err("invalid Alertmanager webhook: groupKey is empty".into());
+    }
+    if payload.alerts.is_empty() {
+        return Err("invalid Alertmanager webhook: alerts is empty".into());
+    }
+    let alerts = payload
+        .alerts
+        .into_iter()
+        .map(|a| {
+            // Old Alertmanagers send no fingerprint: derive a stable one from the labels.
+            let fingerprint = a
+                .fingerprint
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| label_hash(&a.labels));
+            Alert {
+                status: a.status,
+                labels: a.labels,
+                annotations: a.annotations,
+                starts_at: a.starts_at,
+                ends_at: a.ends_at.filter(|e| !e.starts_with("0001-")),
+                generator_url: a.generator_url.filter(|u| !u.is_empty()),
+                fingerprint: Fingerprint(fingerprint),
+            }
+        })
+        .collect();
+    Ok(AlertGroup {
+        group_key: GroupKey(payload.group_key),
+        status: payload.status,
+        receiver: payload.receiver,
+        group_labels: payload.group_labels,
+        common_labels: payload.common_labels,
+        common_annotations: payload.common_annotations,
+        external_url: payload.external_url,
+        truncated_alerts: payload.truncated_alerts,
+        alerts,
+    })
+}
+
+fn label_hash(labels: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in labels {
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(v.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn bearer_and_basic_credentials() {
+        let bearer = WebhookAuth::Bearer(Secret("0123456789abcdef".into()));
+        assert!(authorized(&bearer, &headers("Bearer 0123456789abcdef")));
+        assert!(!authorized(&bearer, &headers("Bearer 0123456789abcdeF")));
+        assert!(!authorized(&bearer, &headers("Bearer ")));
+        assert!(!authorized(&bearer, &HeaderMap::new()));
+        assert!(!authorized(
+            &bearer,
+            &headers("Basic MDEyMzQ1Njc4OWFiY2RlZg==")
+        ));
+        let basic = WebhookAuth::Basic {
+            username: "am".into(),
+            password: Secret("pw".into()),
+        };
+        assert!(authorized(
+            &basic,
+            &headers(&format!("Basic {}", STANDARD.encode("am:pw")))
+        ));
+        assert!(!authorized(
+            &basic,
+            &headers(&format!("Basic {}", STANDARD.encode("am:px")))
+        ));
+        assert!(!authorized(&basic, &headers("Basic !!!")));
+    }
+
+    #[test]
+    fn a_v4_payload_with_unknown_fields_parses() {
+        let body = br#"{"version":"4","groupKey":"{}:{alertname=\"X\"}","truncatedAlerts":0,"status":"firing",
+            "receiver":"relay","groupLabels":{"alertname":"X"},"commonLabels":{"alertname":"X","severity":"critical"},
+            "commonAnnotations":{},"externalURL":"http://am:9093","notification_reason":"new","routeLabels":{},
+            "alerts":[{"status":"firing","labels":{"alertname":"X"},"annotations":{},"startsAt":"2026-11-01T00:00:00Z",
+            "endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom/graph","fingerprint":"abc"}]}"#;
+        let group = parse(body).expect("valid");
+        assert_eq!(group.alerts[0].fingerprint.as_str(), "abc");
+        assert_eq!(
+            group.alerts[0].ends_at, None,
+            "the zero time means still firing"
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_say_what_is_wrong() {
+        let error = parse(b"{\"version\":\"4\"").expect_err("truncated");
+        assert!(
+            error.starts_with("invalid Alertmanager webhook: EOF"),
+            "{error}"
+        );
+        let error = parse(br#"{"version":"4","groupKey":"k","status":"burning","alerts":[]}"#)
+            .expect_err("status");
+        assert!(error.contains("unknown variant `burning`"), "{error}");
+        let error = parse(br#"{"version":"3","groupKey":"k","status":"firing","alerts":[]}"#)
+            .expect_err("version");
+        assert!(error.contains("unsupported webhook version"), "{error}");
+        let error = parse(br#"{"groupKey":"k","status":"firing","alerts":[]}"#).expect_err("empty");
+        assert!(error.contains("alerts is empty"), "{error}");
+        assert!(parse(&[0xff, 0xfe, 0x00]).is_err());
+    }
+}

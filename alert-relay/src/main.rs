@@ -1,1 +1,93 @@
-fn main() {}
+//! `alert-relay`: parses the command line and runs one subcommand.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alert_relay::cli::{self, Cli, Command, ServeArgs};
+use alert_relay::config::Config;
+use alert_relay::server::{self, Relay};
+use anyhow::Context;
+use clap::Parser;
+use exporter::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("alert-relay: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<String> = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)).map(|()| String::new()),
+        Command::CheckConfig { file } => cli::check_config(&file).map_err(anyhow::Error::msg),
+        Command::Simulate { config, labels } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                Ok(cli::simulate(
+                    &c,
+                    &cli::parse_labels(&labels).map_err(anyhow::Error::msg)?,
+                ))
+            }),
+        Command::TestNotify { config, target } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                runtime
+                    .block_on(cli::test_notify(&c, &target))
+                    .map_err(anyhow::Error::msg)
+            }),
+        Command::Healthcheck { listen } => runtime
+            .block_on(healthcheck(listen))
+            .map(|()| String::new()),
+    };
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Validate before anything starts: a bad file never half-runs.
+    let config = Config::load(&args.config)?;
+    let guard = telemetry::init("alert-relay", args.log_format, args.loki_url.as_ref())?;
+    let result = async {
+        let relay = Relay::new(config, &args.data_dir)
+            .with_context(|| format!("cannot open the state in {}", args.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        server::run(listener, relay, telemetry::shutdown_signal()).await
+    }
+    .await;
+    if let Err(error) = &result {
+        tracing::error!(error = %format!("{error:#}"), "alert-relay failed");
+    }
+    guard.shutdown(Duration::from_secs(5)).await;
+    result
+}
+
+async fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut address = listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("no answer from http://{address}/health"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "/health answered {}",
+        response.status()
+    );
+    Ok(())
+}

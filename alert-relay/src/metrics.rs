@@ -1,1 +1,159 @@
-//! Being written.
+//! The relay's own metrics (`relay_*`), listed in docs/metrics.md.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct RelayMetrics {
+    pub registry: Registry,
+    pub webhooks: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub delivery_seconds: HistogramVec,
+    pub outbox_depth: IntGauge,
+    pub dead_letters: IntCounterVec,
+    pub incidents_open: IntGauge,
+    pub steps: IntCounterVec,
+    pub stopped: IntCounterVec,
+    pub webhook_seconds: Histogram,
+    pub config_reloads: IntCounterVec,
+}
+
+/// Outcomes of `relay_webhooks_received_total`.
+pub const WEBHOOK_OUTCOMES: [&str; 6] = [
+    "accepted",
+    "duplicate",
+    "unauthorized",
+    "bad_request",
+    "too_large",
+    "store_error",
+];
+
+impl RelayMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(
+            Opts::new("relay_build_info", "The running relay build (always 1)."),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let metrics = Self {
+            webhooks: IntCounterVec::new(
+                Opts::new(
+                    "relay_webhooks_received_total",
+                    "Alertmanager webhooks received, by how they were answered.",
+                ),
+                &["outcome"],
+            )?,
+            notifications: IntCounterVec::new(
+                Opts::new(
+                    "relay_notifications_total",
+                    "Delivery attempts by target and result (delivered, retried, dead_letter).",
+                ),
+                &["target", "outcome"],
+            )?,
+            delivery_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "relay_delivery_duration_seconds",
+                    "Time of one delivery attempt to a vendor.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["target"],
+            )?,
+            outbox_depth: IntGauge::new(
+                "relay_outbox_depth",
+                "Notifications waiting for delivery.",
+            )?,
+            dead_letters: IntCounterVec::new(
+                Opts::new(
+                    "relay_dead_letters_total",
+                    "Notifications given up on (permanent vendor error or too old).",
+                ),
+                &["target"],
+            )?,
+            incidents_open: IntGauge::new("relay_incidents_open", "Incidents not resolved yet.")?,
+            steps: IntCounterVec::new(
+                Opts::new(
+                    "relay_escalation_steps_total",
+                    "Escalation steps fired, by policy.",
+                ),
+                &["policy"],
+            )?,
+            stopped: IntCounterVec::new(
+                Opts::new(
+                    "relay_escalations_stopped_total",
+                    "Escalations stopped, by reason (resolved, acknowledged, silenced).",
+                ),
+                &["reason"],
+            )?,
+            webhook_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "relay_webhook_duration_seconds",
+                    "Time to answer a webhook, durable write included.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new(
+                    "relay_config_reloads_total",
+                    "Policy reloads, by result (success, failure).",
+                ),
+                &["result"],
+            )?,
+            registry,
+        };
+        let r = &metrics.registry;
+        r.register(Box::new(build))?;
+        r.register(Box::new(metrics.webhooks.clone()))?;
+        r.register(Box::new(metrics.notifications.clone()))?;
+        r.register(Box::new(metrics.delivery_seconds.clone()))?;
+        r.register(Box::new(metrics.outbox_depth.clone()))?;
+        r.register(Box::new(metrics.dead_letters.clone()))?;
+        r.register(Box::new(metrics.incidents_open.clone()))?;
+        r.register(Box::new(metrics.steps.clone()))?;
+        r.register(Box::new(metrics.stopped.clone()))?;
+        r.register(Box::new(metrics.webhook_seconds.clone()))?;
+        r.register(Box::new(metrics.config_reloads.clone()))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        // Known label values start at 0, so rate() works from the first scrape.
+        for outcome in WEBHOOK_OUTCOMES {
+            metrics.webhooks.with_label_values(&[outcome]).inc_by(0);
+        }
+        for reason in ["resolved", "acknowledged", "silenced"] {
+            metrics.stopped.with_label_values(&[reason]).inc_by(0);
+        }
+        for result in ["success", "failure"] {
+            metrics
+                .config_reloads
+                .with_label_values(&[result])
+                .inc_by(0);
+        }
+        Ok(metrics)
+    }
+
+    /// Starts the per-target series at 0.
+    pub fn init_target(&self, target: &str) {
+        for outcome in ["delivered", "retried", "dead_letter"] {
+            self.notifications
+                .with_label_values(&[target, outcome])
+                .inc_by(0);
+        }
+        self.dead_letters.with_label_values(&[target]).inc_by(0);
+    }
+
+    pub fn record_effects(&self, effects: &crate::store::Effects) {
+        for policy in &effects.steps {
+            self.steps.with_label_values(&[policy.as_str()]).inc();
+        }
+        for reason in &effects.stopped {
+            self.stopped.with_label_values(&[reason.as_str()]).inc();
+        }
+    }
+}

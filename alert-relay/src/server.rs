@@ -1,1 +1,390 @@
-//! Being written.
+//! The relay's HTTP side and its `run` entry point: webhook intake, acknowledge links and
+//! API, `/health`, `/ready`, `/metrics`; starts the scheduler and delivery workers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::ack::{AckError, AckKey};
+use crate::config::Config;
+use crate::domain::{TargetName, Timestamp};
+use crate::escalation::Event;
+use crate::metrics::RelayMetrics;
+use crate::sinks::{self, Backoff, Sink};
+use crate::store::{self, AckOutcome, IngestOutcome, Store};
+use crate::templates::Templates;
+use crate::worker::{self, Delivery, LinkComposer, Wakers};
+
+/// Shared by every handler and driver.
+pub struct Relay {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: RelayMetrics,
+    pub composer: Arc<LinkComposer>,
+    pub templates: Arc<Templates>,
+    pub sinks: BTreeMap<TargetName, Arc<dyn Sink>>,
+    pub wakers: Wakers,
+}
+
+impl Relay {
+    /// Opens the store in `data_dir` and builds sinks and templates from `config`.
+    pub fn new(config: Config, data_dir: &Path) -> anyhow::Result<Self> {
+        let store = Store::open(data_dir)?;
+        let key = AckKey::load_or_create(config.server.ack_secret.as_ref(), data_dir)?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let metrics = RelayMetrics::new()?;
+        let sinks = sinks::build(&config, &client);
+        for target in sinks.keys() {
+            metrics.init_target(target.as_str());
+        }
+        Ok(Self {
+            composer: Arc::new(LinkComposer {
+                public_url: config.server.public_url.clone(),
+                key,
+                ttl: config.server.ack_link_ttl,
+                alertmanager_url: config.server.alertmanager_url.clone(),
+            }),
+            templates: Arc::new(Templates::new(&config)),
+            sinks,
+            store,
+            metrics,
+            config,
+            wakers: Wakers::default(),
+        })
+    }
+}
+
+type Shared = Arc<Relay>;
+
+pub fn router(relay: Shared) -> Router {
+    let limit = relay.config.server.max_body_bytes;
+    Router::new()
+        .route("/webhook", post(webhook_default))
+        .route("/webhook/{policy}", post(webhook_named))
+        .route("/ack/{token}", post(ack_link))
+        .route("/api/v1/incidents/{id}/ack", post(ack_api))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(relay)
+}
+
+/// A JSON error answer; the detail is logged by the caller, never a secret.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn webhook_default(
+    State(relay): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    intake(relay, None, headers, body).await
+}
+
+async fn webhook_named(
+    State(relay): State<Shared>,
+    UrlPath(policy): UrlPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    intake(relay, Some(policy), headers, body).await
+}
+
+async fn intake(
+    relay: Shared,
+    policy: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let timer = relay.metrics.webhook_seconds.start_timer();
+    let count = |outcome: &str| relay.metrics.webhooks.with_label_values(&[outcome]).inc();
+    if !crate::intake::authorized(&relay.config.server.webhook_auth, &headers) {
+        count("unauthorized");
+        tracing::warn!("webhook refused: missing or wrong credentials");
+        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            count("too_large");
+            let limit = relay.config.server.max_body_bytes;
+            tracing::warn!(limit, "webhook refused: body too large");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes (server.max_body_bytes); lower max_alerts in Alertmanager"));
+        }
+        Err(rejection) => {
+            count("bad_request");
+            return error(StatusCode::BAD_REQUEST, rejection.body_text());
+        }
+    };
+    let group = match crate::intake::parse(&body) {
+        Ok(group) => group,
+        Err(message) => {
+            count("bad_request");
+            tracing::warn!(error = %message, "webhook refused");
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let chosen = match &policy {
+        Some(name) => match relay.config.policy_named(name) {
+            Some(p) => p,
+            None => {
+                count("bad_request");
+                let known: Vec<&str> = relay
+                    .config
+                    .policies
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no policy named `{name}` (defined: {})", known.join(", ")),
+                );
+            }
+        },
+        None => match relay.config.policy_for(group.match_labels()) {
+            Some(p) => p,
+            None => {
+                count("accepted");
+                tracing::info!(group = %group.group_key, "no policy matches; nothing to escalate");
+                return (StatusCode::OK, Json(json!({"status": "no_policy"}))).into_response();
+            }
+        },
+    };
+    let plan = chosen.plan.clone();
+    let composer = Arc::clone(&relay.composer);
+    let now = Timestamp::now();
+    let key = group.group_key.clone();
+    let result = relay
+        .store
+        .run(move |conn| store::ingest(conn, &plan, &group, composer.as_ref(), now))
+        .await;
+    timer.observe_duration();
+    match result {
+        Ok((outcome, effects)) => {
+            relay.metrics.record_effects(&effects);
+            let label = match outcome {
+                IngestOutcome::Started | IngestOutcome::Resolved => "accepted",
+                IngestOutcome::Refreshed | IngestOutcome::Ignored => "duplicate",
+            };
+            count(label);
+            if effects.queued > 0 || outcome == IngestOutcome::Started {
+                relay.wakers.wake_all();
+            }
+            tracing::info!(policy = %chosen.name, group = %key, ?outcome, queued = effects.queued, "webhook stored");
+            let status = format!("{outcome:?}").to_ascii_lowercase();
+            (StatusCode::OK, Json(json!({"status": status}))).into_response()
+        }
+        Err(e) => {
+            // 5xx: Alertmanager keeps the notification and retries.
+            count("store_error");
+            tracing::error!(error = %e, "webhook not stored; Alertmanager will retry");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the webhook; retry later",
+            )
+        }
+    }
+}
+
+async fn ack_link(State(relay): State<Shared>, UrlPath(token): UrlPath<String>) -> Response {
+    let now = Timestamp::now();
+    let claim = match relay.composer.key.verify(&token, now) {
+        Ok(claim) => claim,
+        Err(e) => {
+            tracing::warn!(error = %e, "acknowledge refused");
+            let status = if e == AckError::Expired {
+                StatusCode::GONE
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            return error(status, e.to_string());
+        }
+    };
+    acknowledge(
+        relay,
+        claim.incident_id,
+        Some(claim.nonce),
+        "ack link".into(),
+    )
+    .await
+}
+
+async fn ack_api(
+    State(relay): State<Shared>,
+    UrlPath(id): UrlPath<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if !crate::intake::authorized(&relay.config.server.webhook_auth, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let by = headers
+        .get("x-acknowledged-by")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("api")
+        .to_owned();
+    acknowledge(relay, id, None, by).await
+}
+
+async fn acknowledge(relay: Shared, id: i64, nonce: Option<String>, by: String) -> Response {
+    let composer = Arc::clone(&relay.composer);
+    let now = Timestamp::now();
+    let who = by.clone();
+    let result = relay
+        .store
+        .run(move |conn| {
+            store::stop(
+                conn,
+                id,
+                Event::Acknowledged { by: who },
+                nonce.as_deref(),
+                composer.as_ref(),
+                now,
+            )
+        })
+        .await;
+    match result {
+        Ok((AckOutcome::Acknowledged, effects)) => {
+            relay.metrics.record_effects(&effects);
+            relay.wakers.wake_all();
+            tracing::info!(incident = id, %by, "incident acknowledged; escalation stopped");
+            (
+                StatusCode::OK,
+                Json(json!({"status": "acknowledged", "incident": id})),
+            )
+                .into_response()
+        }
+        Ok((AckOutcome::NotEscalating, _)) => (
+            StatusCode::OK,
+            Json(json!({"status": "not_escalating", "incident": id})),
+        )
+            .into_response(),
+        Ok((AckOutcome::UnknownIncident, _)) => {
+            error(StatusCode::NOT_FOUND, format!("no incident {id}"))
+        }
+        Ok((AckOutcome::Replayed, _)) => {
+            tracing::warn!(incident = id, "acknowledge link replayed; refused");
+            error(
+                StatusCode::CONFLICT,
+                "this acknowledge link was used already",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, incident = id, "acknowledge not stored");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not store the acknowledgement; retry",
+            )
+        }
+    }
+}
+
+async fn ready(State(relay): State<Shared>) -> Response {
+    match relay.store.writable().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: store not writable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(relay): State<Shared>) -> Response {
+    let body = exporter::layer::encode(&relay.metrics.registry);
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            exporter::layer::TEXT_CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown`, then lets deliveries in progress finish and returns.
+pub async fn run(
+    listener: TcpListener,
+    relay: Relay,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let relay = Arc::new(relay);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let known: Vec<TargetName> = relay.sinks.keys().cloned().collect();
+    let orphans = relay
+        .store
+        .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
+        .await?;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "pending notifications for targets no longer configured were dead-lettered"
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(worker::run_scheduler(
+        relay.store.clone(),
+        Arc::clone(&relay.composer),
+        relay.metrics.clone(),
+        relay.wakers.clone(),
+        stop_rx.clone(),
+    ));
+    let delivery = &relay.config.delivery;
+    for (target, sink) in &relay.sinks {
+        let worker = Delivery {
+            store: relay.store.clone(),
+            sink: Arc::clone(sink),
+            target: target.clone(),
+            templates: Arc::clone(&relay.templates),
+            backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
+            timeout: delivery.timeout,
+            give_up_after: delivery.give_up_after,
+            metrics: relay.metrics.clone(),
+        };
+        tasks.spawn(worker::run_delivery(
+            worker,
+            relay.wakers.register_delivery(),
+            stop_rx.clone(),
+        ));
+    }
+    for (target, why) in &relay.config.disabled_targets {
+        tracing::info!(%target, reason = %why, "target switched off");
+    }
+    tracing::info!(address = %listener.local_addr()?, targets = relay.sinks.len(), policies = relay.config.policies.len(), "alert-relay listening");
+    axum::serve(listener, router(Arc::clone(&relay)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tx.send(true);
+    let deadline = relay.config.delivery.timeout + Duration::from_secs(1);
+    if tokio::time::timeout(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            "deliveries still running at shutdown were cut; they will be retried after restart"
+        );
+    }
+    tracing::info!("alert-relay stopped");
+    Ok(())
+}

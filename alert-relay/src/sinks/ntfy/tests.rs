@@ -1,0 +1,180 @@
+//! The exact ntfy requests, checked against a recording fake server (wiremock).
+
+use std::time::Duration;
+
+use url::Url;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::request::truncate_for_test;
+use super::*;
+use crate::config::{NtfyAuth, NtfyConfig, Secret};
+use crate::domain::{sample_notification, NotificationKind};
+use crate::sinks::{Outcome, Sink};
+use crate::templates::Rendered;
+
+fn config(server: &str) -> NtfyConfig {
+    NtfyConfig {
+        server: Url::parse(server).expect("url"),
+        topic: "oncall-primary".into(),
+        auth: NtfyAuth::Token(Secret("tk_e2e".into())),
+        priorities: [5, 4, 3],
+        tags: vec![],
+    }
+}
+
+fn text() -> Rendered {
+    Rendered {
+        title: "[critical] GatewayHighErrorRate".into(),
+        body: "The gateway answers more than 5% of requests with 5xx.".into(),
+    }
+}
+
+#[test]
+fn a_critical_page_has_priority_click_actions_and_sequence_id() {
+    let config = config("http://ntfy.local");
+    let n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    let text = text();
+    let json = serde_json::to_value(build_message(&config, &n, &text)).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "topic": "oncall-primary",
+            "title": "[critical] GatewayHighErrorRate",
+            "message": "The gateway answers more than 5% of requests with 5xx.",
+            "priority": 5,
+            "tags": ["rotating_light"],
+            "click": "https://example.com/docs/runbooks/GatewayHighErrorRate.md",
+            "actions": [
+                {"action": "view", "label": "Runbook", "url": "https://example.com/docs/runbooks/GatewayHighErrorRate.md", "clear": false},
+                {"action": "http", "label": "Acknowledge", "url": "https://relay.example.com/ack/TOKEN", "method": "POST", "clear": true},
+                {"action": "view", "label": "Silence", "url": "http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D", "clear": false}
+            ],
+            "sequence_id": "relay-1"
+        })
+    );
+}
+
+#[test]
+fn severities_map_to_priorities_and_resolves_are_quiet() {
+    let config = config("http://ntfy.local");
+    let text = text();
+    let mut n = sample_notification("p", "t", NotificationKind::Firing);
+    n.group
+        .common_labels
+        .insert("severity".into(), "warning".into());
+    assert_eq!(build_message(&config, &n, &text).priority, 4);
+    n.group
+        .common_labels
+        .insert("severity".into(), "info".into());
+    assert_eq!(build_message(&config, &n, &text).priority, 3);
+    let resolved = sample_notification("p", "t", NotificationKind::Resolved);
+    let message = serde_json::to_value(build_message(&config, &resolved, &text)).expect("json");
+    assert_eq!(message["priority"], 2);
+    assert_eq!(message["sequence_id"], "relay-1", "replaces the page");
+    assert_eq!(
+        message["actions"].as_array().map(Vec::len),
+        Some(1),
+        "only the runbook"
+    );
+}
+
+#[test]
+fn without_a_runbook_the_click_goes_to_the_source() {
+    let config = config("http://ntfy.local");
+    let text = text();
+    let mut n = sample_notification("p", "t", NotificationKind::Firing);
+    n.group.common_annotations.remove("runbook_url");
+    for alert in &mut n.group.alerts {
+        alert.annotations.remove("runbook_url");
+    }
+    let message = serde_json::to_value(build_message(&config, &n, &text)).expect("json");
+    assert!(message["click"]
+        .as_str()
+        .expect("click")
+        .starts_with("http://prometheus:9090/graph"));
+}
+
+#[test]
+fn long_messages_are_cut_within_the_limit_on_a_char_boundary() {
+    let long = "é".repeat(5000);
+    let cut = truncate_for_test(&long, MAX_MESSAGE_BYTES);
+    assert!(cut.len() <= MAX_MESSAGE_BYTES);
+    assert!(cut.ends_with('…'));
+    assert_eq!(truncate_for_test("short", MAX_MESSAGE_BYTES), "short");
+}
+
+async fn send_with(response: ResponseTemplate) -> (Outcome, MockServer) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(header("authorization", "Bearer tk_e2e"))
+        .respond_with(response)
+        .mount(&server)
+        .await;
+    let sink = NtfySink::new(config(&server.uri()), reqwest::Client::new());
+    let n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    let outcome = sink.send(&n, &text()).await;
+    (outcome, server)
+}
+
+#[tokio::test]
+async fn delivers_with_the_token_to_the_server_root() {
+    let (outcome, server) =
+        send_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "x"}))).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("json");
+    assert_eq!(body["topic"], "oncall-primary");
+    assert_eq!(requests[0].headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn retries_on_503_and_429_with_retry_after() {
+    let (outcome, _server) = send_with(ResponseTemplate::new(503)).await;
+    assert!(
+        matches!(outcome, Outcome::Retry { after: None, .. }),
+        "{outcome:?}"
+    );
+    let (outcome, _server) = send_with(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "30")
+            .set_body_json(
+                serde_json::json!({"code": 42901, "http": 429, "error": "limit reached"}),
+            ),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Retry {
+            after: Some(Duration::from_secs(30)),
+            reason: "ntfy answered 429 Too Many Requests: limit reached".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn gives_up_on_400_with_ntfys_reason() {
+    let (outcome, _server) = send_with(
+        ResponseTemplate::new(400).set_body_json(serde_json::json!({"code": 40018, "http": 400, "error": "invalid request: actions invalid"})),
+    )
+    .await;
+    assert_eq!(
+        outcome,
+        Outcome::Permanent {
+            reason: "ntfy answered 400 Bad Request: invalid request: actions invalid".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_dead_server_is_retried() {
+    let sink = NtfySink::new(config("http://127.0.0.1:9"), reqwest::Client::new());
+    let n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    let outcome = sink.send(&n, &text()).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry { reason, .. } if reason.starts_with("request failed")),
+        "{outcome:?}"
+    );
+}

@@ -1,0 +1,151 @@
+//! Titles and bodies with handlebars: defaults that read well on a lock screen, overridable
+//! per policy. A template that fails to render falls back to the default (and is logged):
+//! a page is never lost to a template mistake.
+
+use handlebars::Handlebars;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::domain::{AlertStatus, Notification, NotificationKind};
+
+pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}[{{severity}}] {{alertname}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}";
+pub const DEFAULT_BODY: &str = "{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}";
+
+/// Rendered text of one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub title: String,
+    pub body: String,
+}
+
+pub struct Templates {
+    registry: Handlebars<'static>,
+}
+
+impl Templates {
+    /// Compiles the defaults and every policy's templates (validated already by `config`).
+    pub fn new(config: &Config) -> Self {
+        let mut registry = Handlebars::new();
+        registry.register_escape_fn(handlebars::no_escape);
+        let mut add = |name: String, text: &str| {
+            if let Err(error) = registry.register_template_string(&name, text) {
+                tracing::error!(template = %name, %error, "template does not compile; the default is used");
+            }
+        };
+        add("default/title".into(), DEFAULT_TITLE);
+        add("default/body".into(), DEFAULT_BODY);
+        for policy in &config.policies {
+            if let Some(text) = &policy.title_template {
+                add(format!("{}/title", policy.name), text);
+            }
+            if let Some(text) = &policy.body_template {
+                add(format!("{}/body", policy.name), text);
+            }
+        }
+        Self { registry }
+    }
+
+    pub fn render(&self, notification: &Notification) -> Rendered {
+        let context = context(notification);
+        let policy = notification.policy.as_str();
+        Rendered {
+            title: self.one(policy, "title", &context),
+            body: self.one(policy, "body", &context),
+        }
+    }
+
+    fn one(&self, policy: &str, part: &str, context: &Value) -> String {
+        let custom = format!("{policy}/{part}");
+        if self.registry.has_template(&custom) {
+            match self.registry.render(&custom, context) {
+                Ok(text) => return text.trim().to_owned(),
+                Err(error) => {
+                    tracing::error!(template = %custom, %error, "template failed to render; the default is used");
+                }
+            }
+        }
+        self.registry
+            .render(&format!("default/{part}"), context)
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_else(|_| String::from("alert"))
+    }
+}
+
+/// What templates can use (documented in docs/configuration.md).
+pub fn context(n: &Notification) -> Value {
+    let group = &n.group;
+    let first = group.alerts.first();
+    let label = |name: &str| {
+        group
+            .common_labels
+            .get(name)
+            .or_else(|| first.and_then(|a| a.labels.get(name)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let annotation = |name: &str| {
+        group
+            .common_annotations
+            .get(name)
+            .or_else(|| first.and_then(|a| a.annotations.get(name)))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let firing = group
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .count();
+    let seconds = (n.created_at.0 - n.incident_started_at.0).max(0) / 1000;
+    let duration = humantime::format_duration(std::time::Duration::from_secs(
+        // Minutes are enough on a phone.
+        if seconds >= 60 {
+            seconds - seconds % 60
+        } else {
+            seconds
+        } as u64,
+    ))
+    .to_string();
+    let severity = Some(label("severity"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "none".to_owned());
+    json!({
+        "kind": match n.kind {
+            NotificationKind::Firing => "firing",
+            NotificationKind::Resolved => "resolved",
+            NotificationKind::Acknowledged => "acknowledged",
+        },
+        "status": if n.kind == NotificationKind::Resolved { "resolved" } else { "firing" },
+        "resolved": n.kind == NotificationKind::Resolved,
+        "acknowledged": n.kind == NotificationKind::Acknowledged,
+        "alertname": label("alertname"),
+        "severity": severity,
+        "summary": annotation("summary"),
+        "description": annotation("description"),
+        "labels": group.common_labels,
+        "annotations": group.common_annotations,
+        "alerts": group.alerts.iter().map(|a| json!({
+            "status": a.status,
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "starts_at": a.starts_at,
+            "generator_url": a.generator_url,
+        })).collect::<Vec<_>>(),
+        "count": group.alerts.len(),
+        "firing_count": firing,
+        "resolved_count": group.alerts.len() - firing,
+        "runbook_url": n.runbook_url(),
+        "generator_url": n.generator_url(),
+        "silence_url": n.silence_url,
+        "ack_url": n.ack_url,
+        "started_at": n.incident_started_at.0 / 1000,
+        "duration": duration,
+        "step": n.step + 1,
+        "policy": n.policy.as_str(),
+        "incident_id": n.incident_id,
+        "target": n.target.as_str(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
