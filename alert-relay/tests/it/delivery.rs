@@ -1,0 +1,303 @@
+//! What reaches ntfy, when, and what happens when ntfy misbehaves.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+async fn ntfy_answering(status: u16) -> MockServer {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&ntfy)
+        .await;
+    ntfy
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_critical_alert_pages_the_primary_with_the_exact_request() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(header("authorization", "Bearer tk_e2e"))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(
+        &policy,
+        &dir.path().join("data"),
+        Some("https://relay.test"),
+    )
+    .await;
+    let started = Instant::now();
+    relay
+        .webhook(&webhook("GatewayHighErrorRate", "firing"))
+        .await;
+    let push = wait_pushes(&ntfy, 1).await.remove(0);
+    let latency = started.elapsed();
+    assert!(latency < Duration::from_secs(5), "{latency:?}");
+
+    assert_eq!(push["topic"], "oncall-primary");
+    assert_eq!(push["priority"], 5);
+    assert_eq!(push["title"], "[critical] GatewayHighErrorRate");
+    assert_eq!(
+        push["click"],
+        "https://runbooks.test/docs/runbooks/GatewayHighErrorRate.md"
+    );
+    assert_eq!(push["sequence_id"], "relay-1");
+    assert_eq!(push["tags"], serde_json::json!(["rotating_light"]));
+    let actions = push["actions"].as_array().expect("actions");
+    assert_eq!(actions.len(), 3);
+    assert_eq!(actions[0]["label"], "Runbook");
+    assert_eq!(actions[1]["label"], "Acknowledge");
+    assert_eq!(actions[1]["action"], "http");
+    assert_eq!(actions[1]["method"], "POST");
+    assert!(actions[1]["url"]
+        .as_str()
+        .expect("url")
+        .starts_with("https://relay.test/ack/"));
+    assert_eq!(
+        actions[2]["url"],
+        "http://alertmanager.test:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_step_fires_on_time_and_resolve_updates_the_push() {
+    let ntfy = ntfy_answering(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1s");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let started = Instant::now();
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let pushed = wait_pushes(&ntfy, 2).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "secondary paged too early: {elapsed:?}"
+    );
+    assert_eq!(pushed[1]["topic"], "oncall-secondary");
+
+    relay.webhook(&webhook("GatewayDown", "resolved")).await;
+    let pushed = wait_pushes(&ntfy, 4).await;
+    let resolved: Vec<&Value> = pushed[2..].iter().collect();
+    let mut topics: Vec<&str> = resolved
+        .iter()
+        .map(|p| p["topic"].as_str().expect("topic"))
+        .collect();
+    topics.sort_unstable();
+    assert_eq!(
+        topics,
+        vec!["oncall-primary", "oncall-secondary"],
+        "everyone paged hears the resolve"
+    );
+    for push in resolved {
+        assert_eq!(push["sequence_id"], "relay-1", "replaces the page");
+        assert!(push["title"]
+            .as_str()
+            .expect("title")
+            .starts_with("RESOLVED "));
+        assert_eq!(push["priority"], 2);
+    }
+    assert_eq!(
+        relay
+            .metric(r#"relay_escalations_stopped_total{reason="resolved"}"#)
+            .await,
+        Some(1.0)
+    );
+    // A new firing after the resolve is a new incident.
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let pushed = wait_pushes(&ntfy, 5).await;
+    assert_eq!(pushed[4]["sequence_id"], "relay-2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledging_stops_escalation_and_links_work_once() {
+    let ntfy = ntfy_answering(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1s");
+    let relay = TestRelay::start_self_linked(&policy, &dir.path().join("data")).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let page = wait_pushes(&ntfy, 1).await.remove(0);
+    let ack_url = page["actions"][1]["url"]
+        .as_str()
+        .expect("ack url")
+        .to_owned();
+    let answer = reqwest::Client::new()
+        .post(&ack_url)
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(answer.status(), 200);
+    // The primary hears it is acknowledged; the secondary is never paged.
+    let pushed = wait_pushes(&ntfy, 2).await;
+    assert_eq!(pushed[1]["topic"], "oncall-primary");
+    assert!(pushed[1]["title"]
+        .as_str()
+        .expect("title")
+        .starts_with("ACK "));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        pushes(&ntfy).await.len(),
+        2,
+        "no escalation after the acknowledge"
+    );
+
+    let replay = reqwest::Client::new()
+        .post(&ack_url)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), 409);
+    let forged = ack_url.replace('A', "B");
+    let forged = reqwest::Client::new()
+        .post(&forged)
+        .send()
+        .await
+        .expect("forged");
+    assert!(
+        matches!(forged.status().as_u16(), 403),
+        "{}",
+        forged.status()
+    );
+    let api = reqwest::Client::new()
+        .post(format!("{}/api/v1/incidents/1/ack", relay.url))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401, "the API needs credentials");
+    assert_eq!(
+        relay
+            .metric(r#"relay_escalations_stopped_total{reason="acknowledged"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_on_503_and_429_then_delivers() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&ntfy)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&ntfy)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(3)
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 4).await;
+    let requests = ntfy.received_requests().await.expect("recorded");
+    let gap = requests[3].body.len(); // same body each time
+    assert_eq!(gap, requests[0].body.len());
+    assert_eq!(
+        eventually("delivered", Duration::from_secs(5), || async {
+            relay
+                .metric(r#"relay_notifications_total{outcome="delivered",target="ntfy.primary"}"#)
+                .await
+                .filter(|v| *v >= 1.0)
+        })
+        .await,
+        1.0
+    );
+    assert_eq!(
+        relay
+            .metric(r#"relay_notifications_total{outcome="retried",target="ntfy.primary"}"#)
+            .await,
+        Some(3.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&ntfy)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 1).await;
+    let first = Instant::now();
+    wait_pushes(&ntfy, 2).await;
+    assert!(
+        first.elapsed() >= Duration::from_millis(900),
+        "retried after {:?}, before Retry-After",
+        first.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gives_up_on_400_and_dead_letters_once() {
+    let ntfy = ntfy_answering(400).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let dead = eventually("dead letter", Duration::from_secs(5), || async {
+        relay
+            .metric(r#"relay_dead_letters_total{target="ntfy.primary"}"#)
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert_eq!(dead, 1.0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        pushes(&ntfy).await.len(),
+        1,
+        "a permanent error is not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_vendor_does_not_block_intake() {
+    // Nothing listens on the ntfy port: every delivery fails, intake still answers at once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), "http://127.0.0.1:9", "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    for i in 0..20 {
+        let started = Instant::now();
+        let (status, _) = relay
+            .webhook(&webhook(&format!("Alert{i}"), "firing"))
+            .await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    let retried = eventually("retries", Duration::from_secs(5), || async {
+        relay
+            .metric(r#"relay_notifications_total{outcome="retried",target="ntfy.primary"}"#)
+            .await
+            .filter(|v| *v >= 2.0)
+    })
+    .await;
+    assert!(retried >= 2.0);
+    relay.shutdown().await;
+}

@@ -1,0 +1,224 @@
+//! A relay running in-process on a free port, a fake ntfy, and webhook payloads.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use alert_relay::config::Config;
+use alert_relay::server::{self, Relay};
+use serde_json::{json, Value};
+use wiremock::MockServer;
+
+pub const TOKEN: &str = "test-webhook-token-0123456789";
+
+/// A policy: critical pages `primary` at once and `secondary` after `second_after`.
+pub fn policy_yaml(ntfy: &str, second_after: &str) -> String {
+    format!(
+        r#"
+server:
+  public_url: ${{PUBLIC_URL:-http://127.0.0.1:1}}
+  webhook_auth:
+    bearer_token: "{TOKEN}"
+  ack_secret: "an-ack-secret-of-sufficient-length"
+  alertmanager_url: http://alertmanager.test:9093
+  max_body_bytes: 65536
+delivery:
+  timeout: 2s
+  initial_backoff: 100ms
+  max_backoff: 400ms
+  give_up_after: 1h
+targets:
+  ntfy:
+    primary: {{url: "{ntfy}", topic: oncall-primary, token: tk_e2e}}
+    secondary: {{url: "{ntfy}", topic: oncall-secondary, token: tk_e2e}}
+policies:
+  - name: critical
+    matchers: ['severity="critical"']
+    steps:
+      - after: 0s
+        notify: [ntfy.primary]
+      - after: {second_after}
+        notify: [ntfy.secondary]
+"#
+    )
+}
+
+pub fn write_policy(dir: &Path, ntfy: &str, second_after: &str) -> PathBuf {
+    let path = dir.join("policy.yml");
+    std::fs::write(&path, policy_yaml(ntfy, second_after)).expect("write policy");
+    path
+}
+
+/// The relay served in this test's runtime; dropped = shut down.
+pub struct TestRelay {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestRelay {
+    pub async fn start(policy: &Path, data_dir: &Path, public_url: Option<&str>) -> Self {
+        let text = std::fs::read_to_string(policy).expect("policy");
+        let public = public_url.map(str::to_owned);
+        let config = Config::parse(&text, policy, &move |name| {
+            (name == "PUBLIC_URL").then(|| public.clone()).flatten()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::new(config, data_dir).expect("relay");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, relay, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Starts on a chosen public URL: binds first so the ack links point at itself.
+    pub async fn start_self_linked(policy: &Path, data_dir: &Path) -> Self {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = probe.local_addr().expect("addr");
+        drop(probe);
+        let text = std::fs::read_to_string(policy).expect("policy");
+        let public = format!("http://{addr}/");
+        let config = Config::parse(&text, policy, &move |name| {
+            (name == "PUBLIC_URL").then(|| public.clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::new(config, data_dir).expect("relay");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, relay, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("clean shutdown");
+        }
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn webhook(&self, payload: &Value) -> (u16, Value) {
+        self.post("/webhook", Some(TOKEN), payload.to_string())
+            .await
+    }
+
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An Alertmanager v4 webhook for one alert.
+pub fn webhook(alertname: &str, status: &str) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "relay",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname, "severity": "critical", "service": "gateway"},
+        "commonAnnotations": {
+            "summary": "The gateway answers too many requests with 5xx.",
+            "runbook_url": format!("https://runbooks.test/docs/runbooks/{alertname}.md")
+        },
+        "externalURL": "http://alertmanager.test:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": alertname, "severity": "critical", "service": "gateway"},
+            "annotations": {},
+            "startsAt": "2026-11-01T03:00:00Z",
+            "endsAt": if status == "firing" { "0001-01-01T00:00:00Z" } else { "2026-11-01T03:20:00Z" },
+            "generatorURL": "http://prometheus.test:9090/graph",
+            "fingerprint": "fp-1"
+        }]
+    })
+}
+
+/// The JSON bodies the fake ntfy received, oldest first.
+pub async fn pushes(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it gives `Some` or `limit` passes.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the fake ntfy holds `n` pushes and returns them.
+pub async fn wait_pushes(server: &MockServer, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} pushes"), Duration::from_secs(10), || async {
+        let got = pushes(server).await;
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}

@@ -1,0 +1,164 @@
+//! The real binary killed with SIGKILL mid-escalation and mid-retry, then restarted.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+struct Relay {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let child = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .arg("serve")
+        .arg("--config")
+        .arg(policy)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", &addr.to_string()])
+        .env_remove("LOKI_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alert-relay");
+    let url = format!("http://{addr}");
+    let ready = format!("{url}/ready");
+    eventually("relay ready", Duration::from_secs(10), || async {
+        reqwest::get(&ready)
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+    Relay { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "2s");
+    let data = dir.path().join("data");
+
+    let mut relay = start(&policy, &data).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/webhook", relay.url))
+        .bearer_auth(TOKEN)
+        .body(webhook("GatewayDown", "firing").to_string())
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), 200, "acknowledged only once stored");
+    wait_pushes(&ntfy, 1).await; // the first attempt failed with 503: a retry is pending
+    relay.child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
+    relay.child.wait().expect("reaped");
+
+    // ntfy recovers while the relay is down, and the secondary's step comes due meanwhile.
+    ntfy.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ntfy)
+        .await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let relay = start(&policy, &data).await;
+    let pushed = wait_pushes(&ntfy, 2).await;
+    let mut topics: Vec<&str> = pushed
+        .iter()
+        .map(|p| p["topic"].as_str().expect("topic"))
+        .collect();
+    topics.sort_unstable();
+    assert_eq!(topics, vec!["oncall-primary", "oncall-secondary"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        pushes(&ntfy).await.len(),
+        2,
+        "nothing sent twice after the restart"
+    );
+    assert!(pushed.iter().all(|p| p["sequence_id"] == "relay-1"));
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_cleanly_and_check_config_reports_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), "http://127.0.0.1:9", "1h");
+    let relay = start(&policy, &dir.path().join("data")).await;
+    let pid = relay.child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let mut relay = relay;
+    let status = eventually("exit", Duration::from_secs(10), || {
+        let done = relay.child.try_wait().expect("wait");
+        async move { done }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .args(["check-config"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        summary.contains("policy critical [severity=\"critical\"]: 2 step(s)"),
+        "{summary}"
+    );
+
+    std::fs::write(
+        &policy,
+        std::fs::read_to_string(&policy)
+            .expect("read")
+            .replace("[ntfy.secondary]", "[ntfy.tertiary]"),
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .args(["check-config"])
+        .arg(&policy)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(errors.contains("policies[0].steps[1].notify[0]: unknown target `ntfy.tertiary` (defined: ntfy.primary, ntfy.secondary)"), "{errors}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .args([
+            "simulate",
+            "--labels",
+            "severity=critical,alertname=X",
+            "--config",
+        ])
+        .arg(dir.path().join("missing.yml"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+}
