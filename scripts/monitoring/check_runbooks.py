@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Checks that alerts, their tests and their runbooks agree.
+
+- every alert has docs/runbooks/<Alert>.md with the sections Meaning, Impact, Diagnosis,
+  Mitigation and Dashboard, and its runbook_url ends with docs/runbooks/<Alert>.md;
+- every runbook (except README.md) names an alert that exists;
+- every alert has severity, service, summary and description;
+- every alert has a promtool test where it fires and one where it must not.
+
+Usage: check_runbooks.py [--rules DIR] [--tests DIR] [--runbooks DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# Always firing by design: there is no case where it must not fire.
+ALWAYS_FIRING = {"Watchdog"}
+SECTIONS = ("## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Dashboard")
+
+
+def alerts(rules_dir: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(rules_dir.glob("*.yml")):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    found[rule["alert"]] = rule
+    return found
+
+
+def tested(tests_dir: Path) -> tuple[set[str], set[str]]:
+    fires, silent = set(), set()
+    for path in sorted(tests_dir.glob("*.yml")):
+        for test in (yaml.safe_load(path.read_text()) or {}).get("tests", []):
+            for case in test.get("alert_rule_test", []) or []:
+                (fires if case.get("exp_alerts") else silent).add(case["alertname"])
+    return fires, silent
+
+
+def check(rules_dir: Path, tests_dir: Path, runbooks_dir: Path) -> list[str]:
+    problems = []
+    rules = alerts(rules_dir)
+    if not rules:
+        return [f"no alerts found in {rules_dir}"]
+    fires, silent = tested(tests_dir)
+    for name, rule in rules.items():
+        labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
+        for key in ("severity", "service"):
+            if key not in labels:
+                problems.append(f"{name}: no `{key}` label")
+        for key in ("summary", "description", "runbook_url"):
+            if not annotations.get(key):
+                problems.append(f"{name}: no `{key}` annotation")
+        if not str(annotations.get("runbook_url", "")).endswith(f"docs/runbooks/{name}.md"):
+            problems.append(f"{name}: runbook_url must end with docs/runbooks/{name}.md")
+        runbook = runbooks_dir / f"{name}.md"
+        if not runbook.is_file():
+            problems.append(f"{name}: no runbook {runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook}")
+        else:
+            text = runbook.read_text()
+            for section in SECTIONS:
+                if section not in text:
+                    problems.append(f"{runbook.name}: no `{section}` section")
+        if name not in fires:
+            problems.append(f"{name}: no promtool test shows it firing")
+        if name not in silent and name not in ALWAYS_FIRING:
+            problems.append(f"{name}: no promtool test shows where it must not fire")
+    for runbook in sorted(runbooks_dir.glob("*.md")):
+        if runbook.name != "README.md" and runbook.stem not in rules:
+            problems.append(f"{runbook.name}: names no existing alert")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", type=Path, default=ROOT / "monitoring/prometheus/rules")
+    parser.add_argument("--tests", type=Path, default=ROOT / "monitoring/prometheus/tests")
+    parser.add_argument("--runbooks", type=Path, default=ROOT / "docs/runbooks")
+    args = parser.parse_args()
+    problems = check(args.rules, args.tests, args.runbooks)
+    for problem in problems:
+        print(problem)
+    print(f"check_runbooks: {len(alerts(args.rules))} alerts, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
