@@ -1,0 +1,256 @@
+"""End-to-end test of the whole chain, natively on loopback (part of `scripts/test`).
+
+Real demo gateway, exporter, alert-relay, Prometheus and Alertmanager (Debian packages) with the
+shipped rules, routing and escalation policy; a recording fake ntfy. Prints `N passed, N failed`.
+
+Shortened for the test (and only here): scrapes and evaluations every 1s, `for:` 5s,
+Alertmanager group_wait 1s, escalation delays scaled down (15m → 12s).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import localstack  # noqa: E402
+from localstack import ROOT, free_port, http, wait_until  # noqa: E402
+
+ESCALATION_SCALE = 12 / 900  # 15m -> 12s
+HIGH_ERROR_ALERT = "GatewayHighErrorRate"
+ROLLBACK_ALERT = "DeploymentRolledBack"
+
+
+class FakeNtfy:
+    """Records every publish; answers 200 like ntfy does."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None
+                with outer.lock:
+                    outer.requests.append({
+                        "at": time.monotonic(),
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "json": parsed,
+                    })
+                reply = json.dumps({"id": "x", "event": "message"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_PUT = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def messages(self, topic: str | None = None) -> list[dict]:
+        with self.lock:
+            msgs = [r for r in self.requests if r["json"]]
+        return [m for m in msgs if topic is None or m["json"].get("topic") == topic]
+
+    def close(self):
+        self.server.shutdown()
+
+
+class Traffic:
+    """Background requests to the demo gateway so rates exist."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        i = 0
+        while not self.stop_flag.is_set():
+            http("GET", f"{self.base}/api/orders/{i % 50}", timeout=2)
+            i += 1
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=5)
+
+
+def post_json(url: str, payload: dict) -> tuple[int, bytes]:
+    return http("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def prom_query(stack, expr: str) -> list:
+    q = urllib.parse.urlencode({"query": expr})
+    status, body = http("GET", f"{stack.url('prometheus')}/api/v1/query?{q}")
+    if status != 200:
+        return []
+    return json.loads(body)["data"]["result"]
+
+
+def firing_alerts(stack) -> set[str]:
+    status, body = http("GET", f"{stack.url('prometheus')}/api/v1/alerts")
+    if status != 200:
+        return set()
+    return {a["labels"]["alertname"] for a in json.loads(body)["data"]["alerts"]
+            if a["state"] == "firing"}
+
+
+def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
+    gw = stack.url("gateway")
+
+    def check(name, fn):
+        try:
+            fn()
+            results.append((name, None))
+            print(f"PASS {name}", flush=True)
+        except Exception as err:  # noqa: BLE001 (report every failure, go on)
+            results.append((name, err))
+            print(f"FAIL {name}: {err}", flush=True)
+            traceback.print_exc()
+
+    traffic = Traffic(gw)
+    state = {}
+
+    def push_on_errors():
+        assert post_json(f"{gw}/admin/faults", {"error_ratio": 1.0})[0] == 200
+        started = time.monotonic()
+
+        def page():
+            for m in ntfy.messages("e2e-primary"):
+                if HIGH_ERROR_ALERT in json.dumps(m["json"]):
+                    return m
+            return None
+
+        msg = wait_until(f"a push for {HIGH_ERROR_ALERT}", page, 120, 0.2)
+        figures["fault_to_push_seconds"] = round(msg["at"] - started, 1)
+        body = msg["json"]
+        assert body["priority"] == 5, body
+        assert body.get("click", "").endswith(f"docs/runbooks/{HIGH_ERROR_ALERT}.md"), body
+        labels = [a.get("label") for a in body.get("actions", [])]
+        assert "Acknowledge" in labels, labels
+        assert msg["headers"].get("authorization") == "Bearer tk_e2e", msg["headers"]
+        state["page"] = msg
+
+    def ack_stops_escalation():
+        page = state["page"]
+        ack = next(a for a in page["json"]["actions"] if a["label"] == "Acknowledge")
+        status, _ = http(ack.get("method", "POST"), ack["url"], b"")
+        assert status == 200, status
+        acked_at = time.monotonic()
+        # The next step (secondary) was due 12s after the incident started; wait past it.
+        time.sleep(max(0.0, page["at"] + 16 - acked_at))
+        secondary = [m for m in ntfy.messages("e2e-secondary")
+                     if HIGH_ERROR_ALERT in json.dumps(m["json"])]
+        assert not secondary, f"escalated after acknowledge: {secondary}"
+
+    def resolved_arrives():
+        assert http("DELETE", f"{gw}/admin/faults")[0] == 200
+        seq = state["page"]["json"].get("sequence_id")
+
+        def resolved():
+            for m in ntfy.messages("e2e-primary"):
+                j = m["json"]
+                if j.get("sequence_id") == seq and m["at"] > state["page"]["at"] and \
+                        "RESOLVED" in (j.get("title") or "").upper():
+                    return m
+            return None
+
+        wait_until("the resolved notification", resolved, 120, 0.5)
+
+    def deployment_and_rollback():
+        before = prom_query(stack, "sum(deployment_changes_total)")
+        base = float(before[0]["value"][1]) if before else 0.0
+        assert post_json(f"{gw}/admin/version", {"version": "9.9.9"})[0] == 200
+        wait_until("the deployment counter to move", lambda: any(
+            float(r["value"][1]) >= base + 1
+            for r in prom_query(stack, "sum(deployment_changes_total)")), 60, 0.5)
+        assert post_json(f"{gw}/admin/version", {"version": "1.4.0"})[0] == 200
+        wait_until("the rollback counter to move", lambda: any(
+            float(r["value"][1]) >= 1
+            for r in prom_query(stack, "sum(deployment_rollbacks_total)")), 60, 0.5)
+        wait_until(f"{ROLLBACK_ALERT} to fire", lambda: ROLLBACK_ALERT in firing_alerts(stack),
+                   90, 0.5)
+
+    def dashboards_have_data():
+        out = subprocess.run([sys.executable, str(ROOT / "scripts/monitoring/check_dashboard_queries.py"),
+                              "--prometheus", stack.url("prometheus"), "--require-data"],
+                             capture_output=True, text=True)
+        print(out.stdout[-4000:], out.stderr[-4000:], flush=True)
+        assert out.returncode == 0, "some dashboard queries returned no data"
+
+    try:
+        check("critical alert reaches the phone with runbook and Acknowledge", push_on_errors)
+        if "page" in state:
+            check("acknowledge stops the escalation", ack_stops_escalation)
+            check("resolved notification arrives", resolved_arrives)
+        check("deployment and rollback move counters and page", deployment_and_rollback)
+        check("every dashboard query returns data", dashboards_have_data)
+    finally:
+        traffic.stop()
+
+
+def main() -> int:
+    localstack.ensure_packages()
+    bindir = localstack.build()
+    ntfy = FakeNtfy()
+    results: list = []
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bundle-e2e-") as tmp:
+        ports = {name: free_port() for name in localstack.DEFAULT_PORTS}
+        env = {
+            "NTFY_URL": f"http://127.0.0.1:{ntfy.port}",
+            "NTFY_TOKEN": "tk_e2e",
+            "NTFY_TOPIC_PRIMARY": "e2e-primary",
+            "NTFY_TOPIC_SECONDARY": "e2e-secondary",
+            "NTFY_TOPIC_MANAGER": "e2e-manager",
+            "NTFY_TOPIC_CTO": "e2e-cto",
+        }
+        stack = localstack.Stack(workdir=Path(tmp), bindir=bindir, ports=ports, fast=True,
+                                 escalation_scale=ESCALATION_SCALE, env=env)
+        try:
+            stack.start()
+            run(stack, ntfy, results, figures)
+        except Exception as err:  # noqa: BLE001
+            results.append(("stack starts", err))
+            traceback.print_exc()
+        finally:
+            stack.stop()
+            ntfy.close()
+            failed = [n for n, e in results if e]
+            if failed:
+                for name in ("relay", "prometheus", "alertmanager", "exporter"):
+                    log = Path(tmp) / "logs" / f"{name}.log"
+                    if log.exists():
+                        print(f"--- last lines of {name}.log ---")
+                        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+    print("figures:", json.dumps(figures))
+    passed = sum(1 for _, e in results if e is None)
+    print(f"e2e: {passed} passed, {len(results) - passed} failed")
+    return 0 if results and passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
