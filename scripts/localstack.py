@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -274,6 +275,17 @@ class Stack:
         return False
 
 
+def background_traffic(base: str, stopped) -> None:
+    """About 10 requests a second, so that rates, ratios and latencies have data."""
+    i = 0
+    while not stopped():
+        http("GET", f"{base}/api/orders/{i % 100}", timeout=2)
+        if i % 20 == 0:
+            http("GET", f"{base}/api/cheap", timeout=2)
+        i += 1
+        time.sleep(0.1)
+
+
 def main() -> int:
     import argparse
 
@@ -284,6 +296,8 @@ def main() -> int:
                         help="keep the shipped 15s scrapes and `for:` durations "
                              "(default: 1s scrapes and 5s `for:` so the demo reacts quickly)")
     parser.add_argument("--release", action="store_true", help="build and run release binaries")
+    parser.add_argument("--no-traffic", action="store_true",
+                        help="do not send background requests to the demo gateway")
     args = parser.parse_args()
 
     ensure_packages()
@@ -305,6 +319,8 @@ def main() -> int:
     try:
         stack.start()
         gw = stack.url("gateway")
+        if not args.no_traffic:
+            threading.Thread(target=background_traffic, args=(gw, lambda: stopping), daemon=True).start()
         print(f"""
 The bundle is running on loopback (logs in {stack.workdir / 'logs'}):
   demo gateway   {gw}            (GET /api/orders/42, /health, /version, /metrics)
@@ -315,7 +331,7 @@ The bundle is running on loopback (logs in {stack.workdir / 'logs'}):
 
 Trigger an incident:
   curl -X POST {gw}/admin/faults -H 'content-type: application/json' -d '{{"error_ratio": 0.5}}'
-  while true; do curl -s {gw}/api/orders/42 >/dev/null; done   # traffic, Ctrl-C to stop
+  (the stack sends ~10 requests/s to the gateway itself; --no-traffic turns that off)
 Play a deployment, then a rollback:
   curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.5.0"}}'
   curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.4.0"}}'

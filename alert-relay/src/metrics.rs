@@ -16,7 +16,6 @@ pub struct RelayMetrics {
     pub steps: IntCounterVec,
     pub stopped: IntCounterVec,
     pub webhook_seconds: Histogram,
-    pub config_reloads: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -97,13 +96,6 @@ impl RelayMetrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                 ]),
             )?,
-            config_reloads: IntCounterVec::new(
-                Opts::new(
-                    "relay_config_reloads_total",
-                    "Policy reloads, by result (success, failure).",
-                ),
-                &["result"],
-            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -117,7 +109,6 @@ impl RelayMetrics {
         r.register(Box::new(metrics.steps.clone()))?;
         r.register(Box::new(metrics.stopped.clone()))?;
         r.register(Box::new(metrics.webhook_seconds.clone()))?;
-        r.register(Box::new(metrics.config_reloads.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -128,12 +119,6 @@ impl RelayMetrics {
         }
         for reason in ["resolved", "acknowledged", "silenced"] {
             metrics.stopped.with_label_values(&[reason]).inc_by(0);
-        }
-        for result in ["success", "failure"] {
-            metrics
-                .config_reloads
-                .with_label_values(&[result])
-                .inc_by(0);
         }
         Ok(metrics)
     }

@@ -510,10 +510,8 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    let open = conn.query_row(
-        "SELECT COUNT(*) FROM incidents WHERE next_due IS NOT NULL OR open = 1",
-        [],
-        |r| r.get(0),
-    )?;
+    let open = conn.query_row("SELECT COUNT(*) FROM incidents WHERE open = 1", [], |r| {
+        r.get(0)
+    })?;
     Ok((pending, open))
 }
