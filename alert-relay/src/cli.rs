@@ -146,7 +146,8 @@ pub fn simulate(config: &Config, labels: &Labels) -> String {
                 let who: Vec<&str> = targets.iter().map(TargetName::as_str).collect();
                 let at = humantime::format_duration(Duration::from_millis(
                     u64::try_from(now.0).unwrap_or(0),
-                ));
+                ))
+                .to_string();
                 out.push_str(&format!(
                     "  +{at:<8} step {}: {}\n",
                     step + 1,
@@ -218,6 +219,8 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
 fn describe(target: &TargetConfig) -> String {
     match target {
         TargetConfig::Ntfy(c) => format!("ntfy {} topic {}", c.server, c.topic),
+        TargetConfig::Slack(_) => "slack incoming webhook".to_owned(),
+        TargetConfig::PagerDuty(c) => format!("pagerduty {}", c.url),
         TargetConfig::Log(c) => format!(
             "log {}",
             c.path

@@ -10,11 +10,15 @@
 //! - [`templates`]: handlebars titles and bodies, a default per sink, overridable per policy.
 //! - [`intake`]: the authenticated, size-limited `POST /webhook` handler.
 //! - [`store`]: SQLite (WAL): incidents, due steps, the outbox with attempts and next try.
-//! - [`sinks`]: one folder per vendor behind the `Sink` trait; retry classification.
+//! - [`sinks`]: one folder per vendor (ntfy, Slack, PagerDuty, log) behind the `Sink` trait;
+//!   retry classification and backoff.
 //! - [`worker`]: the scheduler (due steps) and the outbox delivery worker.
 //! - [`ack`]: HMAC-signed expiring acknowledge links and the authenticated ack API.
+//! - [`silence`]: asks Alertmanager whether an incident's alerts are silenced or inhibited.
 //! - [`metrics`]: the relay's own `relay_*` metrics.
-//! - [`server`]: router, `run(listener, config, shutdown)`.
+//! - [`runtime`]: the `Relay` (store, metrics) and its `Runtime` built from the policy file,
+//!   swapped on reload.
+//! - [`server`]: router, `run(listener, relay, shutdown)`.
 //! - [`cli`]: the clap command line (`serve`, `check-config`, `simulate`, `test-notify`).
 
 pub mod ack;
@@ -24,7 +28,9 @@ pub mod domain;
 pub mod escalation;
 pub mod intake;
 pub mod metrics;
+pub mod runtime;
 pub mod server;
+pub mod silence;
 pub mod sinks;
 pub mod store;
 pub mod templates;

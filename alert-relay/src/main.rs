@@ -59,7 +59,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let guard = telemetry::init("alert-relay", args.log_format, args.loki_url.as_ref())?;
     let result = async {
         let relay = Relay::new(config, &args.data_dir)
-            .with_context(|| format!("cannot open the state in {}", args.data_dir.display()))?;
+            .with_context(|| format!("cannot open the state in {}", args.data_dir.display()))?
+            .with_config_path(&args.config);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -16,6 +16,9 @@ pub struct RelayMetrics {
     pub steps: IntCounterVec,
     pub stopped: IntCounterVec,
     pub webhook_seconds: Histogram,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_successful: IntGauge,
+    pub silence_checks: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -96,6 +99,21 @@ impl RelayMetrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                 ]),
             )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new("relay_config_reloads_total", "Policy reloads (SIGHUP or POST /-/reload), by result."),
+                &["result"],
+            )?,
+            config_last_reload_successful: IntGauge::new(
+                "relay_config_last_reload_successful",
+                "1 if the last policy reload succeeded (or none happened), 0 if it was rejected.",
+            )?,
+            silence_checks: IntCounterVec::new(
+                Opts::new(
+                    "relay_silence_checks_total",
+                    "Questions to Alertmanager before an escalation step, by answer (paging, silenced, error).",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -109,6 +127,9 @@ impl RelayMetrics {
         r.register(Box::new(metrics.steps.clone()))?;
         r.register(Box::new(metrics.stopped.clone()))?;
         r.register(Box::new(metrics.webhook_seconds.clone()))?;
+        r.register(Box::new(metrics.config_reloads.clone()))?;
+        r.register(Box::new(metrics.config_last_reload_successful.clone()))?;
+        r.register(Box::new(metrics.silence_checks.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -120,6 +141,19 @@ impl RelayMetrics {
         for reason in ["resolved", "acknowledged", "silenced"] {
             metrics.stopped.with_label_values(&[reason]).inc_by(0);
         }
+        for result in ["success", "failure"] {
+            metrics
+                .config_reloads
+                .with_label_values(&[result])
+                .inc_by(0);
+        }
+        for result in ["paging", "silenced", "error"] {
+            metrics
+                .silence_checks
+                .with_label_values(&[result])
+                .inc_by(0);
+        }
+        metrics.config_last_reload_successful.set(1);
         Ok(metrics)
     }
 

@@ -1,8 +1,6 @@
 //! The relay's HTTP side and its `run` entry point: webhook intake, acknowledge links and
 //! API, `/health`, `/ready`, `/metrics`; starts the scheduler and delivery workers.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,67 +14,25 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::ack::{AckError, AckKey};
-use crate::config::Config;
+use crate::ack::AckError;
 use crate::domain::{TargetName, Timestamp};
 use crate::escalation::Event;
-use crate::metrics::RelayMetrics;
-use crate::sinks::{self, Backoff, Sink};
-use crate::store::{self, AckOutcome, IngestOutcome, Store};
-use crate::templates::Templates;
-use crate::worker::{self, Delivery, LinkComposer, Wakers};
-
-/// Shared by every handler and driver.
-pub struct Relay {
-    pub config: Config,
-    pub store: Store,
-    pub metrics: RelayMetrics,
-    pub composer: Arc<LinkComposer>,
-    pub templates: Arc<Templates>,
-    pub sinks: BTreeMap<TargetName, Arc<dyn Sink>>,
-    pub wakers: Wakers,
-}
-
-impl Relay {
-    /// Opens the store in `data_dir` and builds sinks and templates from `config`.
-    pub fn new(config: Config, data_dir: &Path) -> anyhow::Result<Self> {
-        let store = Store::open(data_dir)?;
-        let key = AckKey::load_or_create(config.server.ack_secret.as_ref(), data_dir)?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
-        let metrics = RelayMetrics::new()?;
-        let sinks = sinks::build(&config, &client);
-        for target in sinks.keys() {
-            metrics.init_target(target.as_str());
-        }
-        Ok(Self {
-            composer: Arc::new(LinkComposer {
-                public_url: config.server.public_url.clone(),
-                key,
-                ttl: config.server.ack_link_ttl,
-                alertmanager_url: config.server.alertmanager_url.clone(),
-            }),
-            templates: Arc::new(Templates::new(&config)),
-            sinks,
-            store,
-            metrics,
-            config,
-            wakers: Wakers::default(),
-        })
-    }
-}
+pub use crate::runtime::Relay;
+use crate::sinks::Backoff;
+use crate::store::{self, AckOutcome, IngestOutcome};
+use crate::worker::{self, Delivery};
 
 type Shared = Arc<Relay>;
 
 pub fn router(relay: Shared) -> Router {
-    let limit = relay.config.server.max_body_bytes;
+    // The body limit is fixed at start; reloads do not change it.
+    let limit = relay.runtime().config.server.max_body_bytes;
     Router::new()
         .route("/webhook", post(webhook_default))
         .route("/webhook/{policy}", post(webhook_named))
         .route("/ack/{token}", post(ack_link))
         .route("/api/v1/incidents/{id}/ack", post(ack_api))
+        .route("/-/reload", post(reload))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -114,7 +70,8 @@ async fn intake(
 ) -> Response {
     let timer = relay.metrics.webhook_seconds.start_timer();
     let count = |outcome: &str| relay.metrics.webhooks.with_label_values(&[outcome]).inc();
-    if !crate::intake::authorized(&relay.config.server.webhook_auth, &headers) {
+    let runtime = relay.runtime();
+    if !crate::intake::authorized(&runtime.config.server.webhook_auth, &headers) {
         count("unauthorized");
         tracing::warn!("webhook refused: missing or wrong credentials");
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
@@ -128,7 +85,7 @@ async fn intake(
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             count("too_large");
-            let limit = relay.config.server.max_body_bytes;
+            let limit = runtime.config.server.max_body_bytes;
             tracing::warn!(limit, "webhook refused: body too large");
             return error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes (server.max_body_bytes); lower max_alerts in Alertmanager"));
         }
@@ -146,11 +103,11 @@ async fn intake(
         }
     };
     let chosen = match &policy {
-        Some(name) => match relay.config.policy_named(name) {
+        Some(name) => match runtime.config.policy_named(name) {
             Some(p) => p,
             None => {
                 count("bad_request");
-                let known: Vec<&str> = relay
+                let known: Vec<&str> = runtime
                     .config
                     .policies
                     .iter()
@@ -162,7 +119,7 @@ async fn intake(
                 );
             }
         },
-        None => match relay.config.policy_for(group.match_labels()) {
+        None => match runtime.config.policy_for(group.match_labels()) {
             Some(p) => p,
             None => {
                 count("accepted");
@@ -172,7 +129,7 @@ async fn intake(
         },
     };
     let plan = chosen.plan.clone();
-    let composer = Arc::clone(&relay.composer);
+    let composer = Arc::clone(&runtime.composer);
     let now = Timestamp::now();
     let key = group.group_key.clone();
     let result = relay
@@ -209,7 +166,7 @@ async fn intake(
 
 async fn ack_link(State(relay): State<Shared>, UrlPath(token): UrlPath<String>) -> Response {
     let now = Timestamp::now();
-    let claim = match relay.composer.key.verify(&token, now) {
+    let claim = match relay.runtime().composer.key.verify(&token, now) {
         Ok(claim) => claim,
         Err(e) => {
             tracing::warn!(error = %e, "acknowledge refused");
@@ -235,7 +192,7 @@ async fn ack_api(
     UrlPath(id): UrlPath<i64>,
     headers: HeaderMap,
 ) -> Response {
-    if !crate::intake::authorized(&relay.config.server.webhook_auth, &headers) {
+    if !crate::intake::authorized(&relay.runtime().config.server.webhook_auth, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
     }
     let by = headers
@@ -247,7 +204,7 @@ async fn ack_api(
 }
 
 async fn acknowledge(relay: Shared, id: i64, nonce: Option<String>, by: String) -> Response {
-    let composer = Arc::clone(&relay.composer);
+    let composer = Arc::clone(&relay.runtime().composer);
     let now = Timestamp::now();
     let who = by.clone();
     let result = relay
@@ -299,6 +256,28 @@ async fn acknowledge(relay: Shared, id: i64, nonce: Option<String>, by: String) 
     }
 }
 
+async fn reload(State(relay): State<Shared>, headers: HeaderMap) -> Response {
+    if !crate::intake::authorized(&relay.runtime().config.server.webhook_auth, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let outcome = tokio::task::spawn_blocking({
+        let relay = Arc::clone(&relay);
+        move || relay.reload()
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+    match outcome {
+        Ok(()) => {
+            tracing::info!("policy reloaded");
+            (StatusCode::OK, Json(json!({"status": "reloaded"}))).into_response()
+        }
+        Err(errors) => {
+            tracing::error!(%errors, "policy reload rejected; the previous policy stays in force");
+            error(StatusCode::BAD_REQUEST, errors)
+        }
+    }
+}
+
 async fn ready(State(relay): State<Shared>) -> Response {
     match relay.store.writable().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
@@ -321,7 +300,8 @@ async fn metrics(State(relay): State<Shared>) -> Response {
         .into_response()
 }
 
-/// Serves until `shutdown`, then lets deliveries in progress finish and returns.
+/// Serves until `shutdown`, then lets deliveries in progress finish and returns. Reloads the
+/// policy on SIGHUP.
 pub async fn run(
     listener: TcpListener,
     relay: Relay,
@@ -329,7 +309,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let relay = Arc::new(relay);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let known: Vec<TargetName> = relay.sinks.keys().cloned().collect();
+    let runtime = relay.runtime();
+    let known: Vec<TargetName> = runtime.sinks.keys().cloned().collect();
     let orphans = relay
         .store
         .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
@@ -341,40 +322,25 @@ pub async fn run(
         );
     }
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(worker::run_scheduler(
-        relay.store.clone(),
-        Arc::clone(&relay.composer),
-        relay.metrics.clone(),
-        relay.wakers.clone(),
-        stop_rx.clone(),
-    ));
-    let delivery = &relay.config.delivery;
-    for (target, sink) in &relay.sinks {
-        let worker = Delivery {
-            store: relay.store.clone(),
-            sink: Arc::clone(sink),
-            target: target.clone(),
-            templates: Arc::clone(&relay.templates),
-            backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
-            timeout: delivery.timeout,
-            give_up_after: delivery.give_up_after,
-            metrics: relay.metrics.clone(),
-        };
-        tasks.spawn(worker::run_delivery(
-            worker,
-            relay.wakers.register_delivery(),
-            stop_rx.clone(),
-        ));
-    }
-    for (target, why) in &relay.config.disabled_targets {
+    tasks.spawn(worker::run_scheduler(Arc::clone(&relay), stop_rx.clone()));
+    tasks.spawn(supervise_deliveries(Arc::clone(&relay), stop_rx.clone()));
+    tasks.spawn(reload_on_sighup(Arc::clone(&relay), stop_rx.clone()));
+    for (target, why) in &runtime.config.disabled_targets {
         tracing::info!(%target, reason = %why, "target switched off");
     }
-    tracing::info!(address = %listener.local_addr()?, targets = relay.sinks.len(), policies = relay.config.policies.len(), "alert-relay listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        targets = runtime.sinks.len(),
+        policies = runtime.config.policies.len(),
+        "alert-relay listening"
+    );
+    let timeout = runtime.config.delivery.timeout;
+    drop(runtime);
     axum::serve(listener, router(Arc::clone(&relay)))
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tx.send(true);
-    let deadline = relay.config.delivery.timeout + Duration::from_secs(1);
+    let deadline = timeout + Duration::from_secs(1);
     if tokio::time::timeout(deadline, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -387,4 +353,72 @@ pub async fn run(
     }
     tracing::info!("alert-relay stopped");
     Ok(())
+}
+
+/// Runs one delivery worker per target of the current runtime; on reload, lets them finish
+/// their attempt and starts the new set.
+async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut generation = relay.generation();
+    loop {
+        let runtime = relay.runtime();
+        let (gen_stop_tx, gen_stop_rx) = tokio::sync::watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        let delivery = &runtime.config.delivery;
+        for (target, sink) in &runtime.sinks {
+            let worker = Delivery {
+                store: relay.store.clone(),
+                sink: Arc::clone(sink),
+                target: target.clone(),
+                templates: Arc::clone(&runtime.templates),
+                backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
+                timeout: delivery.timeout,
+                give_up_after: delivery.give_up_after,
+                metrics: relay.metrics.clone(),
+            };
+            workers.spawn(worker::run_delivery(
+                worker,
+                relay.wakers.register_delivery(),
+                gen_stop_rx.clone(),
+            ));
+        }
+        drop(runtime);
+        let stopping = tokio::select! {
+            _ = stop.changed() => true,
+            changed = generation.changed() => changed.is_err(),
+        };
+        let _ = gen_stop_tx.send(true);
+        while workers.join_next().await.is_some() {}
+        relay.wakers.clear_delivery();
+        if stopping {
+            return;
+        }
+    }
+}
+
+async fn reload_on_sighup(relay: Arc<Relay>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => {}
+                _ = stop.changed() => return,
+            }
+            let relay = Arc::clone(&relay);
+            match tokio::task::spawn_blocking(move || relay.reload()).await {
+                Ok(Ok(())) => tracing::info!("policy reloaded on SIGHUP"),
+                Ok(Err(errors)) => {
+                    tracing::error!(%errors, "policy reload rejected; the previous policy stays in force")
+                }
+                Err(error) => tracing::error!(%error, "reload task failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (relay, stop.changed().await);
 }

@@ -370,6 +370,15 @@ pub fn fire_due(
     Ok(effects)
 }
 
+/// Incidents with a step due at `now` (the silence check looks at them first).
+pub fn due(conn: &Connection, now: Timestamp) -> Result<Vec<StoredIncident>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, group_key, machine, alert_group FROM incidents WHERE next_due IS NOT NULL AND next_due <= ?1 ORDER BY next_due LIMIT 500",
+    )?;
+    let rows = stmt.query_map(params![now.0], row_to_incident)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
 /// When the next step of any incident is due.
 pub fn next_due(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
     Ok(conn
@@ -379,15 +388,6 @@ pub fn next_due(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
             |r| r.get::<_, Option<i64>>(0),
         )?
         .map(Timestamp))
-}
-
-/// Escalating incidents, for the silence check: (id, group).
-pub fn escalating(conn: &Connection) -> Result<Vec<StoredIncident>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, group_key, machine, alert_group FROM incidents WHERE next_due IS NOT NULL",
-    )?;
-    let rows = stmt.query_map([], row_to_incident)?;
-    rows.map(|r| decode(r?)).collect()
 }
 
 /// Applies a human or Alertmanager stop (`Acknowledged`, `Silenced`) to an incident.

@@ -12,6 +12,7 @@ use url::Url;
 use crate::ack::AckKey;
 use crate::domain::{Notification, NotificationKind, TargetName, Timestamp};
 use crate::metrics::RelayMetrics;
+use crate::runtime::Relay;
 use crate::sinks::{Backoff, Outcome, Sink};
 use crate::store::{self, Composer, Store, StoreError, StoredIncident};
 use crate::templates::Templates;
@@ -41,17 +42,15 @@ impl Composer for LinkComposer {
                 base.join(&format!("ack/{token}")).ok()
             })
             .map(String::from);
-        let alertmanager = self
-            .alertmanager_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_owned())
-            .or_else(|| {
-                incident
-                    .group
-                    .external_url
-                    .clone()
-                    .filter(|u| !u.is_empty())
-            });
+        // Alertmanager's own external URL (what browsers reach) first; the relay's
+        // `alertmanager_url` may be an internal address.
+        let alertmanager = incident
+            .group
+            .external_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.alertmanager_url.as_ref().map(|u| u.to_string()))
+            .map(|u| u.trim_end_matches('/').to_owned());
         let silence_url = alertmanager.map(|base| {
             let labels = if incident.group.group_labels.is_empty() {
                 &incident.group.common_labels
@@ -103,6 +102,14 @@ impl Wakers {
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&notify));
         notify
+    }
+
+    /// Forgets the wake handles of delivery workers that stopped (after a reload).
+    pub fn clear_delivery(&self) {
+        self.delivery
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn wake_delivery(&self) {
@@ -263,23 +270,86 @@ pub async fn run_delivery(d: Delivery, wake: Arc<Notify>, mut stop: watch::Recei
     }
 }
 
+/// Asks Alertmanager about every incident due now and stops those whose alerts are silenced
+/// or inhibited. Unreachable Alertmanager: escalate anyway (fail safe toward paging).
+async fn stop_silenced(relay: &Relay, runtime: &crate::runtime::Runtime, now: Timestamp) {
+    let Some(alertmanager) = &runtime.alertmanager else {
+        return;
+    };
+    let due = match relay.store.run(move |c| store::due(c, now)).await {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::error!(%error, "cannot read due incidents");
+            return;
+        }
+    };
+    for incident in due {
+        match alertmanager.still_paging(&incident.group).await {
+            Ok(true) => relay
+                .metrics
+                .silence_checks
+                .with_label_values(&["paging"])
+                .inc(),
+            Ok(false) => {
+                relay
+                    .metrics
+                    .silence_checks
+                    .with_label_values(&["silenced"])
+                    .inc();
+                let composer = Arc::clone(&runtime.composer);
+                let id = incident.id;
+                match relay
+                    .store
+                    .run(move |c| {
+                        store::stop(
+                            c,
+                            id,
+                            crate::escalation::Event::Silenced,
+                            None,
+                            composer.as_ref(),
+                            now,
+                        )
+                    })
+                    .await
+                {
+                    Ok((_, effects)) => {
+                        relay.metrics.record_effects(&effects);
+                        tracing::info!(incident = id, group = %incident.group_key, "escalation stopped: Alertmanager reports the alerts silenced, inhibited or gone");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, incident = id, "cannot record the silence")
+                    }
+                }
+            }
+            Err(error) => {
+                relay
+                    .metrics
+                    .silence_checks
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(incident = incident.id, %error, "cannot ask Alertmanager about silences; escalating anyway");
+                // One failure per round is enough: the others would wait for the same timeout.
+                return;
+            }
+        }
+    }
+}
+
 /// Fires due escalation steps until `stop`, sleeping until the next one is due.
-pub async fn run_scheduler(
-    store: Store,
-    composer: Arc<LinkComposer>,
-    metrics: RelayMetrics,
-    wakers: Wakers,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run_scheduler(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             return;
         }
-        let c = Arc::clone(&composer);
+        let runtime = relay.runtime();
         let now = Timestamp::now();
-        let wait = match store
+        stop_silenced(&relay, &runtime, now).await;
+        let composer = Arc::clone(&runtime.composer);
+        drop(runtime);
+        let wait = match relay
+            .store
             .run(move |conn| {
-                let effects = store::fire_due(conn, c.as_ref(), now)?;
+                let effects = store::fire_due(conn, composer.as_ref(), now)?;
                 let next = store::next_due(conn)?;
                 let counts = store::counts(conn)?;
                 Ok((effects, next, counts))
@@ -287,11 +357,11 @@ pub async fn run_scheduler(
             .await
         {
             Ok((effects, next, (pending, open))) => {
-                metrics.record_effects(&effects);
-                metrics.outbox_depth.set(pending);
-                metrics.incidents_open.set(open);
+                relay.metrics.record_effects(&effects);
+                relay.metrics.outbox_depth.set(pending);
+                relay.metrics.incidents_open.set(open);
                 if effects.queued > 0 {
-                    wakers.wake_delivery();
+                    relay.wakers.wake_delivery();
                 }
                 // Wake at least every second to keep the gauges fresh.
                 let until_next = next.map_or(1000, |t| (t.0 - Timestamp::now().0).clamp(0, 1000));
@@ -304,7 +374,7 @@ pub async fn run_scheduler(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = wakers.scheduler.notified() => {}
+            _ = relay.wakers.scheduler.notified() => {}
             _ = stop.changed() => return,
         }
     }

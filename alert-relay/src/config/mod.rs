@@ -45,6 +45,8 @@ pub struct Config {
     pub targets: BTreeMap<TargetName, TargetConfig>,
     /// Targets defined but switched off (an ntfy target whose topic is empty), with why.
     pub disabled_targets: BTreeMap<TargetName, String>,
+    /// Per-target template overrides.
+    pub target_templates: BTreeMap<TargetName, TargetTemplates>,
     pub policies: Vec<Policy>,
 }
 
@@ -91,7 +93,28 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetConfig {
     Ntfy(NtfyConfig),
+    Slack(SlackConfig),
+    PagerDuty(PagerDutyConfig),
     Log(LogConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackConfig {
+    pub webhook_url: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagerDutyConfig {
+    pub routing_key: Secret,
+    pub url: Url,
+    pub source: Option<String>,
+}
+
+/// Title and body templates of a target (used unless the policy has its own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetTemplates {
+    pub title: Option<String>,
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -69,7 +69,36 @@ pub struct RawTargets {
     #[serde(default)]
     pub ntfy: BTreeMap<String, RawNtfy>,
     #[serde(default)]
+    pub slack: BTreeMap<String, RawSlack>,
+    #[serde(default)]
+    pub pagerduty: BTreeMap<String, RawPagerDuty>,
+    #[serde(default)]
     pub log: BTreeMap<String, RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// The incoming-webhook URL (a secret: it is the credential).
+    pub webhook_url: Option<EnvString>,
+    pub webhook_url_file: Option<EnvString>,
+    #[serde(default)]
+    pub templates: RawTemplates,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// The service's Events API v2 integration key (32 characters).
+    pub routing_key: Option<EnvString>,
+    pub routing_key_file: Option<EnvString>,
+    /// Events API endpoint; default https://events.pagerduty.com/v2/enqueue
+    /// (EU: https://events.eu.pagerduty.com/v2/enqueue).
+    pub url: Option<EnvString>,
+    /// `payload.source` when the alert has no `instance` label.
+    pub source: Option<String>,
+    #[serde(default)]
+    pub templates: RawTemplates,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +115,8 @@ pub struct RawNtfy {
     pub priorities: BTreeMap<String, u8>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
+    pub templates: RawTemplates,
 }
 
 #[derive(Debug, Deserialize)]

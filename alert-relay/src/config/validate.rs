@@ -120,6 +120,7 @@ pub fn validate(
     let server = server(&mut c, &raw);
     let delivery = delivery(&mut c, &raw);
     let (targets, disabled) = targets(&mut c, &raw);
+    let target_templates = target_templates(&mut c, &raw);
     let defined: BTreeSet<TargetName> = targets.keys().chain(disabled.keys()).cloned().collect();
     let mut policies = Vec::new();
     let mut names = BTreeSet::new();
@@ -150,6 +151,7 @@ pub fn validate(
             delivery,
             targets,
             disabled_targets: disabled,
+            target_templates,
             policies,
         })
     } else {
@@ -303,6 +305,48 @@ fn delivery(c: &mut Checker<'_>, raw: &RawConfig) -> DeliveryConfig {
     config
 }
 
+fn target_templates(c: &mut Checker<'_>, raw: &RawConfig) -> BTreeMap<TargetName, TargetTemplates> {
+    let t = &raw.targets;
+    let all = t
+        .ntfy
+        .iter()
+        .map(|(n, x)| (format!("ntfy.{n}"), &x.templates))
+        .chain(
+            t.slack
+                .iter()
+                .map(|(n, x)| (format!("slack.{n}"), &x.templates)),
+        )
+        .chain(
+            t.pagerduty
+                .iter()
+                .map(|(n, x)| (format!("pagerduty.{n}"), &x.templates)),
+        );
+    let mut out = BTreeMap::new();
+    for (name, templates) in all {
+        let (kind, short) = name.split_once('.').unwrap_or((&name, ""));
+        for (field, template) in [("title", &templates.title), ("body", &templates.body)] {
+            if let Some(text) = template {
+                if let Err(e) = handlebars::Template::compile(text) {
+                    c.error(
+                        format!("targets.{kind}.{short}.templates.{field}"),
+                        format!("invalid template: {e}"),
+                    );
+                }
+            }
+        }
+        if templates.title.is_some() || templates.body.is_some() {
+            out.insert(
+                TargetName(name.clone()),
+                TargetTemplates {
+                    title: templates.title.clone(),
+                    body: templates.body.clone(),
+                },
+            );
+        }
+    }
+    out
+}
+
 type Targets = (
     BTreeMap<TargetName, TargetConfig>,
     BTreeMap<TargetName, String>,
@@ -323,6 +367,90 @@ fn targets(c: &mut Checker<'_>, raw: &RawConfig) -> Targets {
             }
             None => {}
         }
+    }
+    for (name, slack) in &raw.targets.slack {
+        let path = format!("targets.slack.{name}.webhook_url");
+        let Some(url) = c.secret(
+            &path,
+            slack.webhook_url.as_ref(),
+            slack.webhook_url_file.as_ref(),
+        ) else {
+            if slack.webhook_url.is_none() && slack.webhook_url_file.is_none() {
+                c.error(
+                    path,
+                    "missing: set webhook_url (e.g. ${SLACK_WEBHOOK_URL}) or webhook_url_file",
+                );
+            }
+            continue;
+        };
+        let target = TargetName(format!("slack.{name}"));
+        if url.0.is_empty() {
+            disabled.insert(
+                target,
+                "its webhook_url is empty (set the environment variable to enable it)".into(),
+            );
+            continue;
+        }
+        // Checked without echoing the URL: it is the credential.
+        match Url::parse(&url.0) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                enabled.insert(
+                    target,
+                    TargetConfig::Slack(SlackConfig { webhook_url: url }),
+                );
+            }
+            _ => c.error(
+                path,
+                "not an http(s) URL; copy the incoming-webhook URL from Slack's app settings",
+            ),
+        }
+    }
+    for (name, pd) in &raw.targets.pagerduty {
+        let path = format!("targets.pagerduty.{name}");
+        let key_path = format!("{path}.routing_key");
+        let Some(key) = c.secret(
+            &key_path,
+            pd.routing_key.as_ref(),
+            pd.routing_key_file.as_ref(),
+        ) else {
+            if pd.routing_key.is_none() && pd.routing_key_file.is_none() {
+                c.error(
+                    key_path,
+                    "missing: set routing_key (e.g. ${PAGERDUTY_ROUTING_KEY}) or routing_key_file",
+                );
+            }
+            continue;
+        };
+        let target = TargetName(format!("pagerduty.{name}"));
+        if key.0.is_empty() {
+            disabled.insert(
+                target,
+                "its routing_key is empty (set the environment variable to enable it)".into(),
+            );
+            continue;
+        }
+        if key.0.len() != 32 || !key.0.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            c.error(
+                key_path,
+                "a PagerDuty integration key is 32 letters and digits (Events API v2 integration)",
+            );
+            continue;
+        }
+        let url = match &pd.url {
+            Some(u) => c.expand(&format!("{path}.url"), u),
+            None => Some("https://events.pagerduty.com/v2/enqueue".to_owned()),
+        };
+        let Some(url) = url.and_then(|u| c.url(&format!("{path}.url"), &u)) else {
+            continue;
+        };
+        enabled.insert(
+            target,
+            TargetConfig::PagerDuty(PagerDutyConfig {
+                routing_key: key,
+                url,
+                source: pd.source.clone(),
+            }),
+        );
     }
     for (name, log) in &raw.targets.log {
         let path = format!("targets.log.{name}.path");

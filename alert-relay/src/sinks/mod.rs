@@ -3,6 +3,8 @@
 
 pub mod log;
 pub mod ntfy;
+pub mod pagerduty;
+pub mod slack;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -112,6 +114,12 @@ pub fn build(config: &Config, client: &reqwest::Client) -> BTreeMap<TargetName, 
         .map(|(name, target)| {
             let sink: Arc<dyn Sink> = match target {
                 TargetConfig::Ntfy(c) => Arc::new(ntfy::NtfySink::new(c.clone(), client.clone())),
+                TargetConfig::Slack(c) => {
+                    Arc::new(slack::SlackSink::new(c.clone(), client.clone()))
+                }
+                TargetConfig::PagerDuty(c) => {
+                    Arc::new(pagerduty::PagerDutySink::new(c.clone(), client.clone()))
+                }
                 TargetConfig::Log(c) => Arc::new(log::LogSink::new(c.clone())),
             };
             (name.clone(), sink)

@@ -34,6 +34,14 @@ impl Templates {
         };
         add("default/title".into(), DEFAULT_TITLE);
         add("default/body".into(), DEFAULT_BODY);
+        for (target, templates) in &config.target_templates {
+            if let Some(text) = &templates.title {
+                add(format!("target/{target}/title"), text);
+            }
+            if let Some(text) = &templates.body {
+                add(format!("target/{target}/body"), text);
+            }
+        }
         for policy in &config.policies {
             if let Some(text) = &policy.title_template {
                 add(format!("{}/title", policy.name), text);
@@ -45,18 +53,25 @@ impl Templates {
         Self { registry }
     }
 
+    /// Renders with the policy's template, else the target's, else the default.
     pub fn render(&self, notification: &Notification) -> Rendered {
         let context = context(notification);
         let policy = notification.policy.as_str();
+        let target = notification.target.as_str();
         Rendered {
-            title: self.one(policy, "title", &context),
-            body: self.one(policy, "body", &context),
+            title: self.one(policy, target, "title", &context),
+            body: self.one(policy, target, "body", &context),
         }
     }
 
-    fn one(&self, policy: &str, part: &str, context: &Value) -> String {
-        let custom = format!("{policy}/{part}");
-        if self.registry.has_template(&custom) {
+    fn one(&self, policy: &str, target: &str, part: &str, context: &Value) -> String {
+        for custom in [
+            format!("{policy}/{part}"),
+            format!("target/{target}/{part}"),
+        ] {
+            if !self.registry.has_template(&custom) {
+                continue;
+            }
             match self.registry.render(&custom, context) {
                 Ok(text) => return text.trim().to_owned(),
                 Err(error) => {

@@ -19,7 +19,6 @@ server:
   webhook_auth:
     bearer_token: "{TOKEN}"
   ack_secret: "an-ack-secret-of-sufficient-length"
-  alertmanager_url: http://alertmanager.test:9093
   max_body_bytes: 65536
 delivery:
   timeout: 2s
@@ -63,7 +62,9 @@ impl TestRelay {
             (name == "PUBLIC_URL").then(|| public.clone()).flatten()
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let relay = Relay::new(config, data_dir).expect("relay");
+        let relay = Relay::new(config, data_dir)
+            .expect("relay")
+            .with_config_path(policy);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -90,7 +91,9 @@ impl TestRelay {
             (name == "PUBLIC_URL").then(|| public.clone())
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let relay = Relay::new(config, data_dir).expect("relay");
+        let relay = Relay::new(config, data_dir)
+            .expect("relay")
+            .with_config_path(policy);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, relay, async {

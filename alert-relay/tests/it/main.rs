@@ -2,6 +2,10 @@
 
 mod helpers;
 
+mod cli;
 mod delivery;
 mod intake;
+mod reload;
 mod restart;
+mod silence;
+mod vendors;

@@ -1,0 +1,222 @@
+//! Silence awareness against a real Alertmanager (Debian's prometheus-alertmanager) holding a
+//! real silence.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn alertmanager() -> Alertmanager {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("am.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+    )
+    .expect("write");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.path().display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (installed by the test command)");
+    let url = format!("http://{addr}");
+    let ready = format!("{url}/-/ready");
+    eventually("alertmanager ready", Duration::from_secs(20), || async {
+        reqwest::get(&ready)
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+    Alertmanager {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+/// Posts a firing alert to Alertmanager and returns the fingerprint it gave it.
+async fn fire(am: &Alertmanager, alertname: &str) -> String {
+    let client = reqwest::Client::new();
+    let labels = json!({"alertname": alertname, "severity": "critical", "service": "gateway"});
+    let response = client
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&json!([{"labels": labels, "annotations": {}, "generatorURL": "http://prometheus.test/graph"}]))
+        .send()
+        .await
+        .expect("post alert");
+    assert!(response.status().is_success());
+    eventually("alert in alertmanager", Duration::from_secs(10), || async {
+        let alerts: Vec<Value> = reqwest::get(format!(
+            "{}/api/v2/alerts?filter=alertname%3D%22{alertname}%22",
+            am.url
+        ))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+        alerts
+            .first()
+            .and_then(|a| a["fingerprint"].as_str())
+            .map(str::to_owned)
+    })
+    .await
+}
+
+async fn silence(am: &Alertmanager, alertname: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body = json!({
+        "matchers": [{"name": "alertname", "value": alertname, "isRegex": false, "isEqual": true}],
+        "startsAt": rfc3339(now - 1),
+        "endsAt": rfc3339(now + 3600),
+        "createdBy": "test",
+        "comment": "maintenance"
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v2/silences", am.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("silence");
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    eventually("alert silenced", Duration::from_secs(10), || async {
+        let alerts: Vec<Value> = reqwest::get(format!(
+            "{}/api/v2/alerts?silenced=false&filter=alertname%3D%22{alertname}%22",
+            am.url
+        ))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+        alerts.is_empty().then_some(())
+    })
+    .await;
+}
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+fn webhook_with(alertname: &str, fingerprint: &str) -> Value {
+    let mut payload = webhook(alertname, "firing");
+    payload["alerts"][0]["fingerprint"] = fingerprint.into();
+    payload
+}
+
+async fn relay_with_alertmanager(
+    ntfy: &MockServer,
+    am_url: &str,
+    dir: &std::path::Path,
+) -> TestRelay {
+    let policy = dir.join("policy.yml");
+    let text = policy_yaml(&ntfy.uri(), "1s").replace(
+        "  max_body_bytes:",
+        &format!("  alertmanager_url: {am_url}\n  max_body_bytes:"),
+    );
+    std::fs::write(&policy, text).expect("write");
+    TestRelay::start(&policy, &dir.join("data"), None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
+    let am = alertmanager().await;
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = relay_with_alertmanager(&ntfy, &am.url, dir.path()).await;
+
+    let silenced = fire(&am, "GatewayDown").await;
+    let paging = fire(&am, "GatewayHighErrorRate").await;
+    relay.webhook(&webhook_with("GatewayDown", &silenced)).await;
+    relay
+        .webhook(&webhook_with("GatewayHighErrorRate", &paging))
+        .await;
+    wait_pushes(&ntfy, 2).await;
+    // Silenced after it fired: Alertmanager will never send a resolve for it.
+    silence(&am, "GatewayDown").await;
+
+    let pushed = wait_pushes(&ntfy, 3).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pushed_later = pushes(&ntfy).await;
+    assert_eq!(pushed_later.len(), 3, "{pushed_later:#?}");
+    let secondary: Vec<&Value> = pushed
+        .iter()
+        .filter(|p| p["topic"] == "oncall-secondary")
+        .collect();
+    assert_eq!(secondary.len(), 1);
+    assert!(secondary[0]["title"]
+        .as_str()
+        .expect("title")
+        .contains("GatewayHighErrorRate"));
+    assert_eq!(
+        relay
+            .metric(r#"relay_escalations_stopped_total{reason="silenced"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        relay
+            .metric(r#"relay_silence_checks_total{result="silenced"}"#)
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_alertmanager_means_escalating_anyway() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = relay_with_alertmanager(&ntfy, "http://127.0.0.1:9", dir.path()).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let pushed = wait_pushes(&ntfy, 2).await;
+    assert_eq!(pushed[1]["topic"], "oncall-secondary");
+    assert!(
+        relay
+            .metric(r#"relay_silence_checks_total{result="error"}"#)
+            .await
+            .expect("metric")
+            >= 1.0
+    );
+}
