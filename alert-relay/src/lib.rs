@@ -13,6 +13,7 @@
 //! - [`sinks`]: one folder per vendor (ntfy, Slack, PagerDuty, log) behind the `Sink` trait;
 //!   retry classification and backoff.
 //! - [`worker`]: the scheduler (due steps) and the outbox delivery worker.
+//! - [`writer`]: group commit of webhooks (one transaction and fsync per batch).
 //! - [`ack`]: HMAC-signed expiring acknowledge links and the authenticated ack API.
 //! - [`silence`]: asks Alertmanager whether an incident's alerts are silenced or inhibited.
 //! - [`metrics`]: the relay's own `relay_*` metrics.
@@ -35,3 +36,4 @@ pub mod sinks;
 pub mod store;
 pub mod templates;
 pub mod worker;
+pub mod writer;

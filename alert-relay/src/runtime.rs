@@ -17,6 +17,7 @@ use crate::sinks::{self, Sink};
 use crate::store::Store;
 use crate::templates::Templates;
 use crate::worker::{LinkComposer, Wakers};
+use crate::writer::IngestWriter;
 
 /// Everything derived from one version of the policy file.
 pub struct Runtime {
@@ -52,6 +53,8 @@ impl Runtime {
 pub struct Relay {
     runtime: RwLock<Arc<Runtime>>,
     pub store: Store,
+    /// Stores webhooks with group commit.
+    pub writer: IngestWriter,
     pub metrics: RelayMetrics,
     pub wakers: Wakers,
     client: reqwest::Client,
@@ -77,6 +80,7 @@ impl Relay {
         }
         Ok(Self {
             runtime: RwLock::new(Arc::new(runtime)),
+            writer: IngestWriter::start(store.clone())?,
             store,
             metrics,
             wakers: Wakers::default(),

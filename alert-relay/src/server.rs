@@ -129,13 +129,10 @@ async fn intake(
         },
     };
     let plan = chosen.plan.clone();
-    let composer = Arc::clone(&runtime.composer);
+    let composer: Arc<dyn crate::store::Composer + Send + Sync> = runtime.composer.clone();
     let now = Timestamp::now();
     let key = group.group_key.clone();
-    let result = relay
-        .store
-        .run(move |conn| store::ingest(conn, &plan, &group, composer.as_ref(), now))
-        .await;
+    let result = relay.writer.ingest(plan, group, composer, now).await;
     timer.observe_duration();
     match result {
         Ok((outcome, effects)) => {

@@ -21,6 +21,8 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("the store task failed: {0}")]
     Task(String),
+    #[error("the webhook could not be stored: {0}")]
+    Batch(String),
 }
 
 /// Builds the notifications an action asks for (ack links, silence links): the part of the
@@ -179,6 +181,10 @@ impl Store {
     }
 }
 
+/// One webhook of a batch: its policy's plan, its group, the composer and the time.
+pub type IngestJob<'a> = (&'a Plan, &'a AlertGroup, &'a dyn Composer, Timestamp);
+pub type IngestResult = Result<(IngestOutcome, Effects), StoreError>;
+
 /// Applies one webhook's group to its policy's incident, in one transaction.
 pub fn ingest(
     conn: &mut Connection,
@@ -188,42 +194,78 @@ pub fn ingest(
     now: Timestamp,
 ) -> Result<(IngestOutcome, Effects), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let result = ingest_in(&tx, plan, group, composer, now)?;
+    tx.commit()?;
+    Ok(result)
+}
+
+/// Applies a batch of webhooks in one transaction (one fsync for all), each in its own
+/// savepoint so that one failing webhook does not undo the others. If the commit fails, every
+/// webhook of the batch fails (and Alertmanager retries them).
+pub fn ingest_batch(
+    conn: &mut Connection,
+    jobs: &[IngestJob<'_>],
+) -> Result<Vec<IngestResult>, StoreError> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for (plan, group, composer, now) in jobs {
+        let savepoint = tx.savepoint()?;
+        match ingest_in(&savepoint, plan, group, *composer, *now) {
+            Ok(done) => {
+                savepoint.commit()?;
+                results.push(Ok(done));
+            }
+            // Dropping the savepoint rolls this webhook back.
+            Err(error) => results.push(Err(error)),
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn ingest_in(
+    conn: &Connection,
+    plan: &Plan,
+    group: &AlertGroup,
+    composer: &dyn Composer,
+    now: Timestamp,
+) -> Result<(IngestOutcome, Effects), StoreError> {
+    let tx = conn;
     let mut effects = Effects::default();
-    let open = load_open(&tx, &plan.policy, &group.group_key)?;
+    let open = load_open(tx, &plan.policy, &group.group_key)?;
     let firing = group.status == crate::domain::AlertStatus::Firing;
     let outcome = match (open, firing) {
         (Some(mut incident), true)
             if incident.machine.phase != Phase::Stopped(StopReason::Silenced) =>
         {
             incident.group = group.clone();
-            save(&tx, &incident, now)?;
+            save(tx, &incident, now)?;
             IngestOutcome::Refreshed
         }
         (Some(mut incident), true) => {
             // Silenced earlier, firing again now: the silence is over, so page anew.
             incident.machine.phase = Phase::Closed;
-            save(&tx, &incident, now)?;
-            start(&tx, plan, group, composer, now, &mut effects)?;
+            save(tx, &incident, now)?;
+            start(tx, plan, group, composer, now, &mut effects)?;
             IngestOutcome::Started
         }
         (None, true) => {
-            start(&tx, plan, group, composer, now, &mut effects)?;
+            start(tx, plan, group, composer, now, &mut effects)?;
             IngestOutcome::Started
         }
         (Some(mut incident), false) => {
             incident.group = group.clone();
             let actions = incident.machine.handle(Event::Resolved, now);
-            apply(&tx, &mut incident, actions, composer, now, &mut effects)?;
+            apply(tx, &mut incident, actions, composer, now, &mut effects)?;
             IngestOutcome::Resolved
         }
         (None, false) => IngestOutcome::Ignored,
     };
-    tx.commit()?;
     Ok((outcome, effects))
 }
 
 fn start(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     plan: &Plan,
     group: &AlertGroup,
     composer: &dyn Composer,
@@ -254,7 +296,7 @@ fn start(
 
 /// Persists the incident and queues what its actions ask for.
 fn apply(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     incident: &mut StoredIncident,
     actions: Vec<Action>,
     composer: &dyn Composer,
@@ -286,11 +328,7 @@ fn apply(
     save(tx, incident, now)
 }
 
-fn save(
-    tx: &rusqlite::Transaction<'_>,
-    incident: &StoredIncident,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+fn save(tx: &Connection, incident: &StoredIncident, now: Timestamp) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE incidents SET open = ?2, machine = ?3, alert_group = ?4, next_due = ?5, updated_at = ?6 WHERE id = ?1",
         params![

@@ -106,8 +106,16 @@ fn the_shipped_policy_pages_the_whole_chain_when_topics_are_set() {
         ]),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let off: Vec<&str> = config.disabled_targets.keys().map(TargetName::as_str).collect();
-    assert_eq!(off, vec!["pagerduty.prod", "slack.oncall"], "no Slack or PagerDuty credentials given");
+    let off: Vec<&str> = config
+        .disabled_targets
+        .keys()
+        .map(TargetName::as_str)
+        .collect();
+    assert_eq!(
+        off,
+        vec!["pagerduty.prod", "slack.oncall"],
+        "no Slack or PagerDuty credentials given"
+    );
     let Some(TargetConfig::Ntfy(ntfy)) = config.targets.get(&TargetName::from("ntfy.cto")) else {
         panic!("ntfy.cto missing")
     };

@@ -225,3 +225,71 @@ pub async fn wait_pushes(server: &MockServer, n: usize) -> Vec<Value> {
     })
     .await
 }
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) on a free port; killed when dropped.
+pub struct Alertmanager {
+    child: std::process::Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Alertmanager with `config` (YAML; `{dir}` is replaced by its data directory).
+pub async fn start_alertmanager(config: &str) -> Alertmanager {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("am.yml");
+    std::fs::write(
+        &file,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .expect("write");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let child = std::process::Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", file.display()))
+        .arg(format!("--storage.path={}", dir.path().display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (installed by the test command)");
+    let url = format!("http://{addr}");
+    let ready = format!("{url}/-/ready");
+    eventually("alertmanager ready", Duration::from_secs(20), || async {
+        reqwest::get(&ready)
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+    Alertmanager { child, url, dir }
+}
+
+impl TestRelay {
+    /// Serves an already built relay (tests that keep a handle on its store).
+    pub async fn serve(relay: Relay) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, relay, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}

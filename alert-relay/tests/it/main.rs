@@ -8,4 +8,5 @@ mod intake;
 mod reload;
 mod restart;
 mod silence;
+mod store_failure;
 mod vendors;

@@ -1,7 +1,6 @@
 //! Silence awareness against a real Alertmanager (Debian's prometheus-alertmanager) holding a
 //! real silence.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -10,55 +9,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn alertmanager() -> Alertmanager {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("am.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
-    )
-    .expect("write");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.path().display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager (installed by the test command)");
-    let url = format!("http://{addr}");
-    let ready = format!("{url}/-/ready");
-    eventually("alertmanager ready", Duration::from_secs(20), || async {
-        reqwest::get(&ready)
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
-    Alertmanager {
-        child,
-        url,
-        _dir: dir,
-    }
+    start_alertmanager("route:\n  receiver: none\nreceivers:\n  - name: none\n").await
 }
 
 /// Posts a firing alert to Alertmanager and returns the fingerprint it gave it.
