@@ -230,7 +230,7 @@ pub async fn wait_pushes(server: &MockServer, n: usize) -> Vec<Value> {
 pub struct Alertmanager {
     child: std::process::Child,
     pub url: String,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Alertmanager {
@@ -272,7 +272,7 @@ pub async fn start_alertmanager(config: &str) -> Alertmanager {
             .map(|_| ())
     })
     .await;
-    Alertmanager { child, url, dir }
+    Alertmanager { child, url, _dir: dir }
 }
 
 impl TestRelay {
