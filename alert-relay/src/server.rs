@@ -145,7 +145,11 @@ async fn intake(
             if effects.queued > 0 || outcome == IngestOutcome::Started {
                 relay.wakers.wake_all();
             }
-            tracing::info!(policy = %chosen.name, group = %key, ?outcome, queued = effects.queued, "webhook stored");
+            if matches!(outcome, IngestOutcome::Started | IngestOutcome::Resolved) {
+                tracing::info!(policy = %chosen.name, group = %key, ?outcome, queued = effects.queued, "webhook stored");
+            } else {
+                tracing::debug!(policy = %chosen.name, group = %key, ?outcome, "webhook stored");
+            }
             let status = format!("{outcome:?}").to_ascii_lowercase();
             (StatusCode::OK, Json(json!({"status": status}))).into_response()
         }

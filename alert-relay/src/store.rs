@@ -91,6 +91,11 @@ pub struct Effects {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Delivery bookkeeping (marking notifications delivered, retried, dead) goes through a
+    /// second connection with synchronous=NORMAL: no fsync per delivery. A power loss may
+    /// forget that a notification was sent, so it is sent again: at-least-once, with the
+    /// same ntfy sequence id and PagerDuty dedup_key, so the repeat replaces the page.
+    delivery: Arc<Mutex<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -142,9 +147,28 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
+        let delivery = Connection::open(path)?;
+        delivery.pragma_update(None, "synchronous", "NORMAL")?;
+        delivery.pragma_update(None, "busy_timeout", 5000)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            delivery: Arc::new(Mutex::new(delivery)),
         })
+    }
+
+    /// Like [`Store::run`], on the delivery connection.
+    pub async fn run_delivery<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.delivery);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Runs `f` with the connection on a blocking thread.

@@ -157,7 +157,7 @@ pub struct Delivery {
 /// Tries the oldest pending notification of the target once.
 pub async fn deliver_next(d: &Delivery, now: Timestamp) -> Result<Step, StoreError> {
     let target = d.target.clone();
-    let Some(item) = d.store.run(move |c| store::head(c, &target)).await? else {
+    let Some(item) = d.store.run_delivery(move |c| store::head(c, &target)).await? else {
         return Ok(Step::Empty);
     };
     if item.next_try > now {
@@ -184,7 +184,7 @@ pub async fn deliver_next(d: &Delivery, now: Timestamp) -> Result<Step, StoreErr
     let step = match outcome {
         Outcome::Delivered => {
             d.store
-                .run(move |c| store::mark_delivered(c, id, now))
+                .run_delivery(move |c| store::mark_delivered(c, id, now))
                 .await?;
             d.metrics
                 .notifications
@@ -206,7 +206,7 @@ pub async fn deliver_next(d: &Delivery, now: Timestamp) -> Result<Step, StoreErr
             } else {
                 let error = reason.clone();
                 d.store
-                    .run(move |c| store::mark_retry(c, id, next, &error))
+                    .run_delivery(move |c| store::mark_retry(c, id, next, &error))
                     .await?;
                 d.metrics
                     .notifications
@@ -233,7 +233,7 @@ async fn dead_letter(
 ) -> Result<(), StoreError> {
     let error = reason.to_owned();
     d.store
-        .run(move |c| store::mark_dead(c, id, now, &error))
+        .run_delivery(move |c| store::mark_dead(c, id, now, &error))
         .await?;
     let label = d.target.as_str();
     d.metrics
