@@ -64,7 +64,12 @@ impl Stats {
     fn report(&self, label: &str, elapsed: Duration) -> Value {
         let mut l = self.latencies_us.lock().expect("lock").clone();
         l.sort_unstable();
-        let pct = |p: f64| l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0) as f64 / 1000.0;
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
         let out = json!({
             "mode": label,
             "requests": l.len(),
@@ -79,22 +84,46 @@ impl Stats {
 }
 
 async fn send(client: &reqwest::Client, url: &str, token: &str, body: String) -> bool {
-    match client.post(url).bearer_auth(token).header("content-type", "application/json").body(body).send().await {
+    match client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
         Ok(r) => r.status().is_success(),
         Err(_) => false,
     }
 }
 
 /// Fixed-rate open loop for `duration`; `make(n)` gives the n-th body.
-async fn open_loop(url: &str, token: &str, rate: f64, duration: Duration, alerts: usize, stats: Arc<Stats>, sent_at: Option<Arc<Mutex<HashMap<u64, Instant>>>>) -> Duration {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+async fn open_loop(
+    url: &str,
+    token: &str,
+    rate: f64,
+    duration: Duration,
+    alerts: usize,
+    stats: Arc<Stats>,
+    sent_at: Option<Arc<Mutex<HashMap<u64, Instant>>>>,
+) -> Duration {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
     let start = Instant::now();
     let total = (rate * duration.as_secs_f64()) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..total {
         let due = start + Duration::from_secs_f64(n as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let (client, url, token, stats, sent_at) = (client.clone(), url.to_owned(), token.to_owned(), Arc::clone(&stats), sent_at.clone());
+        let (client, url, token, stats, sent_at) = (
+            client.clone(),
+            url.to_owned(),
+            token.to_owned(),
+            Arc::clone(&stats),
+            sent_at.clone(),
+        );
         let body = webhook(n, alerts).to_string();
         tasks.spawn(async move {
             if let Some(map) = &sent_at {
@@ -102,7 +131,11 @@ async fn open_loop(url: &str, token: &str, rate: f64, duration: Duration, alerts
             }
             let ok = send(&client, &url, &token, body).await;
             let us = due.elapsed().as_micros() as u64;
-            if ok { stats.latencies_us.lock().expect("lock").push(us) } else { stats.errors.fetch_add(1, Ordering::Relaxed); }
+            if ok {
+                stats.latencies_us.lock().expect("lock").push(us)
+            } else {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -110,19 +143,42 @@ async fn open_loop(url: &str, token: &str, rate: f64, duration: Duration, alerts
 }
 
 /// Closed loop: `connections` workers sending back to back for `duration`.
-async fn closed_loop(url: &str, token: &str, connections: usize, duration: Duration, stats: Arc<Stats>) -> Duration {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("client");
+async fn closed_loop(
+    url: &str,
+    token: &str,
+    connections: usize,
+    duration: Duration,
+    stats: Arc<Stats>,
+) -> Duration {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .expect("client");
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        let (client, url, token, stats, counter) = (client.clone(), url.to_owned(), token.to_owned(), Arc::clone(&stats), Arc::clone(&counter));
+        let (client, url, token, stats, counter) = (
+            client.clone(),
+            url.to_owned(),
+            token.to_owned(),
+            Arc::clone(&stats),
+            Arc::clone(&counter),
+        );
         tasks.spawn(async move {
             while start.elapsed() < duration {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let began = Instant::now();
                 let ok = send(&client, &url, &token, webhook(n, 1).to_string()).await;
-                if ok { stats.latencies_us.lock().expect("lock").push(began.elapsed().as_micros() as u64) } else { stats.errors.fetch_add(1, Ordering::Relaxed); }
+                if ok {
+                    stats
+                        .latencies_us
+                        .lock()
+                        .expect("lock")
+                        .push(began.elapsed().as_micros() as u64)
+                } else {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
     }
@@ -142,16 +198,26 @@ async fn fake_ntfy(listen: SocketAddr) -> Arc<Mutex<HashMap<u64, Instant>>> {
                 let now = Instant::now();
                 if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                     let title = v["title"].as_str().unwrap_or("");
-                    if let Some(n) = title.split("Load").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()).and_then(|d| d.parse().ok()) {
+                    if let Some(n) = title
+                        .split("Load")
+                        .nth(1)
+                        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|d| d.parse().ok())
+                    {
                         let n: u64 = n;
-                        seen.lock().expect("lock").entry(n.saturating_sub(START.load(Ordering::Relaxed))).or_insert(now);
+                        seen.lock()
+                            .expect("lock")
+                            .entry(n.saturating_sub(START.load(Ordering::Relaxed)))
+                            .or_insert(now);
                     }
                 }
                 "{}"
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind ntfy");
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .expect("bind ntfy");
     tokio::spawn(async move { axum::serve(listener, app).await });
     arrivals
 }
@@ -163,9 +229,13 @@ async fn main() {
     let url = arg(&args, "--url", "http://127.0.0.1:9465/webhook");
     let token = arg(&args, "--token", "");
     let rate: f64 = arg(&args, "--rate", "500").parse().expect("--rate");
-    let duration = Duration::from_secs_f64(arg(&args, "--duration", "10").parse().expect("--duration"));
+    let duration =
+        Duration::from_secs_f64(arg(&args, "--duration", "10").parse().expect("--duration"));
     let stats = Arc::new(Stats::default());
-    START.store(arg(&args, "--start", "0").parse().expect("--start"), Ordering::Relaxed);
+    START.store(
+        arg(&args, "--start", "0").parse().expect("--start"),
+        Ordering::Relaxed,
+    );
     match mode.as_str() {
         "intake" => {
             let elapsed = if rate > 0.0 {

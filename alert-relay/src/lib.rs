@@ -27,6 +27,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod escalation;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intake;
 pub mod metrics;
 pub mod runtime;

@@ -157,7 +157,11 @@ pub struct Delivery {
 /// Tries the oldest pending notification of the target once.
 pub async fn deliver_next(d: &Delivery, now: Timestamp) -> Result<Step, StoreError> {
     let target = d.target.clone();
-    let Some(item) = d.store.run_delivery(move |c| store::head(c, &target)).await? else {
+    let Some(item) = d
+        .store
+        .run_delivery(move |c| store::head(c, &target))
+        .await?
+    else {
         return Ok(Step::Empty);
     };
     if item.next_try > now {

@@ -272,7 +272,11 @@ pub async fn start_alertmanager(config: &str) -> Alertmanager {
             .map(|_| ())
     })
     .await;
-    Alertmanager { child, url, _dir: dir }
+    Alertmanager {
+        child,
+        url,
+        _dir: dir,
+    }
 }
 
 impl TestRelay {

@@ -7,6 +7,7 @@ mod delivery;
 mod intake;
 mod reload;
 mod restart;
+mod secrets;
 mod silence;
 mod store_failure;
 mod vendors;

@@ -4,10 +4,12 @@
 //! unbounded series), a folded method and the status code. Label handles are cached per
 //! route and method, so the hot path is a read lock, a few atomic adds and no allocation.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -85,12 +87,16 @@ impl HttpMetricsBuilder {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        let unmatched = Arc::new(RouteMetrics::new(UNMATCHED_ROUTE));
+        let families = Families {
+            requests,
+            duration,
+            in_flight,
+        };
+        let unmatched = Arc::new(RouteMetrics::new(UNMATCHED_ROUTE, families.clone()));
         Ok(HttpMetricsLayer {
             shared: Arc::new(Shared {
-                requests,
-                duration,
-                in_flight,
+                id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
+                families,
                 routes: RwLock::new(HashMap::new()),
                 unmatched,
             }),
@@ -135,11 +141,30 @@ impl<S> Layer<S> for HttpMetricsLayer {
 }
 
 struct Shared {
+    /// Distinguishes layers in the per-thread route caches.
+    id: usize,
+    families: Families,
+    routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
+    unmatched: Arc<RouteMetrics>,
+}
+
+/// The metric vectors a route's handles are made from.
+#[derive(Clone)]
+struct Families {
     requests: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGauge,
-    routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
-    unmatched: Arc<RouteMetrics>,
+}
+
+static NEXT_LAYER_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// Route template -> handles, for one layer.
+type RouteCache = HashMap<Box<str>, Arc<RouteMetrics>>;
+
+thread_local! {
+    /// Per thread and layer: route template -> handles. Looking a route up touches no shared
+    /// cache line (a shared `RwLock` read costs two contended atomic operations per request).
+    static ROUTES: RefCell<HashMap<usize, RouteCache>> = RefCell::default();
 }
 
 impl Shared {
@@ -147,69 +172,101 @@ impl Shared {
         let Some(path) = matched.map(MatchedPath::as_str) else {
             return Arc::clone(&self.unmatched);
         };
-        if let Some(found) = read(&self.routes).get(path) {
-            return Arc::clone(found);
-        }
-        // First request on this route: the only allocation, once per route template.
-        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
+        let cached = ROUTES.with(|routes| {
             routes
-                .entry(path.into())
-                .or_insert_with(|| Arc::new(RouteMetrics::new(path))),
-        )
+                .borrow()
+                .get(&self.id)
+                .and_then(|layer| layer.get(path).cloned())
+        });
+        if let Some(found) = cached {
+            return found;
+        }
+        // First request on this route on this thread: the only allocations, once per route.
+        let found = {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(
+                routes
+                    .entry(path.into())
+                    .or_insert_with(|| Arc::new(RouteMetrics::new(path, self.families.clone()))),
+            )
+        };
+        ROUTES.with(|routes| {
+            routes
+                .borrow_mut()
+                .entry(self.id)
+                .or_default()
+                .insert(path.into(), Arc::clone(&found));
+        });
+        found
     }
 }
 
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    // A panic while holding the lock leaves plain metric handles behind: still usable.
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
+/// Status codes with a lock-free counter slot per route and method; rarer ones go to a list.
+const STATUS_SLOTS: usize = 8;
 
 /// Cached handles of one route: per method, the histogram and the counters by status.
 struct RouteMetrics {
     route: Box<str>,
+    families: Families,
     methods: [MethodMetrics; METHODS.len()],
 }
 
 #[derive(Default)]
 struct MethodMetrics {
     duration: OnceLock<Histogram>,
-    by_status: RwLock<Vec<(u16, IntCounter)>>,
+    statuses: [OnceLock<(u16, IntCounter)>; STATUS_SLOTS],
+    overflow: Mutex<Vec<(u16, IntCounter)>>,
 }
 
 impl RouteMetrics {
-    fn new(route: &str) -> Self {
+    fn new(route: &str, families: Families) -> Self {
         Self {
             route: route.into(),
+            families,
             methods: Default::default(),
         }
     }
 
-    fn record(&self, shared: &Shared, method: usize, status: StatusCode, seconds: f64) {
+    fn record(&self, method: usize, status: StatusCode, seconds: f64) {
         let slot = &self.methods[method];
         slot.duration
             .get_or_init(|| {
-                shared
+                self.families
                     .duration
                     .with_label_values(&[METHODS[method], &self.route])
             })
             .observe(seconds);
+        self.counter(slot, method, status).inc();
+    }
+
+    fn counter<'a>(
+        &self,
+        slot: &'a MethodMetrics,
+        method: usize,
+        status: StatusCode,
+    ) -> std::borrow::Cow<'a, IntCounter> {
         let code = status.as_u16();
-        if let Some((_, counter)) = read(&slot.by_status).iter().find(|(c, _)| *c == code) {
-            counter.inc();
-            return;
+        let make = || {
+            self.families.requests.with_label_values(&[
+                METHODS[method],
+                &self.route,
+                status.as_str(),
+            ])
+        };
+        for cell in &slot.statuses {
+            // Reads are plain loads; a free slot is claimed once, racing threads agree on it.
+            let (owner, counter) = cell.get_or_init(|| (code, make()));
+            if *owner == code {
+                return std::borrow::Cow::Borrowed(counter);
+            }
         }
-        let mut statuses = slot.by_status.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, counter)) = statuses.iter().find(|(c, _)| *c == code) {
-            counter.inc();
-            return;
+        let mut overflow = slot.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, counter)) = overflow.iter().find(|(c, _)| *c == code) {
+            return std::borrow::Cow::Owned(counter.clone());
         }
-        let counter =
-            shared
-                .requests
-                .with_label_values(&[METHODS[method], &self.route, status.as_str()]);
-        counter.inc();
-        statuses.push((code, counter));
+        let counter = make();
+        overflow.push((code, counter.clone()));
+        std::borrow::Cow::Owned(counter)
     }
 }
 
@@ -235,11 +292,10 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let method = method_index(request.method());
         let route = self.shared.route(request.extensions().get::<MatchedPath>());
-        self.shared.in_flight.inc();
+        route.families.in_flight.inc();
         ResponseFuture {
             inner: self.inner.call(request),
             record: Some(Recording {
-                shared: Arc::clone(&self.shared),
                 route,
                 method,
                 start: Instant::now(),
@@ -251,7 +307,6 @@ where
 /// What a request needs to record itself; dropping it (even unrecorded, when the request is
 /// cancelled) takes the request out of the in-flight gauge.
 struct Recording {
-    shared: Arc<Shared>,
     route: Arc<RouteMetrics>,
     method: usize,
     start: Instant,
@@ -260,14 +315,13 @@ struct Recording {
 impl Recording {
     fn finish(self, status: StatusCode) {
         let seconds = self.start.elapsed().as_secs_f64();
-        self.route
-            .record(&self.shared, self.method, status, seconds);
+        self.route.record(self.method, status, seconds);
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.shared.in_flight.dec();
+        self.route.families.in_flight.dec();
     }
 }
 

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of the bundle (issue: benchmarks). Everything compared runs in the
+same invocation, interleaved where possible, and is reported as ratios; results are JSON lines
+on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|startup]...
+
+Needs release builds (scripts/bench/run does them), Debian's prometheus-node-exporter and wrk.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REL = ROOT / "target" / "release"
+TOKEN = "bench-token-0123456789abcdef"
+CLK = os.sysconf("SC_CLK_TCK")
+results: dict[str, dict] = {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, path: str, limit: float = 20.0) -> float:
+    """Polls until 200; returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise TimeoutError(f"127.0.0.1:{port}{path} not ready")
+
+
+class Proc:
+    def __init__(self, argv, env=None, cwd=None):
+        self.p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, **(env or {})}, cwd=cwd)
+        self.started = time.perf_counter()
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+
+    def status_kb(self, key: str) -> int:
+        m = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{self.p.pid}/status").read_text(), re.M)
+        return int(m.group(1)) if m else 0
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+def emit(name: str, data: dict):
+    results[name] = data
+    print(json.dumps({"bench": name, **data}), flush=True)
+
+
+def bench_exporter(scrapes: int = 1000):
+    gw_port, ours_port, node_port = free_port(), free_port(), free_port()
+    tmp = tempfile.mkdtemp()
+    gw = Proc([REL / "demo-gateway", "--listen", f"127.0.0.1:{gw_port}"])
+    wait_http(gw_port, "/health")
+    ours = Proc([REL / "exporter", "--listen", f"127.0.0.1:{ours_port}", "--gateway-url", f"http://127.0.0.1:{gw_port}",
+                 "--state-file", f"{tmp}/state.json"])
+    node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{node_port}"])
+    try:
+        wait_http(ours_port, "/ready")
+        wait_http(node_port, "/metrics")
+        time.sleep(1)
+        conns = {"ours": http.client.HTTPConnection("127.0.0.1", ours_port), "node": http.client.HTTPConnection("127.0.0.1", node_port)}
+        procs = {"ours": ours, "node": node}
+        lat = {"ours": [], "node": []}
+        body = {}
+        cpu0 = {k: p.cpu_seconds() for k, p in procs.items()}
+        for _ in range(scrapes):
+            for k in ("ours", "node"):
+                t = time.perf_counter()
+                conns[k].request("GET", "/metrics", headers={"Accept": "text/plain"})
+                data = conns[k].getresponse().read()
+                lat[k].append(time.perf_counter() - t)
+                body[k] = data
+        cpu = {k: (p.cpu_seconds() - cpu0[k]) for k, p in procs.items()}
+        out = {}
+        for k in ("ours", "node"):
+            text = body[k].decode()
+            out[k] = {
+                "median_ms": round(statistics.median(lat[k]) * 1000, 3),
+                "p99_ms": round(sorted(lat[k])[int(len(lat[k]) * 0.99) - 1] * 1000, 3),
+                "cpu_ms_per_1000_scrapes": round(cpu[k] * 1000 * 1000 / scrapes, 1),
+                "rss_kb": procs[k].status_kb("VmRSS"),
+                "series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
+                "body_bytes": len(body[k]),
+            }
+        out["ratios"] = {m: round(out["ours"][m] / out["node"][m], 3) for m in ("median_ms", "cpu_ms_per_1000_scrapes", "rss_kb") if out["node"][m]}
+        emit("exporter_vs_node_exporter", out)
+    finally:
+        for p in (ours, node, gw):
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wrk(port: int, seconds: int = 5) -> float:
+    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/api/cheap"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def bench_middleware(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))):
+    app = ROOT / "scripts/bench/axum-prometheus-app"
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(app / "Cargo.toml")], check=True)
+    ports = {"with_layer": free_port(), "without": free_port(), "axum_prometheus": free_port()}
+    procs = {
+        "with_layer": Proc([REL / "demo-gateway", "--listen", f"127.0.0.1:{ports['with_layer']}"]),
+        "without": Proc([REL / "demo-gateway", "--listen", f"127.0.0.1:{ports['without']}", "--no-metrics-layer"]),
+        "axum_prometheus": Proc([app / "target/release/axum-prometheus-app", f"127.0.0.1:{ports['axum_prometheus']}"]),
+    }
+    try:
+        for name, port in ports.items():
+            wait_http(port, "/api/cheap")
+            wrk(port, 1)  # warm-up
+        runs = {k: [] for k in ports}
+        for _ in range(rounds):
+            for name, port in ports.items():
+                runs[name].append(wrk(port))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        micro = json.loads(subprocess.run([REL / "examples/layer_overhead"], capture_output=True, text=True, check=True).stdout)
+        emit("middleware", {
+            "req_per_s_median": {k: round(v) for k, v in med.items()},
+            "runs": runs,
+            "with_layer_vs_without": round(med["with_layer"] / med["without"], 3),
+            "with_layer_vs_axum_prometheus": round(med["with_layer"] / med["axum_prometheus"], 3),
+            "in_process_ns": micro,
+        })
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+def loadgen(*args) -> list[dict]:
+    out = subprocess.run([REL / "examples/loadgen", *map(str, args)], capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+class Relay:
+    """A fresh relay (own data directory) with the shipped policy: the log target always,
+    ntfy when `ntfy_port` is given. Each measurement gets its own, so that no backlog of an
+    earlier run is still being delivered."""
+
+    def __init__(self, ntfy_port: int | None = None):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.port = free_port()
+        env = {"RELAY_WEBHOOK_TOKEN": TOKEN, "RELAY_AUDIT_LOG": str(self.tmp / "audit.log"),
+               "LOG_FORMAT": "json", "RUST_LOG": "warn"}
+        if ntfy_port:
+            env.update(NTFY_URL=f"http://127.0.0.1:{ntfy_port}", NTFY_TOPIC_PRIMARY="bench")
+        self.proc = Proc([REL / "alert-relay", "serve", "--config", ROOT / "monitoring/alert-relay/escalation-policy.yml",
+                          "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.tmp / "data"], env=env)
+        wait_http(self.port, "/ready")
+        self.url = f"http://127.0.0.1:{self.port}/webhook"
+
+    def close(self):
+        self.proc.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def bench_relay():
+    trivial_port = free_port()
+    trivial = Proc([REL / "examples/loadgen", "trivial", "--listen", f"127.0.0.1:{trivial_port}"])
+    time.sleep(0.3)  # the trivial server answers POST only
+    turl = f"http://127.0.0.1:{trivial_port}/webhook"
+    relay_max, trivial_max = [], []
+    try:
+        for _ in range(2):
+            relay = Relay()
+            try:
+                relay_max.append(loadgen("intake", "--url", relay.url, "--token", TOKEN, "--rate", 0, "--connections", 32, "--duration", 5)[0])
+            finally:
+                relay.close()
+            trivial_max.append(loadgen("intake", "--url", turl, "--token", TOKEN, "--rate", 0, "--connections", 32, "--duration", 5)[0])
+    finally:
+        trivial.stop()
+    relay = Relay()
+    try:
+        at500 = loadgen("intake", "--url", relay.url, "--token", TOKEN, "--rate", 500, "--duration", 10)[0]
+    finally:
+        relay.close()
+    ntfy = free_port()
+    relay = Relay(ntfy)
+    try:
+        e2e = loadgen("e2e", "--url", relay.url, "--token", TOKEN, "--rate", 100, "--duration", 10, "--ntfy-listen", f"127.0.0.1:{ntfy}")
+    finally:
+        relay.close()
+    best = lambda runs: max(runs, key=lambda r: r["rate_per_s"])  # noqa: E731
+    emit("relay_intake", {
+        "durable_max_per_s": round(best(relay_max)["rate_per_s"]),
+        "trivial_max_per_s": round(best(trivial_max)["rate_per_s"]),
+        "ratio_to_trivial": round(best(relay_max)["rate_per_s"] / best(trivial_max)["rate_per_s"], 3),
+        "at_500_per_s": at500,
+        "runs": {"relay": relay_max, "trivial": trivial_max},
+    })
+    emit("relay_e2e_100_per_s", {"intake": e2e[0], "webhook_to_push": e2e[1]})
+    # Storm: 1,000 groups carrying 5,000 alerts within 10 s.
+    ntfy = free_port()
+    relay = Relay(ntfy)
+    try:
+        storm = loadgen("storm", "--url", relay.url, "--token", TOKEN, "--groups", 1000,
+                        "--alerts", 5000, "--duration", 10, "--ntfy-listen", f"127.0.0.1:{ntfy}")
+        time.sleep(1)
+        audit = (relay.tmp / "audit.log").read_text().count("\n") if (relay.tmp / "audit.log").exists() else 0
+        emit("relay_storm", {"intake": storm[0], "pages": storm[1], "audit_lines": audit,
+                             "peak_rss_kb": relay.proc.status_kb("VmHWM"), "rss_after_kb": relay.proc.status_kb("VmRSS")})
+    finally:
+        relay.close()
+
+
+def bench_startup(runs: int = 5):
+    out = {}
+    for name in ("exporter", "alert-relay", "demo-gateway"):
+        times, rss = [], []
+        for _ in range(runs):
+            tmp = Path(tempfile.mkdtemp())
+            port = free_port()
+            argv = {
+                "exporter": [REL / "exporter", "--listen", f"127.0.0.1:{port}", "--state-file", tmp / "s.json", "--host-interval", "1s"],
+                "alert-relay": [REL / "alert-relay", "serve", "--config", ROOT / "monitoring/alert-relay/escalation-policy.yml",
+                                "--listen", f"127.0.0.1:{port}", "--data-dir", tmp / "data"],
+                "demo-gateway": [REL / "demo-gateway", "--listen", f"127.0.0.1:{port}"],
+            }[name]
+            p = Proc(argv, env={"RELAY_WEBHOOK_TOKEN": TOKEN})
+            path = "/health" if name == "demo-gateway" else "/ready"
+            wait_http(port, path, 10)
+            times.append(time.perf_counter() - p.started)
+            time.sleep(2)
+            rss.append(p.status_kb("VmRSS"))
+            p.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        out[name] = {"start_to_ready_ms_median": round(statistics.median(times) * 1000, 1), "idle_rss_kb_median": statistics.median(rss)}
+    emit("startup_and_idle", out)
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or ["exporter", "middleware", "relay", "startup"]
+    for name in wanted:
+        {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "startup": bench_startup}[name]()
+    print("\nsummary:", json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
