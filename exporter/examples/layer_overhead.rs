@@ -1,6 +1,8 @@
 //! Nanoseconds that `HttpMetricsLayer` adds to one request, measured in-process (no network):
-//! the same router is called with and without the layer, interleaved, and the medians of
-//! several rounds are compared. Run: `cargo run --release --example layer_overhead -p exporter`.
+//! the same router is called without a layer, with a layer that does nothing (what any
+//! `Router::layer` costs: axum boxes the wrapped service and its future) and with
+//! `HttpMetricsLayer`, interleaved; the medians of several rounds are compared.
+//! Run: `cargo run --release --example layer_overhead -p exporter`.
 
 use std::time::Instant;
 
@@ -51,18 +53,25 @@ async fn main() {
     };
     let registry = prometheus::Registry::new();
     let mut plain = routes();
+    let mut noop = routes().layer(tower::layer::layer_fn(|service| service));
     let mut measured = routes().layer(HttpMetricsLayer::new(&registry).expect("register"));
     // Warm-up: creates the route handles once, as in a running service.
     ns_per_call(&mut plain).await;
+    ns_per_call(&mut noop).await;
     ns_per_call(&mut measured).await;
-    let (mut without, mut with) = (Vec::new(), Vec::new());
+    let (mut without, mut with_noop, mut with) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         without.push(ns_per_call(&mut plain).await);
+        with_noop.push(ns_per_call(&mut noop).await);
         with.push(ns_per_call(&mut measured).await);
     }
-    let (without, with) = (median(without), median(with));
+    let (without, with_noop, with) = (median(without), median(with_noop), median(with));
     println!(
-        "{{\"bench\":\"layer_overhead\",\"ns_per_request_without\":{without:.0},\"ns_per_request_with\":{with:.0},\"ns_added\":{:.0}}}",
-        with - without
+        "{{\"bench\":\"layer_overhead\",\"ns_per_request_without\":{without:.0},\
+         \"ns_per_request_noop_layer\":{with_noop:.0},\"ns_per_request_with\":{with:.0},\
+         \"ns_added\":{:.0},\"ns_added_by_any_axum_layer\":{:.0},\"ns_recording\":{:.0}}}",
+        with - without,
+        with_noop - without,
+        with - with_noop
     );
 }

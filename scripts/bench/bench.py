@@ -128,7 +128,11 @@ def wrk(port: int, seconds: int = 5) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def bench_middleware(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))):
+def bench_middleware(rounds: int = int(os.environ.get("BENCH_ROUNDS", "15")), seconds: int = 2):
+    """Throughput of the same app with, without and with axum-prometheus's layer. Shared
+    machines drift by ±15% within a minute, so runs are short and interleaved, each round in
+    the reverse order of the previous one (ABC CBA: linear drift cancels), and the ratio is
+    the median of the per-round ratios."""
     app = ROOT / "scripts/bench/axum-prometheus-app"
     subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(app / "Cargo.toml")], check=True)
     ports = {"with_layer": free_port(), "without": free_port(), "axum_prometheus": free_port()}
@@ -142,16 +146,19 @@ def bench_middleware(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))):
             wait_http(port, "/api/cheap")
             wrk(port, 1)  # warm-up
         runs = {k: [] for k in ports}
+        order = list(ports)
         for _ in range(rounds):
-            for name, port in ports.items():
-                runs[name].append(wrk(port))
+            for name in order:
+                runs[name].append(wrk(ports[name], seconds))
+            order.reverse()
         med = {k: statistics.median(v) for k, v in runs.items()}
+        paired = lambda a, b: round(statistics.median(x / y for x, y in zip(runs[a], runs[b])), 3)  # noqa: E731
         micro = json.loads(subprocess.run([REL / "examples/layer_overhead"], capture_output=True, text=True, check=True).stdout)
         emit("middleware", {
             "req_per_s_median": {k: round(v) for k, v in med.items()},
-            "runs": runs,
-            "with_layer_vs_without": round(med["with_layer"] / med["without"], 3),
-            "with_layer_vs_axum_prometheus": round(med["with_layer"] / med["axum_prometheus"], 3),
+            "runs": {k: [round(x) for x in v] for k, v in runs.items()},
+            "with_layer_vs_without": paired("with_layer", "without"),
+            "with_layer_vs_axum_prometheus": paired("with_layer", "axum_prometheus"),
             "in_process_ns": micro,
         })
     finally:

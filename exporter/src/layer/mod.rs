@@ -1,24 +1,29 @@
 //! `HttpMetricsLayer`: RED metrics (rate, errors, duration) for any tower/axum service.
 //!
 //! Series are keyed by axum's `MatchedPath` (never the raw path, so scanners cannot create
-//! unbounded series), a folded method and the status code. Label handles are cached per
-//! route and method, so the hot path is a read lock, a few atomic adds and no allocation.
+//! unbounded series), a folded method and the status code. A request finds its route in a
+//! per-thread cache and adds to counters striped per thread: no lock, no allocation and no
+//! cache line shared with other cores on the hot path; a scrape sums the stripes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
-use prometheus::{Opts, Registry};
+use prometheus::Registry;
 use tower::{Layer, Service};
+
+use collector::{RouteMetrics, Store, StoreCollector};
+
+mod collector;
+mod stripes;
 
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -63,7 +68,7 @@ impl Default for HttpMetricsBuilder {
 }
 
 impl HttpMetricsBuilder {
-    /// Histogram buckets in seconds (strictly increasing; checked on `register`).
+    /// Histogram buckets in seconds (finite, strictly increasing; checked on `register`).
     pub fn buckets(mut self, buckets: impl Into<Vec<f64>>) -> Self {
         self.buckets = buckets.into();
         self
@@ -71,34 +76,12 @@ impl HttpMetricsBuilder {
 
     /// Registers the three metric families in `registry` and returns the layer.
     pub fn register(self, registry: &Registry) -> Result<HttpMetricsLayer, prometheus::Error> {
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered."),
-            &["method", "route", "status"],
-        )?;
-        let duration_opts = HistogramOpts::new(
-            "http_request_duration_seconds",
-            "Time from receiving an HTTP request to sending its response headers.",
-        )
-        .buckets(self.buckets);
-        // The vector checks buckets only when a child is made (and then panics): check now.
-        Histogram::with_opts(duration_opts.clone())?;
-        let duration = HistogramVec::new(duration_opts, &["method", "route"])?;
-        let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served.")?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        let families = Families {
-            requests,
-            duration,
-            in_flight,
-        };
-        let unmatched = Arc::new(RouteMetrics::new(UNMATCHED_ROUTE, families.clone()));
+        let store = Arc::new(Store::new(self.buckets, stripes::default_stripes())?);
+        registry.register(Box::new(StoreCollector(Arc::clone(&store))))?;
         Ok(HttpMetricsLayer {
             shared: Arc::new(Shared {
                 id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
-                families,
-                routes: RwLock::new(HashMap::new()),
-                unmatched,
+                store,
             }),
         })
     }
@@ -107,6 +90,9 @@ impl HttpMetricsBuilder {
 /// A tower layer recording `http_requests_total`, `http_request_duration_seconds` and
 /// `http_requests_in_flight`. Apply it with `Router::layer` so that unmatched requests are
 /// counted too (under `route="unmatched"`).
+///
+/// Build it once at startup: each route template it sees gets numbers that live for the
+/// rest of the process (a few hundred bytes per route, method and core).
 #[derive(Clone)]
 pub struct HttpMetricsLayer {
     shared: Arc<Shared>,
@@ -143,130 +129,34 @@ impl<S> Layer<S> for HttpMetricsLayer {
 struct Shared {
     /// Distinguishes layers in the per-thread route caches.
     id: usize,
-    families: Families,
-    routes: RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>,
-    unmatched: Arc<RouteMetrics>,
-}
-
-/// The metric vectors a route's handles are made from.
-#[derive(Clone)]
-struct Families {
-    requests: IntCounterVec,
-    duration: HistogramVec,
-    in_flight: IntGauge,
+    store: Arc<Store>,
 }
 
 static NEXT_LAYER_ID: AtomicUsize = AtomicUsize::new(0);
 
-/// Route template -> handles, for one layer.
-type RouteCache = HashMap<Box<str>, Arc<RouteMetrics>>;
-
 thread_local! {
-    /// Per thread and layer: route template -> handles. Looking a route up touches no shared
-    /// cache line (a shared `RwLock` read costs two contended atomic operations per request).
-    static ROUTES: RefCell<HashMap<usize, RouteCache>> = RefCell::default();
+    /// Per thread: (layer, address of the matched route's text) -> its numbers. axum keeps
+    /// one allocation per route template, so the address finds it without hashing the text
+    /// (the text is still compared, in case an address is reused by another router) and
+    /// without touching a lock that every core writes.
+    static ROUTES: RefCell<HashMap<(usize, usize), &'static RouteMetrics>> = RefCell::default();
 }
 
 impl Shared {
-    fn route(&self, matched: Option<&MatchedPath>) -> Arc<RouteMetrics> {
+    fn route(&self, matched: Option<&MatchedPath>) -> &'static RouteMetrics {
         let Some(path) = matched.map(MatchedPath::as_str) else {
-            return Arc::clone(&self.unmatched);
+            return self.store.unmatched;
         };
-        let cached = ROUTES.with(|routes| {
-            routes
-                .borrow()
-                .get(&self.id)
-                .and_then(|layer| layer.get(path).cloned())
-        });
-        if let Some(found) = cached {
-            return found;
-        }
-        // First request on this route on this thread: the only allocations, once per route.
-        let found = {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(
-                routes
-                    .entry(path.into())
-                    .or_insert_with(|| Arc::new(RouteMetrics::new(path, self.families.clone()))),
-            )
-        };
-        ROUTES.with(|routes| {
-            routes
-                .borrow_mut()
-                .entry(self.id)
-                .or_default()
-                .insert(path.into(), Arc::clone(&found));
-        });
-        found
-    }
-}
-
-/// Status codes with a lock-free counter slot per route and method; rarer ones go to a list.
-const STATUS_SLOTS: usize = 8;
-
-/// Cached handles of one route: per method, the histogram and the counters by status.
-struct RouteMetrics {
-    route: Box<str>,
-    families: Families,
-    methods: [MethodMetrics; METHODS.len()],
-}
-
-#[derive(Default)]
-struct MethodMetrics {
-    duration: OnceLock<Histogram>,
-    statuses: [OnceLock<(u16, IntCounter)>; STATUS_SLOTS],
-    overflow: Mutex<Vec<(u16, IntCounter)>>,
-}
-
-impl RouteMetrics {
-    fn new(route: &str, families: Families) -> Self {
-        Self {
-            route: route.into(),
-            families,
-            methods: Default::default(),
-        }
-    }
-
-    fn record(&self, method: usize, status: StatusCode, seconds: f64) {
-        let slot = &self.methods[method];
-        slot.duration
-            .get_or_init(|| {
-                self.families
-                    .duration
-                    .with_label_values(&[METHODS[method], &self.route])
-            })
-            .observe(seconds);
-        self.counter(slot, method, status).inc();
-    }
-
-    fn counter<'a>(
-        &self,
-        slot: &'a MethodMetrics,
-        method: usize,
-        status: StatusCode,
-    ) -> std::borrow::Cow<'a, IntCounter> {
-        let code = status.as_u16();
-        let make = || {
-            self.families.requests.with_label_values(&[
-                METHODS[method],
-                &self.route,
-                status.as_str(),
-            ])
-        };
-        for cell in &slot.statuses {
-            // Reads are plain loads; a free slot is claimed once, racing threads agree on it.
-            let (owner, counter) = cell.get_or_init(|| (code, make()));
-            if *owner == code {
-                return std::borrow::Cow::Borrowed(counter);
+        let key = (self.id, path.as_ptr() as usize);
+        let cached = ROUTES.with(|routes| routes.borrow().get(&key).copied());
+        match cached {
+            Some(found) if *found.template == *path => found,
+            _ => {
+                let found = self.store.route(path);
+                ROUTES.with(|routes| routes.borrow_mut().insert(key, found));
+                found
             }
         }
-        let mut overflow = slot.overflow.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, counter)) = overflow.iter().find(|(c, _)| *c == code) {
-            return std::borrow::Cow::Owned(counter.clone());
-        }
-        let counter = make();
-        overflow.push((code, counter.clone()));
-        std::borrow::Cow::Owned(counter)
     }
 }
 
@@ -292,10 +182,11 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let method = method_index(request.method());
         let route = self.shared.route(request.extensions().get::<MatchedPath>());
-        route.families.in_flight.inc();
+        self.shared.store.started();
         ResponseFuture {
             inner: self.inner.call(request),
             record: Some(Recording {
+                store: Arc::clone(&self.shared.store),
                 route,
                 method,
                 start: Instant::now(),
@@ -307,7 +198,8 @@ where
 /// What a request needs to record itself; dropping it (even unrecorded, when the request is
 /// cancelled) takes the request out of the in-flight gauge.
 struct Recording {
-    route: Arc<RouteMetrics>,
+    store: Arc<Store>,
+    route: &'static RouteMetrics,
     method: usize,
     start: Instant,
 }
@@ -315,13 +207,13 @@ struct Recording {
 impl Recording {
     fn finish(self, status: StatusCode) {
         let seconds = self.start.elapsed().as_secs_f64();
-        self.route.record(self.method, status, seconds);
+        self.store.record(self.route, self.method, status, seconds);
     }
 }
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.route.families.in_flight.dec();
+        self.store.ended();
     }
 }
 

@@ -246,3 +246,115 @@ async fn metrics_handler_serves_the_text_format() {
     );
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
 }
+
+#[tokio::test]
+async fn durations_land_in_their_bucket_with_count_and_sum() {
+    let registry = Registry::new();
+    let layer = HttpMetricsLayer::builder()
+        .buckets(vec![0.1, 1.0, 10.0, f64::INFINITY])
+        .register(&registry)
+        .expect("register");
+    let app = Router::new()
+        .route(
+            "/wait/{ms}",
+            get(
+                |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                },
+            ),
+        )
+        .layer(layer);
+    // Waits of 0 ms take microseconds (first bucket); one of 200 ms lands in the second.
+    for _ in 0..3 {
+        send(&app, "GET", "/wait/0").await;
+    }
+    send(&app, "GET", "/wait/200").await;
+    let family = family(&registry, "http_request_duration_seconds").expect("histogram");
+    let histogram = family.get_metric()[0].get_histogram();
+    let cumulative: Vec<u64> = histogram
+        .get_bucket()
+        .iter()
+        .map(|b| b.cumulative_count())
+        .collect();
+    assert_eq!(cumulative, vec![3, 4, 4], "+Inf is implied, not a bucket");
+    assert_eq!(histogram.get_sample_count(), 4);
+    let sum = histogram.get_sample_sum();
+    assert!((0.2..1.0).contains(&sum), "sum {sum}");
+}
+
+#[tokio::test]
+async fn every_status_gets_its_series_beyond_the_fast_slots() {
+    let registry = Registry::new();
+    let app = Router::new()
+        .route(
+            "/status/{code}",
+            get(
+                |axum::extract::Path(code): axum::extract::Path<u16>| async move {
+                    StatusCode::from_u16(code).expect("code")
+                },
+            ),
+        )
+        .layer(HttpMetricsLayer::new(&registry).expect("register"));
+    let codes = [
+        200, 201, 204, 301, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503,
+    ];
+    for (i, code) in codes.iter().enumerate() {
+        for _ in 0..=i {
+            send(&app, "GET", &format!("/status/{code}")).await;
+        }
+    }
+    for (i, code) in codes.iter().enumerate() {
+        assert_eq!(
+            counter(&registry, &[("status", &code.to_string())]),
+            (i + 1) as f64,
+            "status {code}"
+        );
+    }
+    assert_eq!(series_count(&registry, "http_requests_total"), codes.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_on_many_threads_are_all_counted() {
+    let registry = Registry::new();
+    let app = app(&registry);
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    send(&app, "GET", &format!("/api/orders/{}", task * 1000 + i)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(
+        counter(
+            &registry,
+            &[
+                ("method", "GET"),
+                ("route", "/api/orders/{id}"),
+                ("status", "200")
+            ]
+        ),
+        8000.0
+    );
+    assert_eq!(in_flight(&registry), 0);
+}
+
+#[test]
+fn bucket_errors_say_what_is_wrong() {
+    for (buckets, expected) in [
+        (vec![1.0, 0.5], "strictly increasing: 1 is followed by 0.5"),
+        (vec![], "must not be empty"),
+        (vec![0.1, f64::NAN], "must be finite"),
+    ] {
+        let error = HttpMetricsLayer::builder()
+            .buckets(buckets)
+            .register(&Registry::new())
+            .expect_err("refused");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
