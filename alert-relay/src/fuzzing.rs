@@ -1,5 +1,5 @@
 //! Entry points for fuzzing the two parsers that take untrusted input: the webhook body and
-//! the policy file. They must never panic, whatever the bytes (see examples/fuzz.rs).
+//! the policy file. They must never panic, whatever the bytes (cargo fuzz targets in fuzz/).
 
 use std::path::Path;
 
