@@ -134,6 +134,9 @@ struct Shared {
 
 static NEXT_LAYER_ID: AtomicUsize = AtomicUsize::new(0);
 
+/// Entries of a thread's route cache before it is emptied.
+const THREAD_CACHE_LIMIT: usize = 4096;
+
 thread_local! {
     /// Per thread: (layer, address of the matched route's text) -> its numbers. axum keeps
     /// one allocation per route template, so the address finds it without hashing the text
@@ -153,7 +156,15 @@ impl Shared {
             Some(found) if *found.template == *path => found,
             _ => {
                 let found = self.store.route(path);
-                ROUTES.with(|routes| routes.borrow_mut().insert(key, found));
+                ROUTES.with(|routes| {
+                    let mut routes = routes.borrow_mut();
+                    // Routers rebuilt again and again (in tests, say) bring new addresses:
+                    // the cache is only a cache, so it is emptied rather than let grow.
+                    if routes.len() >= THREAD_CACHE_LIMIT {
+                        routes.clear();
+                    }
+                    routes.insert(key, found);
+                });
                 found
             }
         }
