@@ -114,6 +114,28 @@ pub fn check_config(file: &Path) -> Result<String, String> {
                 templates.render(&sample_notification(policy.name.as_str(), "sample", kind));
             out.push_str(&format!("  sample {kind:?}: {}\n", rendered.title));
         }
+        if let Some(after) = policy.heartbeat_missing_after {
+            let labels: Labels = [
+                ("alertname", crate::heartbeat::MISSING_ALERT),
+                ("severity", "critical"),
+                ("heartbeat", policy.name.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            match config.policy_for(&labels) {
+                Some(pages) => out.push_str(&format!(
+                    "  heartbeat: none for {} raises {} (policy {})\n",
+                    humantime::format_duration(after),
+                    crate::heartbeat::MISSING_ALERT,
+                    pages.name
+                )),
+                None => out.push_str(&format!(
+                    "  warning: heartbeat: no policy matches {} (severity=critical): nobody would be told that heartbeats stopped\n",
+                    crate::heartbeat::MISSING_ALERT
+                )),
+            }
+        }
     }
     Ok(out)
 }

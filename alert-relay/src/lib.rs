@@ -29,6 +29,7 @@ pub mod domain;
 pub mod escalation;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod heartbeat;
 pub mod intake;
 pub mod metrics;
 pub mod runtime;

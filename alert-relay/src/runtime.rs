@@ -57,6 +57,8 @@ pub struct Relay {
     pub writer: IngestWriter,
     pub metrics: RelayMetrics,
     pub wakers: Wakers,
+    /// Heartbeat policies: when their webhooks were last seen.
+    pub heartbeats: crate::heartbeat::Heartbeats,
     client: reqwest::Client,
     data_dir: PathBuf,
     /// The policy file reloads read; `None` when built from a `Config` in memory.
@@ -84,6 +86,7 @@ impl Relay {
             store,
             metrics,
             wakers: Wakers::default(),
+            heartbeats: Default::default(),
             client,
             data_dir: data_dir.to_owned(),
             config_path: None,

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::ack::AckError;
-use crate::domain::{TargetName, Timestamp};
+use crate::domain::{AlertStatus, TargetName, Timestamp};
 use crate::escalation::Event;
 pub use crate::runtime::Relay;
 use crate::sinks::Backoff;
@@ -128,6 +128,9 @@ async fn intake(
             }
         },
     };
+    if chosen.heartbeat_missing_after.is_some() && group.status == AlertStatus::Firing {
+        relay.heartbeats.seen(&chosen.name, &group);
+    }
     let plan = chosen.plan.clone();
     let composer: Arc<dyn crate::store::Composer + Send + Sync> = runtime.composer.clone();
     let now = Timestamp::now();
@@ -324,6 +327,10 @@ pub async fn run(
     }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(worker::run_scheduler(Arc::clone(&relay), stop_rx.clone()));
+    tasks.spawn(crate::heartbeat::run_watch(
+        Arc::clone(&relay),
+        stop_rx.clone(),
+    ));
     tasks.spawn(supervise_deliveries(Arc::clone(&relay), stop_rx.clone()));
     tasks.spawn(reload_on_sighup(Arc::clone(&relay), stop_rx.clone()));
     for (target, why) in &runtime.config.disabled_targets {

@@ -147,6 +147,9 @@ pub struct Policy {
     pub plan: Plan,
     pub title_template: Option<String>,
     pub body_template: Option<String>,
+    /// Webhooks of this policy are heartbeats: none for this long raises a
+    /// `HeartbeatMissing` alert (see `heartbeat`).
+    pub heartbeat_missing_after: Option<std::time::Duration>,
 }
 
 impl Policy {

@@ -139,6 +139,14 @@ pub struct RawPolicy {
     pub send_resolved: bool,
     #[serde(default)]
     pub templates: RawTemplates,
+    pub heartbeat: Option<RawHeartbeat>,
+}
+
+/// A policy whose webhooks are heartbeats (Alertmanager's Watchdog): their absence pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    pub missing_after: String,
 }
 
 fn yes() -> bool {

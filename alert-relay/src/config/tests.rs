@@ -87,6 +87,44 @@ fn the_shipped_policy_loads_with_only_the_webhook_token() {
         config.policy_for(&watchdog).map(|p| p.name.as_str()),
         Some("heartbeat")
     );
+    // Ten minutes without a Watchdog page through the critical policy.
+    let heartbeat = config.policy_named("heartbeat").expect("heartbeat policy");
+    assert_eq!(
+        heartbeat.heartbeat_missing_after,
+        Some(std::time::Duration::from_secs(600))
+    );
+    let missing = [
+        ("alertname".to_owned(), "HeartbeatMissing".to_owned()),
+        ("severity".to_owned(), "critical".to_owned()),
+        ("heartbeat".to_owned(), "heartbeat".to_owned()),
+    ]
+    .into();
+    assert_eq!(
+        config.policy_for(&missing).map(|p| p.name.as_str()),
+        Some("critical")
+    );
+}
+
+#[test]
+fn a_heartbeat_needs_a_sensible_duration() {
+    let with = |after: &str| {
+        VALID.replace(
+            "  - name: critical\n",
+            &format!("  - name: critical\n    heartbeat: {{missing_after: {after}}}\n"),
+        )
+    };
+    let zero = errors(&with("0s"));
+    assert!(
+        zero.contains("policies[0].heartbeat.missing_after: must be at least 1s"),
+        "{zero}"
+    );
+    let garbage = errors(&with("often"));
+    assert!(garbage.contains("`often` is not a duration"), "{garbage}");
+    let unknown = errors(&VALID.replace(
+        "  - name: critical\n",
+        "  - name: critical\n    heartbeat: {every: 1m}\n",
+    ));
+    assert!(unknown.contains("unknown field `every`"), "{unknown}");
 }
 
 #[test]

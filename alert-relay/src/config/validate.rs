@@ -663,6 +663,17 @@ fn policy(
             }
         }
     }
+    let heartbeat_missing_after = raw.heartbeat.as_ref().map(|h| {
+        let field = format!("{path}.heartbeat.missing_after");
+        let after = c.duration(&field, Some(&h.missing_after), Duration::from_secs(600));
+        if after < Duration::from_secs(1) {
+            c.error(
+                field,
+                "must be at least 1s; give it a few heartbeat intervals, e.g. 10m when Alertmanager repeats the Watchdog every minute",
+            );
+        }
+        after
+    });
     (c.errors.len() == errors_before).then(|| Policy {
         name: PolicyName(raw.name.clone()),
         matchers,
@@ -674,5 +685,6 @@ fn policy(
         },
         title_template: raw.templates.title.clone(),
         body_template: raw.templates.body.clone(),
+        heartbeat_missing_after,
     })
 }

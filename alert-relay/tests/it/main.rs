@@ -4,6 +4,7 @@ mod helpers;
 
 mod cli;
 mod delivery;
+mod heartbeat;
 mod intake;
 mod reload;
 mod restart;
