@@ -1,7 +1,8 @@
 //! The relay's own metrics (`relay_*`), listed in docs/metrics.md.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Clone)]
@@ -19,6 +20,7 @@ pub struct RelayMetrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub silence_checks: IntCounterVec,
+    pub heartbeat_last_seen: GaugeVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -114,6 +116,13 @@ impl RelayMetrics {
                 ),
                 &["result"],
             )?,
+            heartbeat_last_seen: GaugeVec::new(
+                Opts::new(
+                    "relay_heartbeat_last_seen_timestamp_seconds",
+                    "When a heartbeat (Alertmanager's Watchdog) last reached each heartbeat policy.",
+                ),
+                &["policy"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -130,6 +139,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.config_reloads.clone()))?;
         r.register(Box::new(metrics.config_last_reload_successful.clone()))?;
         r.register(Box::new(metrics.silence_checks.clone()))?;
+        r.register(Box::new(metrics.heartbeat_last_seen.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

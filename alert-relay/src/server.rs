@@ -130,6 +130,11 @@ async fn intake(
     };
     if chosen.heartbeat_missing_after.is_some() && group.status == AlertStatus::Firing {
         relay.heartbeats.seen(&chosen.name, &group);
+        relay
+            .metrics
+            .heartbeat_last_seen
+            .with_label_values(&[chosen.name.as_str()])
+            .set(Timestamp::now().0 as f64 / 1000.0);
     }
     let plan = chosen.plan.clone();
     let composer: Arc<dyn crate::store::Composer + Send + Sync> = runtime.composer.clone();

@@ -58,6 +58,18 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
             .filter(|n| *n >= 3.0)
     })
     .await;
+    let last_seen = relay
+        .metric(r#"relay_heartbeat_last_seen_timestamp_seconds{policy="heartbeat"}"#)
+        .await
+        .expect("heartbeat gauge");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        (now - last_seen).abs() < 5.0,
+        "last seen {last_seen}, now {now}"
+    );
     // Heartbeats for longer than `missing_after`: nobody paged.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
