@@ -101,6 +101,86 @@ async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn pagerduty_gets_one_incident_across_a_kill_9_mid_retry() {
+    // PagerDuty fails (500) until the relay has been killed with a retry pending.
+    let pd = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&pd)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"
+server:
+  webhook_auth: {{bearer_token: "{TOKEN}"}}
+  ack_secret: "an-ack-secret-of-sufficient-length"
+delivery: {{initial_backoff: 100ms, max_backoff: 400ms}}
+targets:
+  pagerduty:
+    prod: {{routing_key: "0123456789abcdef0123456789abcdef", url: "{}/v2/enqueue"}}
+policies:
+  - name: critical
+    steps:
+      - {{after: 0s, notify: [pagerduty.prod]}}
+"#,
+            pd.uri()
+        ),
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let send = |url: String, status: &'static str| async move {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/webhook"))
+            .bearer_auth(TOKEN)
+            .body(webhook("GatewayDown", status).to_string())
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(answer.status(), 200);
+    };
+
+    let mut relay = start(&policy, &data).await;
+    send(relay.url.clone(), "firing").await;
+    wait_pushes(&pd, 2).await; // two failed attempts: a retry is pending
+    relay.child.kill().expect("SIGKILL");
+    relay.child.wait().expect("reaped");
+    let failed = pushes(&pd).await;
+
+    pd.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(202).set_body_json(serde_json::json!({"status": "success"})),
+        )
+        .mount(&pd)
+        .await;
+    let relay = start(&policy, &data).await;
+    let delivered = wait_pushes(&pd, 1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(pushes(&pd).await.len(), 1, "one accepted trigger, not two");
+    let key = &delivered[0]["dedup_key"];
+    assert_eq!(delivered[0]["event_action"], "trigger");
+    assert!(
+        key.as_str().is_some_and(|k| k.starts_with("alert-relay-")),
+        "{key}"
+    );
+    assert!(failed.len() >= 2);
+    assert!(
+        failed.iter().all(|f| &f["dedup_key"] == key),
+        "every attempt, before and after the kill, carries one dedup_key"
+    );
+
+    // The resolve closes that same PagerDuty incident.
+    send(relay.url.clone(), "resolved").await;
+    let all = wait_pushes(&pd, 2).await;
+    assert_eq!(all[1]["event_action"], "resolve");
+    assert_eq!(&all[1]["dedup_key"], key);
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_cleanly_and_check_config_reports_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), "http://127.0.0.1:9", "1h");
