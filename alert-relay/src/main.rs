@@ -38,7 +38,7 @@ fn main() -> ExitCode {
                     .map_err(anyhow::Error::msg)
             }),
         Command::Healthcheck { listen } => runtime
-            .block_on(healthcheck(listen))
+            .block_on(telemetry::check_health(listen))
             .map(|()| String::new()),
     };
     match result {
@@ -72,23 +72,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     guard.shutdown(Duration::from_secs(5)).await;
     result
-}
-
-async fn healthcheck(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    let mut address = listen;
-    if address.ip().is_unspecified() {
-        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let response = reqwest::Client::new()
-        .get(format!("http://{address}/health"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .with_context(|| format!("no answer from http://{address}/health"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "/health answered {}",
-        response.status()
-    );
-    Ok(())
 }

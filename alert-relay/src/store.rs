@@ -165,31 +165,37 @@ impl Store {
         })
     }
 
-    /// Like [`Store::run`], on the delivery connection.
-    pub async fn run_delivery<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conns = Arc::clone(&self.conns);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conns.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard.delivery)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-    }
-
-    /// Runs `f` with the connection on a blocking thread.
+    /// Runs `f` with the main connection (synchronous=FULL) on a blocking thread.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_on(|conns| &mut conns.main, f).await
+    }
+
+    /// Like [`Store::run`], on the delivery connection (synchronous=NORMAL).
+    pub async fn run_delivery<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run_on(|conns| &mut conns.delivery, f).await
+    }
+
+    async fn run_on<T, F>(
+        &self,
+        pick: fn(&mut Connections) -> &mut Connection,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let conns = Arc::clone(&self.conns);
         tokio::task::spawn_blocking(move || {
             let mut guard = conns.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard.main)
+            f(pick(&mut guard))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?

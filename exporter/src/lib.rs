@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`layer`]: `HttpMetricsLayer`, the tower layer recording RED metrics for any axum app,
 //!   and `metrics_handler` serving a registry in the Prometheus text format.
-//! - [`telemetry`]: tracing setup shared by the binaries (plain or JSON logs, Loki shipping,
-//!   shutdown signal).
+//! - [`telemetry`]: what the binaries share: tracing setup (plain or JSON logs, Loki
+//!   shipping), the shutdown signal and the `--healthcheck` probe.
 //! - [`host`]: host metrics read with `sysinfo` on a background timer.
 //! - [`probe`]: probes of the gateway's `/health` and `/version`, version history and the
 //!   deployment/rollback counters.
@@ -13,5 +13,6 @@
 pub mod host;
 pub mod layer;
 pub mod probe;
+mod schedule;
 pub mod server;
 pub mod telemetry;

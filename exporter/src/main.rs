@@ -70,7 +70,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = if cli.healthcheck {
-        runtime.block_on(healthcheck(cli.listen))
+        runtime.block_on(telemetry::check_health(cli.listen))
     } else {
         runtime.block_on(serve(cli))
     };
@@ -128,23 +128,4 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         probe_interval: cli.probe_interval,
         host_interval: cli.host_interval,
     })
-}
-
-async fn healthcheck(listen: SocketAddr) -> anyhow::Result<()> {
-    let mut address = listen;
-    if address.ip().is_unspecified() {
-        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let response = reqwest::Client::new()
-        .get(format!("http://{address}/health"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .with_context(|| format!("no answer from http://{address}/health"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "/health answered {}",
-        response.status()
-    );
-    Ok(())
 }

@@ -1,8 +1,10 @@
-//! Logging shared by the binaries: plain or JSON lines on stderr, optional shipping to Loki,
-//! and the shutdown signal (SIGTERM or Ctrl-C).
+//! What the binaries share: logging (plain or JSON lines on stderr, optional shipping to
+//! Loki), the shutdown signal (SIGTERM or Ctrl-C) and the `--healthcheck` probe that images
+//! without a shell run against their own `/health`.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -105,4 +107,25 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
+}
+
+/// Asks the server listening on `listen` for `/health` (an unspecified address means this
+/// host): Ok on a 2xx answer within 3 s. Containers use it as their healthcheck command.
+pub async fn check_health(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut address = listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/health"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .with_context(|| format!("no answer from http://{address}/health"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "/health answered {}",
+        response.status()
+    );
+    Ok(())
 }

@@ -127,6 +127,15 @@ pub fn build(config: &Config, client: &reqwest::Client) -> BTreeMap<TargetName, 
         .collect()
 }
 
+/// Sends `request`. A transport failure (refused, reset, timed out) is a retry whose reason
+/// names the cause but never the URL: a Slack webhook URL is its own credential.
+pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Outcome> {
+    request.send().await.map_err(|error| Outcome::Retry {
+        after: None,
+        reason: describe(&error.without_url()),
+    })
+}
+
 /// Describes a reqwest error with its innermost cause (refused, reset, timed out...).
 pub fn describe(error: &reqwest::Error) -> String {
     use std::error::Error;

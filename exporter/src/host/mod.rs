@@ -13,6 +13,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
 
+use crate::schedule::Every;
+
 pub use families::families;
 
 /// Filesystem types that hold no user data (the list node_exporter excludes by default).
@@ -222,17 +224,12 @@ impl HostCollector {
         self,
         mut sampler: HostSampler,
         interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
         first: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut first = Some(first);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-            }
+        let mut every = Every::new(interval, stop);
+        while every.tick().await {
             let (back, snapshot) = match tokio::task::spawn_blocking(move || {
                 let snapshot = sampler.sample();
                 (sampler, snapshot)

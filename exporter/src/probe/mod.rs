@@ -15,6 +15,8 @@ use prometheus::Registry;
 use tokio::task::JoinSet;
 use url::Url;
 
+use crate::schedule::Every;
+
 use history::{Build, Change, State};
 pub use metrics::ProbeOutcome;
 use metrics::{ProbeMetrics, COLORS};
@@ -123,17 +125,12 @@ impl Prober {
     pub async fn run(
         mut self,
         interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
         first: tokio::sync::oneshot::Sender<()>,
     ) {
         let mut first = Some(first);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.changed() => return,
-            }
+        let mut every = Every::new(interval, stop);
+        while every.tick().await {
             self.probe_all().await;
             if let Some(first) = first.take() {
                 let _ = first.send(());

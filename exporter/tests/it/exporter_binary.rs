@@ -378,3 +378,39 @@ async fn an_invalid_config_is_refused_with_its_line() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("--gateway-url"));
 }
+
+/// `--healthcheck` is the container healthcheck of images without a shell: exit 0 while the
+/// server answers /health, non-zero with the address in the message when nothing listens.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_flag_reports_the_server_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = demo_gateway("1.0.0").await;
+    let exporter = exporter(
+        &gateway.url(""),
+        &dir.path().join("state.json"),
+        Stdio::null(),
+    )
+    .await;
+    let check = |listen: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_exporter"))
+            .args(["--healthcheck", "--listen", &listen])
+            .output()
+            .expect("run exporter --healthcheck")
+    };
+
+    let up = check(exporter.addr.to_string());
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let nobody = free_addr();
+    let down = check(nobody.to_string());
+    assert!(!down.status.success());
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.contains(&format!("no answer from http://{nobody}/health")),
+        "{stderr}"
+    );
+}

@@ -3,7 +3,7 @@
 use super::request::build_message;
 use crate::config::{NtfyAuth, NtfyConfig};
 use crate::domain::Notification;
-use crate::sinks::{classify, describe, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
 use crate::templates::Rendered;
 
 pub struct NtfySink {
@@ -26,14 +26,9 @@ impl NtfySink {
                 request.basic_auth(username, Some(password.expose()))
             }
         };
-        let response = match request.send().await {
+        let response = match send(request).await {
             Ok(response) => response,
-            Err(error) => {
-                return Outcome::Retry {
-                    after: None,
-                    reason: describe(&error),
-                }
-            }
+            Err(retry) => return retry,
         };
         let status = response.status();
         let class = classify(status, response.headers());

@@ -3,7 +3,7 @@
 use super::request::build_event;
 use crate::config::PagerDutyConfig;
 use crate::domain::Notification;
-use crate::sinks::{classify, describe, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
 use crate::templates::Rendered;
 
 pub struct PagerDutySink {
@@ -18,20 +18,9 @@ impl PagerDutySink {
 
     async fn enqueue(&self, n: &Notification, text: &Rendered) -> Outcome {
         let event = build_event(&self.config, n, text);
-        let response = match self
-            .client
-            .post(self.config.url.clone())
-            .json(&event)
-            .send()
-            .await
-        {
+        let response = match send(self.client.post(self.config.url.clone()).json(&event)).await {
             Ok(response) => response,
-            Err(error) => {
-                return Outcome::Retry {
-                    after: None,
-                    reason: describe(&error),
-                }
-            }
+            Err(retry) => return retry,
         };
         let status = response.status();
         let class = classify(status, response.headers());

@@ -3,7 +3,7 @@
 use super::request::build_message;
 use crate::config::SlackConfig;
 use crate::domain::Notification;
-use crate::sinks::{classify, describe, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
 use crate::templates::Rendered;
 
 pub struct SlackSink {
@@ -18,21 +18,15 @@ impl SlackSink {
 
     async fn post(&self, n: &Notification, text: &Rendered) -> Outcome {
         let body = build_message(n, text);
-        let response = match self
-            .client
-            .post(self.config.webhook_url.expose())
-            .json(&body)
-            .send()
-            .await
+        let response = match send(
+            self.client
+                .post(self.config.webhook_url.expose())
+                .json(&body),
+        )
+        .await
         {
             Ok(response) => response,
-            // The error names the URL, which is the credential: keep only its cause.
-            Err(error) => {
-                return Outcome::Retry {
-                    after: None,
-                    reason: describe(&error.without_url()),
-                }
-            }
+            Err(retry) => return retry,
         };
         let status = response.status();
         let class = classify(status, response.headers());
