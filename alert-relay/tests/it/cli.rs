@@ -2,9 +2,6 @@
 
 use std::process::Command;
 
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
 use crate::helpers::*;
 
 #[test]
@@ -44,11 +41,7 @@ fn simulate_prints_the_policy_and_the_timeline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn test_notify_sends_one_marked_message_and_reports_the_answer() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = write_policy(dir.path(), &ntfy.uri(), "1h");
     let run = |target: &'static str, file: std::path::PathBuf| {

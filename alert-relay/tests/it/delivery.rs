@@ -8,15 +8,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-async fn ntfy_answering(status: u16) -> MockServer {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(status))
-        .mount(&ntfy)
-        .await;
-    ntfy
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_critical_alert_pages_the_primary_with_the_exact_request() {
     let ntfy = MockServer::start().await;
@@ -70,7 +61,7 @@ async fn a_critical_alert_pages_the_primary_with_the_exact_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_next_step_fires_on_time_and_resolve_updates_the_push() {
-    let ntfy = ntfy_answering(200).await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1s");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
@@ -119,7 +110,7 @@ async fn the_next_step_fires_on_time_and_resolve_updates_the_push() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledging_stops_escalation_and_links_work_once() {
-    let ntfy = ntfy_answering(200).await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1s");
     let relay = TestRelay::start_self_linked(&policy, &dir.path().join("data")).await;
@@ -182,24 +173,14 @@ async fn acknowledging_stops_escalation_and_links_work_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_on_503_and_429_then_delivers() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&ntfy)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&ntfy)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(3)
-        .mount(&ntfy)
-        .await;
+    let ntfy = scripted_vendor(vec![
+        (ResponseTemplate::new(503), 2),
+        (
+            ResponseTemplate::new(429).insert_header("retry-after", "1"),
+            1,
+        ),
+    ])
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
@@ -228,18 +209,11 @@ async fn retries_on_503_and_429_then_delivers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&ntfy)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&ntfy)
-        .await;
+    let ntfy = scripted_vendor(vec![(
+        ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        1,
+    )])
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
@@ -256,7 +230,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gives_up_on_400_and_dead_letters_once() {
-    let ntfy = ntfy_answering(400).await;
+    let ntfy = fake_vendor(400).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;

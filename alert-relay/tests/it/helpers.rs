@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use alert_relay::config::Config;
 use alert_relay::server::{self, Relay};
 use serde_json::{json, Value};
-use wiremock::MockServer;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const TOKEN: &str = "test-webhook-token-0123456789";
 
@@ -185,6 +186,31 @@ pub fn webhook(alertname: &str, status: &str) -> Value {
             "fingerprint": "fp-1"
         }]
     })
+}
+
+/// A fake vendor answering every POST with `status`, recording each request.
+pub async fn fake_vendor(status: u16) -> MockServer {
+    scripted_vendor(vec![(ResponseTemplate::new(status), u64::MAX)]).await
+}
+
+/// A fake vendor giving each answer for its number of POSTs, in order, then 200 to the rest.
+pub async fn scripted_vendor(answers: Vec<(ResponseTemplate, u64)>) -> MockServer {
+    let server = MockServer::start().await;
+    let last = u8::try_from(answers.len()).expect("a short script") + 1;
+    for ((answer, times), priority) in answers.into_iter().zip(1u8..) {
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .up_to_n_times(times)
+            .with_priority(priority)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(last)
+        .mount(&server)
+        .await;
+    server
 }
 
 /// The JSON bodies the fake ntfy received, oldest first.

@@ -2,17 +2,12 @@
 
 use std::time::Duration;
 
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::helpers::*;
 
 async fn setup() -> (TestRelay, MockServer, tempfile::TempDir) {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;

@@ -1,18 +1,11 @@
 //! Policy hot reload: a valid file takes effect, an invalid one is rejected and the old policy
 //! stays in force.
 
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_reload_takes_effect_and_an_invalid_one_is_rejected() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;

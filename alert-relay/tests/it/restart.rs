@@ -4,7 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -52,11 +52,7 @@ async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(503).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "2s");
     let data = dir.path().join("data");
@@ -103,11 +99,7 @@ async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pagerduty_gets_one_incident_across_a_kill_9_mid_retry() {
     // PagerDuty fails (500) until the relay has been killed with a retry pending.
-    let pd = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&pd)
-        .await;
+    let pd = fake_vendor(500).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yml");
     std::fs::write(

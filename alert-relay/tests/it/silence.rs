@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 use crate::helpers::*;
 
@@ -107,11 +106,7 @@ async fn relay_with_alertmanager(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
     let am = alertmanager().await;
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = relay_with_alertmanager(&ntfy, &am.url, dir.path()).await;
 
@@ -154,11 +149,7 @@ async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_alertmanager_means_escalating_anyway() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = relay_with_alertmanager(&ntfy, "http://127.0.0.1:9", dir.path()).await;
     relay.webhook(&webhook("GatewayDown", "firing")).await;

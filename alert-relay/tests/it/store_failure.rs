@@ -6,18 +6,12 @@ use std::time::Duration;
 use alert_relay::config::Config;
 use alert_relay::server::Relay;
 use serde_json::json;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_store_gets_503_and_alertmanagers_retry_delivers_later() {
-    let ntfy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&ntfy)
-        .await;
+    let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
     let config = Config::parse(
