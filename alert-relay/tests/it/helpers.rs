@@ -66,19 +66,7 @@ impl TestRelay {
         let relay = Relay::new(config, data_dir)
             .expect("relay")
             .with_config_path(policy);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, relay, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            url,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Self::serve(relay).await
     }
 
     /// Starts on a chosen public URL: binds first so the ack links point at itself.
@@ -243,6 +231,40 @@ where
     }
 }
 
+/// Runs the `alert-relay` binary with `args` to completion (blocking).
+pub fn relay_command<I, A>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .args(args)
+        .output()
+        .expect("run alert-relay")
+}
+
+/// The standard output of a command that must have succeeded (its stderr otherwise).
+pub fn success_stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until `url` answers 200 (a server starting up).
+pub async fn wait_ok(url: &str, limit: Duration) {
+    eventually(&format!("200 from {url}"), limit, || async {
+        reqwest::get(url)
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .map(|_| ())
+    })
+    .await;
+}
+
 /// Waits until the fake ntfy holds `n` pushes and returns them.
 pub async fn wait_pushes(server: &MockServer, n: usize) -> Vec<Value> {
     eventually(&format!("{n} pushes"), Duration::from_secs(10), || async {
@@ -289,15 +311,7 @@ pub async fn start_alertmanager(config: &str) -> Alertmanager {
         .spawn()
         .expect("prometheus-alertmanager (installed by the test command)");
     let url = format!("http://{addr}");
-    let ready = format!("{url}/-/ready");
-    eventually("alertmanager ready", Duration::from_secs(20), || async {
-        reqwest::get(&ready)
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
+    wait_ok(&format!("{url}/-/ready"), Duration::from_secs(20)).await;
     Alertmanager {
         child,
         url,

@@ -1,5 +1,6 @@
 //! The real binary killed with SIGKILL mid-escalation and mid-retry, then restarted.
 
+use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -38,15 +39,7 @@ async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
         .spawn()
         .expect("start alert-relay");
     let url = format!("http://{addr}");
-    let ready = format!("{url}/ready");
-    eventually("relay ready", Duration::from_secs(10), || async {
-        reqwest::get(&ready)
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
+    wait_ok(&format!("{url}/ready"), Duration::from_secs(10)).await;
     Relay { child, url }
 }
 
@@ -190,17 +183,10 @@ async fn sigterm_stops_cleanly_and_check_config_reports_errors() {
     .await;
     assert!(status.success(), "{status:?}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
-        .args(["check-config"])
-        .arg(&policy)
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary = String::from_utf8_lossy(&output.stdout);
+    let summary = success_stdout(&relay_command([
+        OsStr::new("check-config"),
+        policy.as_os_str(),
+    ]));
     assert!(
         summary.contains("policy critical [severity=\"critical\"]: 2 step(s)"),
         "{summary}"
@@ -213,24 +199,18 @@ async fn sigterm_stops_cleanly_and_check_config_reports_errors() {
             .replace("[ntfy.secondary]", "[ntfy.tertiary]"),
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
-        .args(["check-config"])
-        .arg(&policy)
-        .output()
-        .expect("run");
+    let output = relay_command([OsStr::new("check-config"), policy.as_os_str()]);
     assert_eq!(output.status.code(), Some(1));
     let errors = String::from_utf8_lossy(&output.stderr);
     assert!(errors.contains("policies[0].steps[1].notify[0]: unknown target `ntfy.tertiary` (defined: ntfy.primary, ntfy.secondary)"), "{errors}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
-        .args([
-            "simulate",
-            "--labels",
-            "severity=critical,alertname=X",
-            "--config",
-        ])
-        .arg(dir.path().join("missing.yml"))
-        .output()
-        .expect("run");
+    let missing = dir.path().join("missing.yml");
+    let output = relay_command([
+        OsStr::new("simulate"),
+        OsStr::new("--labels"),
+        OsStr::new("severity=critical,alertname=X"),
+        OsStr::new("--config"),
+        missing.as_os_str(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
 }
