@@ -182,13 +182,14 @@ async fn retries_on_503_and_429_then_delivers() {
     ])
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
-    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
     relay.webhook(&webhook("GatewayDown", "firing")).await;
     wait_pushes(&ntfy, 4).await;
     let requests = ntfy.received_requests().await.expect("recorded");
-    let gap = requests[3].body.len(); // same body each time
-    assert_eq!(gap, requests[0].body.len());
+    assert_eq!(
+        requests[3].body, requests[0].body,
+        "a retry sends the same message"
+    );
     assert_eq!(
         eventually("delivered", Duration::from_secs(5), || async {
             relay
@@ -215,8 +216,7 @@ async fn retry_after_is_honoured() {
     )])
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
-    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
     relay.webhook(&webhook("GatewayDown", "firing")).await;
     wait_pushes(&ntfy, 1).await;
     let first = Instant::now();
@@ -232,8 +232,7 @@ async fn retry_after_is_honoured() {
 async fn gives_up_on_400_and_dead_letters_once() {
     let ntfy = fake_vendor(400).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
-    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
     relay.webhook(&webhook("GatewayDown", "firing")).await;
     let dead = eventually("dead letter", Duration::from_secs(5), || async {
         relay

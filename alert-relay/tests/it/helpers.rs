@@ -56,6 +56,12 @@ pub struct TestRelay {
 }
 
 impl TestRelay {
+    /// The shipped-like policy paging `ntfy` (secondary after 1 h), state under `dir`.
+    pub async fn paging(ntfy: &MockServer, dir: &Path) -> Self {
+        let policy = write_policy(dir, &ntfy.uri(), "1h");
+        Self::start(&policy, &dir.join("data"), None).await
+    }
+
     pub async fn start(policy: &Path, data_dir: &Path, public_url: Option<&str>) -> Self {
         let text = std::fs::read_to_string(policy).expect("policy");
         let public = public_url.map(str::to_owned);

@@ -9,8 +9,7 @@ use crate::helpers::*;
 async fn setup() -> (TestRelay, MockServer, tempfile::TempDir) {
     let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
-    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
     (relay, ntfy, dir)
 }
 
