@@ -1,0 +1,311 @@
+//! The pure validation step: raw structs in, a `Config` or every problem out. Each error names
+//! its path (`policies[0].steps[1].notify[0]`) and how to fix it. Secret files are the only
+//! I/O here (read once, their contents never appear in messages).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use url::Url;
+
+use super::env::expand;
+use super::raw::{EnvString, RawAuth, RawConfig};
+use super::*;
+
+mod policy;
+mod targets;
+
+use policy::policy;
+use targets::{target_templates, targets};
+
+const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+struct Checker<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    fn expand(&mut self, path: &str, value: &EnvString) -> Option<String> {
+        match expand(&value.0, self.env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(path, e);
+                None
+            }
+        }
+    }
+
+    /// A secret given inline (`key`) or as a file (`key_file`), at most one of them.
+    fn secret(
+        &mut self,
+        path: &str,
+        inline: Option<&EnvString>,
+        file: Option<&EnvString>,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    path,
+                    "set either the value or the `_file` variant, not both",
+                );
+                None
+            }
+            (Some(v), None) => self.expand(path, v).map(Secret),
+            (None, Some(f)) => {
+                let file_path = format!("{path}_file");
+                let name = self.expand(&file_path, f)?;
+                match std::fs::read_to_string(&name) {
+                    Ok(s) => Some(Secret(s.trim_end_matches(['\n', '\r']).to_owned())),
+                    Err(e) => {
+                        self.error(file_path, format!("cannot read secret file {name}: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        match parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(path, e);
+                default
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, value: &str) -> Option<Url> {
+        match Url::parse(value) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Ok(_) => {
+                self.error(path, format!("`{value}` must be an http or https URL"));
+                None
+            }
+            Err(e) => {
+                self.error(
+                    path,
+                    format!("`{value}` is not a URL ({e}); write it like https://ntfy.example.com"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Durations like `0m`, `15m`, `1h30m`, `45s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!(
+            "`{text}` is negative: delays count from the incident's start, use 0m or more"
+        ));
+    }
+    if trimmed == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(trimmed)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 0m, 15m, 1h30m"))
+}
+
+pub fn validate(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Checker {
+        env,
+        errors: Vec::new(),
+    };
+    let server = server(&mut c, &raw);
+    let delivery = delivery(&mut c, &raw);
+    let (targets, disabled) = targets(&mut c, &raw);
+    let target_templates = target_templates(&mut c, &raw);
+    let defined: BTreeSet<TargetName> = targets.keys().chain(disabled.keys()).cloned().collect();
+    let mut policies = Vec::new();
+    let mut names = BTreeSet::new();
+    if raw.policies.is_empty() {
+        c.error(
+            "policies",
+            "no policy defined: add at least one with its steps",
+        );
+    }
+    for (i, policy) in raw.policies.iter().enumerate() {
+        let path = format!("policies[{i}]");
+        if !names.insert(policy.name.clone()) {
+            c.error(
+                format!("{path}.name"),
+                format!(
+                    "policy name `{}` is used twice; names must be unique",
+                    policy.name
+                ),
+            );
+        }
+        if let Some(p) = self::policy(&mut c, &path, policy, &defined, &disabled) {
+            policies.push(p);
+        }
+    }
+    if c.errors.is_empty() {
+        Ok(Config {
+            server,
+            delivery,
+            targets,
+            disabled_targets: disabled,
+            target_templates,
+            policies,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn server(c: &mut Checker<'_>, raw: &RawConfig) -> ServerConfig {
+    let s = &raw.server;
+    let public_url = s
+        .public_url
+        .as_ref()
+        .and_then(|v| c.expand("server.public_url", v))
+        .filter(|v| !v.is_empty())
+        .and_then(|v| c.url("server.public_url", &v));
+    let alertmanager_url = s
+        .alertmanager_url
+        .as_ref()
+        .and_then(|v| c.expand("server.alertmanager_url", v))
+        .filter(|v| !v.is_empty())
+        .and_then(|v| c.url("server.alertmanager_url", &v));
+    let webhook_auth = match &s.webhook_auth {
+        None => {
+            c.error("server.webhook_auth", "missing: set bearer_token (e.g. ${RELAY_WEBHOOK_TOKEN}), basic, or `none: true` for a loopback demo");
+            WebhookAuth::None
+        }
+        Some(auth) => webhook_auth(c, auth),
+    };
+    let ack_secret = c
+        .secret(
+            "server.ack_secret",
+            s.ack_secret.as_ref(),
+            s.ack_secret_file.as_ref(),
+        )
+        .filter(|s| !s.0.is_empty());
+    if ack_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
+        c.error(
+            "server.ack_secret",
+            "too short: use at least 16 random characters (e.g. `openssl rand -hex 32`)",
+        );
+    }
+    let ack_link_ttl = c.duration(
+        "server.ack_link_ttl",
+        s.ack_link_ttl.as_deref(),
+        Duration::from_secs(24 * 3600),
+    );
+    let max_body = s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+    if !(1024..=64 << 20).contains(&max_body) {
+        c.error(
+            "server.max_body_bytes",
+            "must be between 1024 and 67108864 bytes",
+        );
+    }
+    ServerConfig {
+        public_url,
+        webhook_auth,
+        ack_secret,
+        ack_link_ttl,
+        alertmanager_url,
+        max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+    }
+}
+
+fn webhook_auth(c: &mut Checker<'_>, auth: &RawAuth) -> WebhookAuth {
+    let path = "server.webhook_auth";
+    let bearer = c.secret(
+        &format!("{path}.bearer_token"),
+        auth.bearer_token.as_ref(),
+        auth.bearer_token_file.as_ref(),
+    );
+    let bearer_given = auth.bearer_token.is_some() || auth.bearer_token_file.is_some();
+    let kinds =
+        usize::from(bearer_given) + usize::from(auth.basic.is_some()) + usize::from(auth.none);
+    if kinds != 1 {
+        c.error(
+            path,
+            "set exactly one of bearer_token (or bearer_token_file), basic, none",
+        );
+        return WebhookAuth::None;
+    }
+    if bearer_given {
+        // An unreadable file or unset variable was reported already.
+        let Some(token) = bearer else {
+            return WebhookAuth::None;
+        };
+        if token.0.len() < 16 {
+            c.error(
+                format!("{path}.bearer_token"),
+                "too short: use at least 16 random characters (e.g. `openssl rand -hex 32`)",
+            );
+        }
+        return WebhookAuth::Bearer(token);
+    }
+    if let Some(basic) = &auth.basic {
+        let username = c
+            .expand(&format!("{path}.basic.username"), &basic.username)
+            .unwrap_or_default();
+        let password = c.secret(
+            &format!("{path}.basic.password"),
+            basic.password.as_ref(),
+            basic.password_file.as_ref(),
+        );
+        let Some(password) = password.filter(|p| !p.0.is_empty()) else {
+            c.error(
+                format!("{path}.basic.password"),
+                "missing: set password or password_file",
+            );
+            return WebhookAuth::None;
+        };
+        return WebhookAuth::Basic { username, password };
+    }
+    WebhookAuth::None
+}
+
+fn delivery(c: &mut Checker<'_>, raw: &RawConfig) -> DeliveryConfig {
+    let d = &raw.delivery;
+    let default = DeliveryConfig::default();
+    let config = DeliveryConfig {
+        timeout: c.duration("delivery.timeout", d.timeout.as_deref(), default.timeout),
+        initial_backoff: c.duration(
+            "delivery.initial_backoff",
+            d.initial_backoff.as_deref(),
+            default.initial_backoff,
+        ),
+        max_backoff: c.duration(
+            "delivery.max_backoff",
+            d.max_backoff.as_deref(),
+            default.max_backoff,
+        ),
+        give_up_after: c.duration(
+            "delivery.give_up_after",
+            d.give_up_after.as_deref(),
+            default.give_up_after,
+        ),
+    };
+    if config.timeout.is_zero() {
+        c.error("delivery.timeout", "must be greater than 0s");
+    }
+    if config.initial_backoff.is_zero() || config.initial_backoff > config.max_backoff {
+        c.error(
+            "delivery.initial_backoff",
+            "must be greater than 0s and at most max_backoff",
+        );
+    }
+    if config.give_up_after < config.max_backoff {
+        c.error(
+            "delivery.give_up_after",
+            "must be at least max_backoff, or nothing would be retried",
+        );
+    }
+    config
+}
