@@ -48,3 +48,29 @@ async fn test_notify_sends_one_marked_message_and_reports_the_answer() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown target `ntfy.nope`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_exits_0_while_the_relay_answers_and_1_when_nothing_listens() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
+    let listen = relay.url.trim_start_matches("http://").to_owned();
+    let up = tokio::task::spawn_blocking(move || {
+        relay_command(["healthcheck", "--listen", listen.as_str()])
+    })
+    .await
+    .expect("join");
+    success_stdout(&up);
+
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let down = relay_command(["healthcheck", "--listen", nobody.as_str()]);
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.contains(&format!("no answer from http://{nobody}/health")),
+        "{stderr}"
+    );
+}
