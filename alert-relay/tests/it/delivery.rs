@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use alert_relay::store::{self, Store};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -273,4 +274,34 @@ async fn a_dead_vendor_does_not_block_intake() {
     .await;
     assert!(retried >= 2.0);
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_lets_a_delivery_in_progress_finish_and_records_it() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    // The push has reached ntfy, whose answer is 800 ms away, when the stop comes.
+    wait_pushes(&ntfy, 1).await;
+    let stopping = Instant::now();
+    relay.shutdown().await;
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(500),
+        "shutdown returned after {:?}, before ntfy answered",
+        stopping.elapsed()
+    );
+
+    let store = Store::open(&dir.path().join("data")).expect("store");
+    let (pending, open) = store.with(|c| store::counts(c)).expect("counts");
+    assert_eq!(
+        pending, 0,
+        "the answered push is recorded as delivered, so a restart does not send it again"
+    );
+    assert_eq!(open, 1);
+    assert_eq!(pushes(&ntfy).await.len(), 1);
 }
