@@ -25,7 +25,7 @@ async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
 }
 
 /// Serves `router` on a free port inside the test's runtime.
-async fn fake_gateway(router: Router) -> String {
+async fn fake_server(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -280,7 +280,7 @@ async fn a_dead_gateway_gives_probe_success_0_and_a_clear_log_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_and_slow_answers_are_failed_probes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let garbage = fake_gateway(
+    let garbage = fake_server(
         Router::new()
             .route(
                 "/health",
@@ -289,7 +289,7 @@ async fn garbage_and_slow_answers_are_failed_probes() {
             .route("/version", route_get(|| async { r#"{"version": 42}"# })),
     )
     .await;
-    let slow = fake_gateway(Router::new().route(
+    let slow = fake_server(Router::new().route(
         "/{*any}",
         route_get(|| async {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -413,4 +413,64 @@ async fn healthcheck_flag_reports_the_server_state() {
         stderr.contains(&format!("no answer from http://{nobody}/health")),
         "{stderr}"
     );
+}
+
+/// With `--loki-url`, log lines are pushed to Loki's push API (snappy-compressed protobuf)
+/// with the `service` label, and the last ones are flushed on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_reach_loki_with_their_labels_and_are_flushed_on_exit() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+
+    let pushes: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let recorded = Arc::clone(&pushes);
+    let loki = fake_server(Router::new().route(
+        "/loki/api/v1/push",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let recorded = Arc::clone(&recorded);
+            async move {
+                let kind = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let text = snap::raw::Decoder::new()
+                    .decompress_vec(&body)
+                    .expect("a snappy-compressed push");
+                recorded.lock().expect("lock").push((kind, text));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    ))
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = free_addr();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_exporter"))
+        .args(["--listen", &addr.to_string(), "--loki-url", &loki])
+        .arg("--state-file")
+        .arg(dir.path().join("state.json"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start exporter");
+    let mut exporter = Proc { child, addr };
+    wait_for(&exporter.url("/ready"), |s, _| s == 200).await;
+    assert!(exporter.terminate().success(), "graceful exit on SIGTERM");
+
+    let pushes = pushes.lock().expect("lock").clone();
+    assert!(!pushes.is_empty(), "no push reached the fake Loki");
+    assert!(pushes
+        .iter()
+        .all(|(kind, _)| kind == "application/x-protobuf"));
+    let all: Vec<u8> = pushes.into_iter().flat_map(|(_, body)| body).collect();
+    let text = String::from_utf8_lossy(&all);
+    for expected in [
+        "service=\"exporter\"",
+        "exporter listening",
+        "exporter stopped",
+    ] {
+        assert!(text.contains(expected), "`{expected}` not pushed: {text}");
+    }
 }
