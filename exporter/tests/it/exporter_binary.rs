@@ -423,7 +423,9 @@ async fn logs_reach_loki_with_their_labels_and_are_flushed_on_exit() {
     use axum::http::HeaderMap;
     use std::sync::{Arc, Mutex};
 
-    let pushes: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    /// Content type and decompressed body of each push.
+    type Pushes = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let pushes: Pushes = Arc::default();
     let recorded = Arc::clone(&pushes);
     let loki = fake_server(Router::new().route(
         "/loki/api/v1/push",
