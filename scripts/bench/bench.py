@@ -176,13 +176,14 @@ class Relay:
     ntfy when `ntfy_port` is given. Each measurement gets its own, so that no backlog of an
     earlier run is still being delivered."""
 
-    def __init__(self, ntfy_port: int | None = None, under: str | None = None):
+    def __init__(self, ntfy_port: int | None = None, under: str | None = None, extra_env: dict | None = None):
         self.tmp = Path(tempfile.mkdtemp(dir=under))
         self.port = free_port()
         env = {"RELAY_WEBHOOK_TOKEN": TOKEN, "RELAY_AUDIT_LOG": str(self.tmp / "audit.log"),
                "LOG_FORMAT": "json", "RUST_LOG": "warn"}
         if ntfy_port:
             env.update(NTFY_URL=f"http://127.0.0.1:{ntfy_port}", NTFY_TOPIC_PRIMARY="bench")
+        env.update(extra_env or {})
         self.proc = Proc([REL / "alert-relay", "serve", "--config", ROOT / "monitoring/alert-relay/escalation-policy.yml",
                           "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.tmp / "data"], env=env)
         wait_http(self.port, "/ready")
@@ -271,18 +272,24 @@ def bench_relay():
         "runs": {"relay": relay_max, "trivial": trivial_max},
     })
     emit("relay_e2e_100_per_s", {"intake": e2e[0], "webhook_to_push": e2e[1]})
-    # Storm: 1,000 groups carrying 5,000 alerts within 10 s.
-    ntfy = free_port()
-    relay = Relay(ntfy)
-    try:
-        storm = loadgen("storm", "--url", relay.url, "--token", TOKEN, "--groups", 1000,
-                        "--alerts", 5000, "--duration", 10, "--ntfy-listen", f"127.0.0.1:{ntfy}")
-        time.sleep(1)
-        audit = (relay.tmp / "audit.log").read_text().count("\n") if (relay.tmp / "audit.log").exists() else 0
-        emit("relay_storm", {"intake": storm[0], "pages": storm[1], "audit_lines": audit,
-                             "peak_rss_kb": relay.proc.status_kb("VmHWM"), "rss_after_kb": relay.proc.status_kb("VmRSS")})
-    finally:
-        relay.close()
+
+
+def bench_storm():
+    # Storm: 1,000 groups carrying 5,000 alerts within 10 s; then the same storm with info
+    # logs shipped to a Loki that refuses connections (log lines queue while it backs off).
+    for name, extra in (("relay_storm", None),
+                        ("relay_storm_loki_down", {"RUST_LOG": "info", "LOKI_URL": "http://127.0.0.1:9"})):
+        ntfy = free_port()
+        relay = Relay(ntfy, extra_env=extra)
+        try:
+            storm = loadgen("storm", "--url", relay.url, "--token", TOKEN, "--groups", 1000,
+                            "--alerts", 5000, "--duration", 10, "--ntfy-listen", f"127.0.0.1:{ntfy}")
+            time.sleep(1)
+            audit = (relay.tmp / "audit.log").read_text().count("\n") if (relay.tmp / "audit.log").exists() else 0
+            emit(name, {"intake": storm[0], "pages": storm[1], "audit_lines": audit,
+                        "peak_rss_kb": relay.proc.status_kb("VmHWM"), "rss_after_kb": relay.proc.status_kb("VmRSS")})
+        finally:
+            relay.close()
 
 
 def bench_startup(runs: int = 5):
@@ -311,9 +318,10 @@ def bench_startup(runs: int = 5):
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or ["exporter", "middleware", "relay", "startup"]
+    wanted = argv or ["exporter", "middleware", "relay", "storm", "startup"]
     for name in wanted:
-        {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "startup": bench_startup}[name]()
+        {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
+         "startup": bench_startup}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 
