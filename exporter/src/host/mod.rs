@@ -218,8 +218,8 @@ impl HostCollector {
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = families;
     }
 
-    /// Samples now and then every `interval` on a blocking thread, publishing each snapshot.
-    /// Returns once the first snapshot is published, so that readiness means data.
+    /// Samples now and then every `interval` on a blocking thread, publishing each snapshot,
+    /// until `stop` changes; signals `first` once the first snapshot is published.
     pub async fn run(
         self,
         mut sampler: HostSampler,
@@ -227,8 +227,7 @@ impl HostCollector {
         stop: tokio::sync::watch::Receiver<bool>,
         first: tokio::sync::oneshot::Sender<()>,
     ) {
-        let mut first = Some(first);
-        let mut every = Every::new(interval, stop);
+        let mut every = Every::new(interval, stop, first);
         while every.tick().await {
             let (back, snapshot) = match tokio::task::spawn_blocking(move || {
                 let snapshot = sampler.sample();
@@ -244,9 +243,6 @@ impl HostCollector {
             };
             sampler = back;
             self.publish(&snapshot);
-            if let Some(first) = first.take() {
-                let _ = first.send(());
-            }
         }
     }
 }

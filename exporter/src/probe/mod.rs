@@ -128,13 +128,9 @@ impl Prober {
         stop: tokio::sync::watch::Receiver<bool>,
         first: tokio::sync::oneshot::Sender<()>,
     ) {
-        let mut first = Some(first);
-        let mut every = Every::new(interval, stop);
+        let mut every = Every::new(interval, stop, first);
         while every.tick().await {
             self.probe_all().await;
-            if let Some(first) = first.take() {
-                let _ = first.send(());
-            }
         }
     }
 
