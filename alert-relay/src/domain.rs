@@ -27,6 +27,12 @@ impl Timestamp {
     pub fn as_millis(self) -> i64 {
         self.0
     }
+
+    /// `2026-11-23T04:05:06.789Z`; instants before 1970 print as the epoch.
+    pub fn to_rfc3339(self) -> String {
+        let since_epoch = std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0));
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
+    }
 }
 
 /// Alert severity from the `severity` label. Unknown values are kept as `Other`.
@@ -296,5 +302,19 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         ack_url: Some("https://relay.example.com/ack/TOKEN".into()),
         silence_url: Some("http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D".into()),
         created_at: Timestamp(1_793_502_000_000 + 17 * 60_000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_in_utc_with_milliseconds() {
+        assert_eq!(
+            Timestamp(1_795_410_306_789).to_rfc3339(),
+            "2026-11-23T05:05:06.789Z"
+        );
+        assert_eq!(Timestamp(-5).to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -15,6 +15,8 @@
 //! - [`worker`]: the scheduler (due steps) and the outbox delivery worker.
 //! - [`writer`]: group commit of webhooks (one transaction and fsync per batch).
 //! - [`ack`]: HMAC-signed expiring acknowledge links and the authenticated ack API.
+//! - [`api`]: the read side of the HTTP API: open incidents (who was paged, what comes next)
+//!   and dead letters.
 //! - [`silence`]: asks Alertmanager whether an incident's alerts are silenced or inhibited.
 //! - [`metrics`]: the relay's own `relay_*` metrics.
 //! - [`runtime`]: the `Relay` (store, metrics) and its `Runtime` built from the policy file,
@@ -23,6 +25,7 @@
 //! - [`cli`]: the clap command line (`serve`, `check-config`, `simulate`, `test-notify`).
 
 pub mod ack;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;

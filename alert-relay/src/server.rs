@@ -1,5 +1,6 @@
 //! The relay's HTTP side and its `run` entry point: webhook intake, acknowledge links and
-//! API, `/health`, `/ready`, `/metrics`; starts the scheduler and delivery workers.
+//! API (the read side is in [`crate::api`]), `/health`, `/ready`, `/metrics`; starts the
+//! scheduler and delivery workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,9 @@ pub fn router(relay: Shared) -> Router {
         .route("/webhook", post(webhook_default))
         .route("/webhook/{policy}", post(webhook_named))
         .route("/ack/{token}", post(ack_link))
+        .route("/api/v1/incidents", get(crate::api::incidents))
         .route("/api/v1/incidents/{id}/ack", post(ack_api))
+        .route("/api/v1/dead-letters", get(crate::api::dead_letters))
         .route("/-/reload", post(reload))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))

@@ -243,6 +243,16 @@ pub fn due(conn: &Connection, now: Timestamp) -> Result<Vec<StoredIncident>, Sto
     rows.map(|r| decode(r?)).collect()
 }
 
+/// Open incidents (escalating, or stopped and waiting for the resolve), oldest first, at most
+/// `limit`.
+pub fn open_incidents(conn: &Connection, limit: u32) -> Result<Vec<StoredIncident>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, group_key, machine, alert_group FROM incidents WHERE open = 1 ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], row_to_incident)?;
+    rows.map(|r| decode(r?)).collect()
+}
+
 /// When the next step of any incident is due.
 pub fn next_due(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
     Ok(conn

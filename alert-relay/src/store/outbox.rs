@@ -83,6 +83,38 @@ pub fn dead_letter_orphans(
     Ok(count)
 }
 
+/// A notification given up on: refused by its vendor, or its target was removed.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub incident_id: i64,
+    pub target: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub dead_at: Timestamp,
+}
+
+/// The latest dead letters, newest first, at most `limit`.
+pub fn dead_letters(conn: &Connection, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, incident_id, target, attempts, COALESCE(last_error, ''), created_at, COALESCE(done_at, created_at) \
+         FROM outbox WHERE status = 'dead' ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok(DeadLetter {
+            id: r.get(0)?,
+            incident_id: r.get(1)?,
+            target: r.get(2)?,
+            attempts: r.get(3)?,
+            reason: r.get(4)?,
+            created_at: Timestamp(r.get(5)?),
+            dead_at: Timestamp(r.get(6)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Gauges: pending notifications and open incidents.
 pub fn counts(conn: &Connection) -> Result<(i64, i64), StoreError> {
     let pending = conn.query_row(

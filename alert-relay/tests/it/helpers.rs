@@ -128,6 +128,16 @@ impl TestRelay {
         (status, body)
     }
 
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn webhook(&self, payload: &Value) -> (u16, Value) {
         self.post("/webhook", Some(TOKEN), payload.to_string())
             .await

@@ -1,0 +1,183 @@
+//! The read side of the HTTP API, for the on-call engineer's "who has been paged, and what
+//! comes next?" and the operator's "what did the relay give up on?". Same credentials as the
+//! webhook. The JSON shapes are this API's own, defined here.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{AlertStatus, Labels, Timestamp};
+use crate::escalation::{Phase, StopReason};
+use crate::runtime::Relay;
+use crate::store::{self, DeadLetter, StoredIncident};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<u32>,
+}
+
+impl Page {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+}
+
+#[derive(Serialize)]
+struct IncidentView<'a> {
+    id: i64,
+    policy: &'a str,
+    /// `escalating`, `acknowledged` or `silenced` (open incidents only).
+    state: &'static str,
+    started_at: String,
+    group_labels: &'a Labels,
+    common_labels: &'a Labels,
+    summary: Option<&'a str>,
+    alerts_firing: usize,
+    steps_fired: usize,
+    steps_total: usize,
+    /// Who has been notified so far, in order.
+    notified: Vec<&'a str>,
+    /// The next step: when and whom (absent when nothing more is planned).
+    next_step: Option<NextStep<'a>>,
+}
+
+#[derive(Serialize)]
+struct NextStep<'a> {
+    at: String,
+    targets: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DeadLetterView<'a> {
+    id: i64,
+    incident_id: i64,
+    target: &'a str,
+    attempts: u32,
+    reason: &'a str,
+    created_at: String,
+    dead_at: String,
+}
+
+fn view(incident: &StoredIncident) -> IncidentView<'_> {
+    let machine = &incident.machine;
+    let state = match machine.phase {
+        Phase::Escalating => "escalating",
+        Phase::Stopped(StopReason::Acknowledged) => "acknowledged",
+        Phase::Stopped(StopReason::Silenced) => "silenced",
+        Phase::Stopped(StopReason::Resolved) | Phase::Closed => "resolved",
+    };
+    let steps = &machine.plan.steps;
+    // Past the last step, a due time means a repeat of it.
+    let next_targets = steps
+        .get(machine.steps_fired)
+        .or_else(|| steps.last())
+        .map(|step| step.targets.iter().map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    IncidentView {
+        id: incident.id,
+        policy: machine.plan.policy.as_str(),
+        state,
+        started_at: machine.started_at.to_rfc3339(),
+        group_labels: &incident.group.group_labels,
+        common_labels: &incident.group.common_labels,
+        summary: incident
+            .group
+            .common_annotations
+            .get("summary")
+            .map(String::as_str),
+        alerts_firing: incident
+            .group
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .count(),
+        steps_fired: machine.steps_fired,
+        steps_total: steps.len(),
+        notified: machine.notified.iter().map(|t| t.as_str()).collect(),
+        next_step: machine.next_due().map(|at| NextStep {
+            at: at.to_rfc3339(),
+            targets: next_targets,
+        }),
+    }
+}
+
+fn dead_letter_view(letter: &DeadLetter) -> DeadLetterView<'_> {
+    DeadLetterView {
+        id: letter.id,
+        incident_id: letter.incident_id,
+        target: &letter.target,
+        attempts: letter.attempts,
+        reason: &letter.reason,
+        created_at: letter.created_at.to_rfc3339(),
+        dead_at: letter.dead_at.to_rfc3339(),
+    }
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn authorized(relay: &Relay, headers: &HeaderMap) -> bool {
+    crate::intake::authorized(&relay.runtime().config.server.webhook_auth, headers)
+}
+
+/// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first.
+pub async fn incidents(
+    State(relay): State<Arc<Relay>>,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&relay, &headers) {
+        return refused(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let limit = page.limit();
+    match relay
+        .store
+        .run(move |conn| store::open_incidents(conn, limit))
+        .await
+    {
+        Ok(open) => {
+            let now = Timestamp::now().to_rfc3339();
+            let views: Vec<_> = open.iter().map(view).collect();
+            Json(json!({ "now": now, "incidents": views })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read open incidents");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
+        }
+    }
+}
+
+/// `GET /api/v1/dead-letters[?limit=N]`: notifications given up on, newest first.
+pub async fn dead_letters(
+    State(relay): State<Arc<Relay>>,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&relay, &headers) {
+        return refused(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let limit = page.limit();
+    match relay
+        .store
+        .run_delivery(move |conn| store::dead_letters(conn, limit))
+        .await
+    {
+        Ok(letters) => {
+            let views: Vec<_> = letters.iter().map(dead_letter_view).collect();
+            Json(json!({ "dead_letters": views })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read dead letters");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
+        }
+    }
+}
