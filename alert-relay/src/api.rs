@@ -8,13 +8,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{AlertStatus, Labels, Timestamp};
 use crate::escalation::{Phase, StopReason};
 use crate::runtime::Relay;
-use crate::store::{self, DeadLetter, StoredIncident};
+use crate::store::{self, DeadLetter, StoreError, StoredIncident};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -125,8 +126,28 @@ fn refused(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn authorized(relay: &Relay, headers: &HeaderMap) -> bool {
-    crate::intake::authorized(&relay.runtime().config.server.webhook_auth, headers)
+/// Checks the webhook's credentials, then runs `read` on the store; the refusal otherwise
+/// (401, or 503 with the cause logged).
+async fn authorized_read<T, F>(
+    relay: &Relay,
+    headers: &HeaderMap,
+    what: &'static str,
+    read: F,
+) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    if !crate::intake::authorized(&relay.runtime().config.server.webhook_auth, headers) {
+        return Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong credentials",
+        ));
+    }
+    relay.store.run(read).await.map_err(|error| {
+        tracing::error!(%error, what, "cannot read the store");
+        refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
+    })
 }
 
 /// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first.
@@ -135,24 +156,15 @@ pub async fn incidents(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&relay, &headers) {
-        return refused(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-    }
     let limit = page.limit();
-    match relay
-        .store
-        .run(move |conn| store::open_incidents(conn, limit))
-        .await
-    {
+    let read = move |conn: &mut Connection| store::open_incidents(conn, limit);
+    match authorized_read(&relay, &headers, "open incidents", read).await {
         Ok(open) => {
-            let now = Timestamp::now().to_rfc3339();
             let views: Vec<_> = open.iter().map(view).collect();
+            let now = Timestamp::now().to_rfc3339();
             Json(json!({ "now": now, "incidents": views })).into_response()
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot read open incidents");
-            refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
-        }
+        Err(refusal) => refusal,
     }
 }
 
@@ -162,22 +174,13 @@ pub async fn dead_letters(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorized(&relay, &headers) {
-        return refused(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-    }
     let limit = page.limit();
-    match relay
-        .store
-        .run_delivery(move |conn| store::dead_letters(conn, limit))
-        .await
-    {
+    let read = move |conn: &mut Connection| store::dead_letters(conn, limit);
+    match authorized_read(&relay, &headers, "dead letters", read).await {
         Ok(letters) => {
             let views: Vec<_> = letters.iter().map(dead_letter_view).collect();
             Json(json!({ "dead_letters": views })).into_response()
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot read dead letters");
-            refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
-        }
+        Err(refusal) => refusal,
     }
 }
