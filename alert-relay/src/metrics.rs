@@ -184,5 +184,14 @@ impl RelayMetrics {
         for reason in &effects.stopped {
             self.stopped.with_label_values(&[reason.as_str()]).inc();
         }
+        for target in &effects.unconfigured {
+            self.dead_letters
+                .with_label_values(&[target.as_str()])
+                .inc();
+            tracing::warn!(
+                %target,
+                "notification dead-lettered: the target is no longer configured"
+            );
+        }
     }
 }

@@ -31,15 +31,17 @@ pub struct Runtime {
 impl Runtime {
     fn build(config: Config, data_dir: &Path, client: &reqwest::Client) -> anyhow::Result<Self> {
         let key = AckKey::load_or_create(config.server.ack_secret.as_ref(), data_dir)?;
+        let sinks = sinks::build(&config, client);
         Ok(Self {
             composer: Arc::new(LinkComposer {
                 public_url: config.server.public_url.clone(),
                 key,
                 ttl: config.server.ack_link_ttl,
                 alertmanager_url: config.server.alertmanager_url.clone(),
+                targets: sinks.keys().cloned().collect(),
             }),
             templates: Arc::new(Templates::new(&config)),
-            sinks: sinks::build(&config, client),
+            sinks,
             alertmanager: config
                 .server
                 .alertmanager_url

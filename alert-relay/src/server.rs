@@ -322,17 +322,6 @@ pub async fn run(
     let relay = Arc::new(relay);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runtime = relay.runtime();
-    let known: Vec<TargetName> = runtime.sinks.keys().cloned().collect();
-    let orphans = relay
-        .store
-        .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
-        .await?;
-    if orphans > 0 {
-        tracing::warn!(
-            orphans,
-            "pending notifications for targets no longer configured were dead-lettered"
-        );
-    }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(worker::run_scheduler(Arc::clone(&relay), stop_rx.clone()));
     tasks.spawn(crate::heartbeat::run_watch(
@@ -377,6 +366,7 @@ async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::R
     let mut generation = relay.generation();
     loop {
         let runtime = relay.runtime();
+        dead_letter_orphans(&relay, runtime.sinks.keys().cloned().collect()).await;
         let (gen_stop_tx, gen_stop_rx) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         let delivery = &runtime.config.delivery;
@@ -407,6 +397,35 @@ async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::R
         relay.wakers.clear_delivery();
         if stopping {
             return;
+        }
+    }
+}
+
+/// Dead-letters pending notifications of targets the configuration no longer has (at start
+/// and after each reload), so that they neither wait forever nor count as a stuck outbox.
+async fn dead_letter_orphans(relay: &Relay, known: Vec<TargetName>) {
+    let orphans = relay
+        .store
+        .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
+        .await;
+    match orphans {
+        Ok(orphans) => {
+            for (target, count) in orphans {
+                relay
+                    .metrics
+                    .dead_letters
+                    .with_label_values(&[target.as_str()])
+                    .inc_by(count as u64);
+                tracing::warn!(
+                    %target,
+                    count,
+                    "pending notifications dead-lettered: the target is no longer configured"
+                );
+            }
+        }
+        // Not fatal: they stay pending and are tried again at the next reload or start.
+        Err(error) => {
+            tracing::error!(%error, "cannot dead-letter notifications of removed targets")
         }
     }
 }

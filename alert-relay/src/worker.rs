@@ -3,6 +3,7 @@
 //! store and call sinks; every decision is made by `escalation`, `sinks::classify` or here in
 //! [`deliver_next`], which tests drive step by step.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +24,15 @@ pub struct LinkComposer {
     pub key: AckKey,
     pub ttl: Duration,
     pub alertmanager_url: Option<Url>,
+    /// The targets of the configuration this composer belongs to.
+    pub targets: BTreeSet<TargetName>,
 }
 
 impl Composer for LinkComposer {
+    fn configured(&self, target: &TargetName) -> bool {
+        self.targets.contains(target)
+    }
+
     fn compose(
         &self,
         incident: &StoredIncident,

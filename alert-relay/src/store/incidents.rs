@@ -3,7 +3,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{AckOutcome, Composer, Effects, IngestOutcome, StoreError, StoredIncident};
+use super::{
+    AckOutcome, Composer, Effects, IngestOutcome, StoreError, StoredIncident, UNCONFIGURED,
+};
 use crate::domain::{AlertGroup, GroupKey, PolicyName, Timestamp};
 use crate::escalation::{Action, Event, Incident, Phase, Plan, StopReason};
 
@@ -141,11 +143,21 @@ fn apply(
                 }
                 for target in targets {
                     let notification = composer.compose(incident, &target, step, kind, now);
-                    tx.execute(
-                        "INSERT INTO outbox (incident_id, target, payload, next_try, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                        params![incident.id, target.as_str(), serde_json::to_string(&notification)?, now.0],
-                    )?;
-                    effects.queued += 1;
+                    let payload = serde_json::to_string(&notification)?;
+                    if composer.configured(&target) {
+                        tx.execute(
+                            "INSERT INTO outbox (incident_id, target, payload, next_try, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                            params![incident.id, target.as_str(), payload, now.0],
+                        )?;
+                        effects.queued += 1;
+                    } else {
+                        tx.execute(
+                            "INSERT INTO outbox (incident_id, target, payload, status, next_try, created_at, done_at, last_error) \
+                             VALUES (?1, ?2, ?3, 'dead', ?4, ?4, ?4, ?5)",
+                            params![incident.id, target.as_str(), payload, now.0, UNCONFIGURED],
+                        )?;
+                        effects.unconfigured.push(target);
+                    }
                 }
             }
             Action::Stopped(reason) => effects.stopped.push(reason),

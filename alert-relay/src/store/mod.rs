@@ -34,6 +34,10 @@ pub enum StoreError {
 /// Builds the notifications an action asks for (ack links, silence links): the part of the
 /// driver that needs secrets, kept out of the store.
 pub trait Composer {
+    /// Whether `target` is configured now. An incident's plan is the policy as it was when
+    /// the incident started; a reload may have removed a target since.
+    fn configured(&self, target: &TargetName) -> bool;
+
     fn compose(
         &self,
         incident: &StoredIncident,
@@ -90,9 +94,15 @@ pub struct OutboxItem {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
     pub queued: usize,
+    /// Notifications dead-lettered at once: their target is no longer configured.
+    pub unconfigured: Vec<TargetName>,
     pub steps: Vec<PolicyName>,
     pub stopped: Vec<StopReason>,
 }
+
+/// Why a notification for a target missing from the current policy file is dead-lettered.
+pub const UNCONFIGURED: &str =
+    "target is no longer configured (removed or renamed in the policy file since the incident started)";
 
 #[derive(Clone)]
 pub struct Store {

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{OutboxItem, StoreError};
+use super::{OutboxItem, StoreError, UNCONFIGURED};
 use crate::domain::{TargetName, Timestamp};
 
 /// The oldest pending notification of `target` (delivery is in order per target).
@@ -60,27 +60,28 @@ pub fn mark_dead(
 }
 
 /// Pending notifications for targets the current config does not know (renamed or removed):
-/// dead-lettered so they do not wait forever. Returns how many.
+/// dead-lettered so they do not wait forever. Returns how many, per target.
 pub fn dead_letter_orphans(
     conn: &Connection,
     known: &[TargetName],
     now: Timestamp,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<(String, usize)>, StoreError> {
     let mut stmt = conn.prepare("SELECT DISTINCT target FROM outbox WHERE status = 'pending'")?;
     let targets: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut count = 0;
+    let mut orphans = Vec::new();
     for target in targets
-        .iter()
+        .into_iter()
         .filter(|t| !known.iter().any(|k| k.as_str() == t.as_str()))
     {
-        count += conn.execute(
-            "UPDATE outbox SET status = 'dead', done_at = ?2, last_error = 'target no longer configured' WHERE target = ?1 AND status = 'pending'",
-            params![target, now.0],
+        let count = conn.execute(
+            "UPDATE outbox SET status = 'dead', done_at = ?2, last_error = ?3 WHERE target = ?1 AND status = 'pending'",
+            params![target, now.0, UNCONFIGURED],
         )?;
+        orphans.push((target, count));
     }
-    Ok(count)
+    Ok(orphans)
 }
 
 /// A notification given up on: refused by its vendor, or its target was removed.
