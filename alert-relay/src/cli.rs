@@ -11,6 +11,7 @@ use url::Url;
 use crate::config::{Config, TargetConfig};
 use crate::domain::{sample_notification, Labels, NotificationKind, TargetName, Timestamp};
 use crate::escalation::{Action, Event, Incident};
+use crate::sinks::Health;
 use crate::templates::Templates;
 
 /// Relays Alertmanager webhooks to ntfy (and more), escalating along a policy until someone
@@ -30,6 +31,11 @@ pub enum Command {
     CheckConfig {
         /// The escalation-policy YAML.
         file: PathBuf,
+        /// Also ask each target whether it is reachable and accepts its credentials (ntfy:
+        /// server health and account; log: file writable), notifying nobody. Exit 1 if one
+        /// fails.
+        #[arg(long)]
+        probe: bool,
     },
     /// Print which policy matches some labels and the escalation timeline, sending nothing.
     Simulate {
@@ -196,6 +202,34 @@ pub fn simulate(config: &Config, labels: &Labels) -> String {
         "\n"
     });
     out
+}
+
+/// `check-config --probe`: each target's healthcheck, one line each; `Err` with the same
+/// report when one failed.
+pub async fn probe_targets(config: &Config) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(config.delivery.timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let report = crate::sinks::check_all(&crate::sinks::build(config, &client)).await;
+    let mut out = String::from("targets:\n");
+    let mut failed = false;
+    for (target, health) in report {
+        let line = match health {
+            Health::Ok(why) => format!("  {target}: ok: {why}\n"),
+            Health::Failed(why) => {
+                failed = true;
+                format!("  {target}: FAILED: {why}\n")
+            }
+            Health::Unchecked(why) => format!("  {target}: not checked: {why}\n"),
+        };
+        out.push_str(&line);
+    }
+    if failed {
+        Err(out)
+    } else {
+        Ok(out)
+    }
 }
 
 /// `test-notify`: one marked notification to one target, with the vendor's answer.

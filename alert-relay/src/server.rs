@@ -19,7 +19,7 @@ use crate::ack::AckError;
 use crate::domain::{AlertStatus, TargetName, Timestamp};
 use crate::escalation::Event;
 pub use crate::runtime::Relay;
-use crate::sinks::Backoff;
+use crate::sinks::{Backoff, Health, Sink};
 use crate::store::{self, AckOutcome, IngestOutcome};
 use crate::worker::{self, Delivery};
 
@@ -367,6 +367,7 @@ async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::R
     loop {
         let runtime = relay.runtime();
         dead_letter_orphans(&relay, runtime.sinks.keys().cloned().collect()).await;
+        tokio::spawn(log_target_health(runtime.sinks.clone()));
         let (gen_stop_tx, gen_stop_rx) = tokio::sync::watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         let delivery = &runtime.config.delivery;
@@ -397,6 +398,22 @@ async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::R
         relay.wakers.clear_delivery();
         if stopping {
             return;
+        }
+    }
+}
+
+/// Says in the log, at start and after each reload, whether each target can be reached, so
+/// that a wrong token or URL shows before the first page needs it. Never blocks delivery.
+async fn log_target_health(sinks: std::collections::BTreeMap<TargetName, Arc<dyn Sink>>) {
+    for (target, health) in crate::sinks::check_all(&sinks).await {
+        match health {
+            Health::Ok(detail) => tracing::info!(%target, %detail, "target reachable"),
+            Health::Failed(reason) => tracing::warn!(
+                %target,
+                %reason,
+                "target check failed: notifications to it may not arrive (alert-relay check-config --probe re-checks)"
+            ),
+            Health::Unchecked(reason) => tracing::debug!(%target, %reason, "target not checked"),
         }
     }
 }

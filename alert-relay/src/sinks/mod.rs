@@ -36,9 +36,25 @@ pub enum Outcome {
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
+/// What a target's healthcheck found, without sending anything to a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Reachable, and where the vendor can tell, our credentials are accepted.
+    Ok(String),
+    /// A page sent now would not arrive (or not at once): why.
+    Failed(String),
+    /// The vendor offers no check short of sending a notification (`test-notify` does that).
+    Unchecked(String),
+}
+
+pub type HealthFuture<'a> = Pin<Box<dyn Future<Output = Health> + Send + 'a>>;
+
 pub trait Sink: Send + Sync {
     /// One attempt; never panics, never retries by itself.
     fn send<'a>(&'a self, notification: &'a Notification, text: &'a Rendered) -> SendFuture<'a>;
+
+    /// Checks the target without notifying anyone (at start, and `check-config --probe`).
+    fn healthcheck(&self) -> HealthFuture<'_>;
 }
 
 /// How an HTTP answer should be treated.
@@ -125,6 +141,32 @@ pub fn build(config: &Config, client: &reqwest::Client) -> BTreeMap<TargetName, 
             (name.clone(), sink)
         })
         .collect()
+}
+
+/// Every sink's healthcheck, at the same time; results in target order.
+pub async fn check_all(sinks: &BTreeMap<TargetName, Arc<dyn Sink>>) -> Vec<(TargetName, Health)> {
+    let mut checks = tokio::task::JoinSet::new();
+    let mut names = std::collections::HashMap::new();
+    for (target, sink) in sinks {
+        let sink = Arc::clone(sink);
+        let task = checks.spawn(async move { sink.healthcheck().await });
+        names.insert(task.id(), target.clone());
+    }
+    let mut report = Vec::with_capacity(sinks.len());
+    while let Some(done) = checks.join_next_with_id().await {
+        let (id, health) = match done {
+            Ok((id, health)) => (id, health),
+            Err(error) => (
+                error.id(),
+                Health::Failed(format!("the check failed: {error}")),
+            ),
+        };
+        if let Some(target) = names.remove(&id) {
+            report.push((target, health));
+        }
+    }
+    report.sort_by(|a, b| a.0.cmp(&b.0));
+    report
 }
 
 /// Sends `request`. A transport failure (refused, reset, timed out) is a retry whose reason

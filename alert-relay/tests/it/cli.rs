@@ -1,5 +1,9 @@
 //! The operator's commands: simulate and test-notify, through the real binary.
 
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
 use crate::helpers::*;
 
 #[test]
@@ -73,4 +77,61 @@ async fn healthcheck_exits_0_while_the_relay_answers_and_1_when_nothing_listens(
         stderr.contains(&format!("no answer from http://{nobody}/health")),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_probe_reports_each_target_and_fails_on_a_broken_one() {
+    let ntfy = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/health"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"healthy": true})))
+        .mount(&ntfy)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/account"))
+        .and(header("authorization", "Bearer tk_e2e"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let probe = |file: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            relay_command([
+                "check-config".as_ref(),
+                file.as_os_str(),
+                "--probe".as_ref(),
+            ])
+        })
+    };
+
+    let output = probe(file.clone()).await.expect("join");
+    let report = success_stdout(&output);
+    for target in ["ntfy.primary", "ntfy.secondary"] {
+        assert!(
+            report.contains(&format!("  {target}: ok: "))
+                && report.contains("accepts the credentials"),
+            "{report}"
+        );
+    }
+
+    std::fs::write(
+        &file,
+        policy_yaml(&ntfy.uri(), "1h").replace(
+            &format!(r#"secondary: {{url: "{}""#, ntfy.uri()),
+            r#"secondary: {url: "http://127.0.0.1:9""#,
+        ),
+    )
+    .expect("write");
+    let output = probe(file).await.expect("join");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains(": valid"),
+        "the summary comes first: {stdout}"
+    );
+    assert!(stderr.contains("  ntfy.primary: ok: "), "{stderr}");
+    assert!(stderr.contains("  ntfy.secondary: FAILED: "), "{stderr}");
+    assert!(posts(&ntfy).await.is_empty(), "a probe notifies nobody");
 }

@@ -217,14 +217,23 @@ pub async fn scripted_vendor(answers: Vec<(ResponseTemplate, u64)>) -> MockServe
     server
 }
 
-/// The JSON bodies the fake ntfy received, oldest first.
+/// The JSON bodies POSTed to the fake ntfy, oldest first (its healthcheck GETs are not pushes).
 pub async fn pushes(server: &MockServer) -> Vec<Value> {
+    posts(server)
+        .await
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect()
+}
+
+/// The POST requests a fake vendor received, oldest first.
+pub async fn posts(server: &MockServer) -> Vec<wiremock::Request> {
     server
         .received_requests()
         .await
         .unwrap_or_default()
-        .iter()
-        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .into_iter()
+        .filter(|r| r.method == http::Method::POST)
         .collect()
 }
 

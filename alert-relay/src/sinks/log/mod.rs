@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::{Outcome, SendFuture, Sink};
+use super::{Health, HealthFuture, Outcome, SendFuture, Sink};
 use crate::config::LogConfig;
 use crate::domain::{Notification, NotificationKind};
 use crate::templates::Rendered;
@@ -91,6 +91,22 @@ impl Sink for LogSink {
                     after: None,
                     reason: format!("cannot write the log line: {error}"),
                 },
+            }
+        })
+    }
+
+    fn healthcheck(&self) -> HealthFuture<'_> {
+        Box::pin(async {
+            let Some(path) = &self.config.path else {
+                return Health::Ok("writes to standard output".into());
+            };
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(_) => Health::Ok(format!("{} is writable", path.display())),
+                Err(error) => Health::Failed(format!("cannot open {}: {error}", path.display())),
             }
         })
     }

@@ -3,7 +3,9 @@
 use super::request::build_message;
 use crate::config::{NtfyAuth, NtfyConfig};
 use crate::domain::Notification;
-use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{
+    classify, describe, send, Class, Health, HealthFuture, Outcome, SendFuture, Sink,
+};
 use crate::templates::Rendered;
 
 pub struct NtfySink {
@@ -49,8 +51,68 @@ impl NtfySink {
     }
 }
 
+impl NtfySink {
+    /// `GET /v1/health` (the server is up), then with credentials `GET /v1/account` (they
+    /// are accepted). Neither publishes anything.
+    async fn check(&self) -> Health {
+        let server = &self.config.server;
+        let health = match self.ask(server, "v1/health", false).await {
+            Ok(answer) => answer.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(why) => return Health::Failed(why),
+        };
+        if health.get("healthy") != Some(&serde_json::Value::Bool(true)) {
+            return Health::Failed(format!("{server} says it is not healthy: {health}"));
+        }
+        if self.config.auth == NtfyAuth::None {
+            return Health::Ok(format!("{server} is healthy (no credentials to check)"));
+        }
+        match self.ask(server, "v1/account", true).await {
+            Ok(_) => Health::Ok(format!("{server} is healthy and accepts the credentials")),
+            Err(why) => Health::Failed(why),
+        }
+    }
+
+    /// A GET answered 2xx, or why not.
+    async fn ask(
+        &self,
+        server: &url::Url,
+        path: &str,
+        with_auth: bool,
+    ) -> Result<reqwest::Response, String> {
+        let url = server
+            .join(path)
+            .map_err(|e| format!("{server}{path}: {e}"))?;
+        let mut request = self.client.get(url.clone());
+        if with_auth {
+            request = match &self.config.auth {
+                NtfyAuth::None => request,
+                NtfyAuth::Token(token) => request.bearer_auth(token.expose()),
+                NtfyAuth::Basic { username, password } => {
+                    request.basic_auth(username, Some(password.expose()))
+                }
+            };
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", describe(&e.without_url())))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(format!("{url} refused the credentials ({status})"));
+        }
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}"));
+        }
+        Ok(response)
+    }
+}
+
 impl Sink for NtfySink {
     fn send<'a>(&'a self, notification: &'a Notification, text: &'a Rendered) -> SendFuture<'a> {
         Box::pin(self.publish(notification, text))
+    }
+
+    fn healthcheck(&self) -> HealthFuture<'_> {
+        Box::pin(self.check())
     }
 }

@@ -10,7 +10,7 @@ use super::request::truncate_for_test;
 use super::*;
 use crate::config::{NtfyAuth, NtfyConfig, Secret};
 use crate::domain::{sample_notification, NotificationKind};
-use crate::sinks::{Outcome, Sink};
+use crate::sinks::{Health, Outcome, Sink};
 use crate::templates::Rendered;
 
 fn config(server: &str) -> NtfyConfig {
@@ -177,4 +177,92 @@ async fn a_dead_server_is_retried() {
         matches!(&outcome, Outcome::Retry { reason, .. } if reason.starts_with("request failed")),
         "{outcome:?}"
     );
+}
+
+async fn ntfy_with(health: ResponseTemplate, account: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/health"))
+        .respond_with(health)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/account"))
+        .and(header("authorization", "Bearer tk_e2e"))
+        .respond_with(account)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn healthy() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({"healthy": true}))
+}
+
+async fn check(config: NtfyConfig) -> Health {
+    NtfySink::new(config, reqwest::Client::new())
+        .healthcheck()
+        .await
+}
+
+#[tokio::test]
+async fn healthcheck_asks_health_and_account_and_publishes_nothing() {
+    let server = ntfy_with(healthy(), ResponseTemplate::new(200)).await;
+    let health = check(config(&server.uri())).await;
+    assert!(
+        matches!(&health, Health::Ok(why) if why.contains("accepts the credentials")),
+        "{health:?}"
+    );
+    let requests = server.received_requests().await.expect("recorded");
+    let asked: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| (r.method.to_string(), r.url.path().to_owned()))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("GET".to_owned(), "/v1/health".to_owned()),
+            ("GET".to_owned(), "/v1/account".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_fails_on_refused_credentials_unhealthy_or_dead_servers() {
+    let refused = ntfy_with(healthy(), ResponseTemplate::new(401)).await;
+    let health = check(config(&refused.uri())).await;
+    assert!(
+        matches!(&health, Health::Failed(why) if why.contains("refused the credentials (401")),
+        "{health:?}"
+    );
+
+    let unhealthy = ntfy_with(
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({"healthy": false})),
+        ResponseTemplate::new(200),
+    )
+    .await;
+    let health = check(config(&unhealthy.uri())).await;
+    assert!(
+        matches!(&health, Health::Failed(why) if why.contains("not healthy")),
+        "{health:?}"
+    );
+
+    let health = check(config("http://127.0.0.1:9")).await;
+    assert!(
+        matches!(&health, Health::Failed(why) if why.contains("/v1/health")),
+        "{health:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_credentials_only_the_server_is_checked() {
+    let server = ntfy_with(healthy(), ResponseTemplate::new(500)).await;
+    let mut anonymous = config(&server.uri());
+    anonymous.auth = NtfyAuth::None;
+    let health = check(anonymous).await;
+    assert!(
+        matches!(&health, Health::Ok(why) if why.contains("no credentials to check")),
+        "{health:?}"
+    );
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
 }

@@ -3,7 +3,7 @@
 use super::request::build_event;
 use crate::config::PagerDutyConfig;
 use crate::domain::Notification;
-use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{classify, send, Class, Health, HealthFuture, Outcome, SendFuture, Sink};
 use crate::templates::Rendered;
 
 pub struct PagerDutySink {
@@ -62,5 +62,13 @@ impl PagerDutySink {
 impl Sink for PagerDutySink {
     fn send<'a>(&'a self, notification: &'a Notification, text: &'a Rendered) -> SendFuture<'a> {
         Box::pin(self.enqueue(notification, text))
+    }
+
+    fn healthcheck(&self) -> HealthFuture<'_> {
+        Box::pin(async {
+            Health::Unchecked(
+                "the Events API can only be checked by sending an event (use test-notify)".into(),
+            )
+        })
     }
 }

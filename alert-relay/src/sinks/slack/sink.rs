@@ -3,7 +3,7 @@
 use super::request::build_message;
 use crate::config::SlackConfig;
 use crate::domain::Notification;
-use crate::sinks::{classify, send, Class, Outcome, SendFuture, Sink};
+use crate::sinks::{classify, send, Class, Health, HealthFuture, Outcome, SendFuture, Sink};
 use crate::templates::Rendered;
 
 pub struct SlackSink {
@@ -61,5 +61,13 @@ impl SlackSink {
 impl Sink for SlackSink {
     fn send<'a>(&'a self, notification: &'a Notification, text: &'a Rendered) -> SendFuture<'a> {
         Box::pin(self.post(notification, text))
+    }
+
+    fn healthcheck(&self) -> HealthFuture<'_> {
+        Box::pin(async {
+            Health::Unchecked(
+                "an incoming webhook can only be checked by posting to it (use test-notify)".into(),
+            )
+        })
     }
 }
