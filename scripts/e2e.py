@@ -30,7 +30,7 @@ ROLLBACK_ALERT = "DeploymentRolledBack"
 
 
 class FakeNtfy:
-    """Records every publish; answers 200 like ntfy does."""
+    """Records every publish; answers 200 like ntfy does, and its health and account checks."""
 
     def __init__(self):
         self.requests: list[dict] = []
@@ -60,6 +60,16 @@ class FakeNtfy:
                 self.wfile.write(reply)
 
             do_PUT = do_POST
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                # The relay's target healthcheck: server health, then the token's account.
+                answers = {"/v1/health": {"healthy": True}, "/v1/account": {"username": "e2e"}}
+                reply = json.dumps(answers.get(self.path, {})).encode()
+                self.send_response(200 if self.path in answers else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass

@@ -212,7 +212,7 @@ pub async fn probe_targets(config: &Config) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let report = crate::sinks::check_all(&crate::sinks::build(config, &client)).await;
-    let mut out = String::from("targets:\n");
+    let mut out = String::from("probe (nothing is sent):\n");
     let mut failed = false;
     for (target, health) in report {
         let line = match health {

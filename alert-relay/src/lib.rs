@@ -22,10 +22,13 @@
 //! - [`runtime`]: the `Relay` (store, metrics) and its `Runtime` built from the policy file,
 //!   swapped on reload.
 //! - [`server`]: router, `run(listener, relay, shutdown)`.
+//! - [`background`]: delivery workers across reloads, target healthchecks, dead letters for
+//!   removed targets, reload on SIGHUP.
 //! - [`cli`]: the clap command line (`serve`, `check-config`, `simulate`, `test-notify`).
 
 pub mod ack;
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -13,6 +13,7 @@ pub struct RelayMetrics {
     pub delivery_seconds: HistogramVec,
     pub outbox_depth: IntGauge,
     pub dead_letters: IntCounterVec,
+    pub target_healthy: IntGaugeVec,
     pub incidents_open: IntGauge,
     pub steps: IntCounterVec,
     pub stopped: IntCounterVec,
@@ -78,6 +79,13 @@ impl RelayMetrics {
                 &["target"],
             )?,
             incidents_open: IntGauge::new("relay_incidents_open", "Incidents not resolved yet.")?,
+            target_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "relay_target_healthy",
+                    "1 if the target's last healthcheck passed, 0 if it failed; absent for targets that cannot be checked without sending.",
+                ),
+                &["target"],
+            )?,
             steps: IntCounterVec::new(
                 Opts::new(
                     "relay_escalation_steps_total",
@@ -132,6 +140,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.delivery_seconds.clone()))?;
         r.register(Box::new(metrics.outbox_depth.clone()))?;
         r.register(Box::new(metrics.dead_letters.clone()))?;
+        r.register(Box::new(metrics.target_healthy.clone()))?;
         r.register(Box::new(metrics.incidents_open.clone()))?;
         r.register(Box::new(metrics.steps.clone()))?;
         r.register(Box::new(metrics.stopped.clone()))?;

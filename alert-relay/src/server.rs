@@ -16,12 +16,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::ack::AckError;
-use crate::domain::{AlertStatus, TargetName, Timestamp};
+use crate::background;
+use crate::domain::{AlertStatus, Timestamp};
 use crate::escalation::Event;
 pub use crate::runtime::Relay;
-use crate::sinks::{Backoff, Health, Sink};
 use crate::store::{self, AckOutcome, IngestOutcome};
-use crate::worker::{self, Delivery};
+use crate::worker;
 
 type Shared = Arc<Relay>;
 
@@ -328,8 +328,14 @@ pub async fn run(
         Arc::clone(&relay),
         stop_rx.clone(),
     ));
-    tasks.spawn(supervise_deliveries(Arc::clone(&relay), stop_rx.clone()));
-    tasks.spawn(reload_on_sighup(Arc::clone(&relay), stop_rx.clone()));
+    tasks.spawn(background::supervise_deliveries(
+        Arc::clone(&relay),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(background::reload_on_sighup(
+        Arc::clone(&relay),
+        stop_rx.clone(),
+    ));
     for (target, why) in &runtime.config.disabled_targets {
         tracing::info!(%target, reason = %why, "target switched off");
     }
@@ -358,119 +364,4 @@ pub async fn run(
     }
     tracing::info!("alert-relay stopped");
     Ok(())
-}
-
-/// Runs one delivery worker per target of the current runtime; on reload, lets them finish
-/// their attempt and starts the new set.
-async fn supervise_deliveries(relay: Arc<Relay>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut generation = relay.generation();
-    loop {
-        let runtime = relay.runtime();
-        dead_letter_orphans(&relay, runtime.sinks.keys().cloned().collect()).await;
-        tokio::spawn(log_target_health(runtime.sinks.clone()));
-        let (gen_stop_tx, gen_stop_rx) = tokio::sync::watch::channel(false);
-        let mut workers = tokio::task::JoinSet::new();
-        let delivery = &runtime.config.delivery;
-        for (target, sink) in &runtime.sinks {
-            let worker = Delivery {
-                store: relay.store.clone(),
-                sink: Arc::clone(sink),
-                target: target.clone(),
-                templates: Arc::clone(&runtime.templates),
-                backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
-                timeout: delivery.timeout,
-                give_up_after: delivery.give_up_after,
-                metrics: relay.metrics.clone(),
-            };
-            workers.spawn(worker::run_delivery(
-                worker,
-                relay.wakers.register_delivery(),
-                gen_stop_rx.clone(),
-            ));
-        }
-        drop(runtime);
-        let stopping = tokio::select! {
-            _ = stop.changed() => true,
-            changed = generation.changed() => changed.is_err(),
-        };
-        let _ = gen_stop_tx.send(true);
-        while workers.join_next().await.is_some() {}
-        relay.wakers.clear_delivery();
-        if stopping {
-            return;
-        }
-    }
-}
-
-/// Says in the log, at start and after each reload, whether each target can be reached, so
-/// that a wrong token or URL shows before the first page needs it. Never blocks delivery.
-async fn log_target_health(sinks: std::collections::BTreeMap<TargetName, Arc<dyn Sink>>) {
-    for (target, health) in crate::sinks::check_all(&sinks).await {
-        match health {
-            Health::Ok(detail) => tracing::info!(%target, %detail, "target reachable"),
-            Health::Failed(reason) => tracing::warn!(
-                %target,
-                %reason,
-                "target check failed: notifications to it may not arrive (alert-relay check-config --probe re-checks)"
-            ),
-            Health::Unchecked(reason) => tracing::debug!(%target, %reason, "target not checked"),
-        }
-    }
-}
-
-/// Dead-letters pending notifications of targets the configuration no longer has (at start
-/// and after each reload), so that they neither wait forever nor count as a stuck outbox.
-async fn dead_letter_orphans(relay: &Relay, known: Vec<TargetName>) {
-    let orphans = relay
-        .store
-        .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
-        .await;
-    match orphans {
-        Ok(orphans) => {
-            for (target, count) in orphans {
-                relay
-                    .metrics
-                    .dead_letters
-                    .with_label_values(&[target.as_str()])
-                    .inc_by(count as u64);
-                tracing::warn!(
-                    %target,
-                    count,
-                    "pending notifications dead-lettered: the target is no longer configured"
-                );
-            }
-        }
-        // Not fatal: they stay pending and are tried again at the next reload or start.
-        Err(error) => {
-            tracing::error!(%error, "cannot dead-letter notifications of removed targets")
-        }
-    }
-}
-
-async fn reload_on_sighup(relay: Arc<Relay>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = hangups.recv() => {}
-                _ = stop.changed() => return,
-            }
-            let relay = Arc::clone(&relay);
-            match tokio::task::spawn_blocking(move || relay.reload()).await {
-                Ok(Ok(())) => tracing::info!("policy reloaded on SIGHUP"),
-                Ok(Err(errors)) => {
-                    tracing::error!(%errors, "policy reload rejected; the previous policy stays in force")
-                }
-                Err(error) => tracing::error!(%error, "reload task failed"),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (relay, stop.changed().await);
 }

@@ -77,6 +77,9 @@ pub struct DeliveryConfig {
     pub max_backoff: Duration,
     /// A notification not delivered this long after it was queued is dead-lettered.
     pub give_up_after: Duration,
+    /// How often targets are checked without notifying anyone; `None`: only at start and
+    /// after reloads.
+    pub healthcheck_interval: Option<Duration>,
 }
 
 impl Default for DeliveryConfig {
@@ -86,6 +89,7 @@ impl Default for DeliveryConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             give_up_after: Duration::from_secs(6 * 3600),
+            healthcheck_interval: Some(Duration::from_secs(300)),
         }
     }
 }

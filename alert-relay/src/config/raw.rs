@@ -61,6 +61,7 @@ pub struct RawDelivery {
     pub initial_backoff: Option<String>,
     pub max_backoff: Option<String>,
     pub give_up_after: Option<String>,
+    pub healthcheck_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -316,3 +316,30 @@ fn yaml_syntax_errors_carry_their_line() {
     let message = errors("server:\n  webhook_auth: [unclosed\npolicies: []\n");
     assert!(message.starts_with("policy.yml:"), "{message}");
 }
+
+#[test]
+fn target_healthchecks_run_every_5m_unless_changed_or_switched_off() {
+    let config = parse(VALID).expect("valid");
+    assert_eq!(
+        config.delivery.healthcheck_interval,
+        Some(Duration::from_secs(300))
+    );
+    let with = |every: &str| {
+        VALID.replace(
+            "targets:\n",
+            &format!("delivery:\n  healthcheck_interval: {every}\ntargets:\n"),
+        )
+    };
+    let off = parse(&with("0s")).expect("0s switches it off");
+    assert_eq!(off.delivery.healthcheck_interval, None);
+    let hourly = parse(&with("1h")).expect("valid");
+    assert_eq!(
+        hourly.delivery.healthcheck_interval,
+        Some(Duration::from_secs(3600))
+    );
+    let hasty = errors(&with("500ms"));
+    assert!(
+        hasty.contains("delivery.healthcheck_interval: must be at least 1s"),
+        "{hasty}"
+    );
+}

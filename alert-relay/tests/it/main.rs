@@ -12,4 +12,5 @@ mod restart;
 mod secrets;
 mod silence;
 mod store_failure;
+mod targets;
 mod vendors;

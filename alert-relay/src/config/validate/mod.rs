@@ -291,7 +291,22 @@ fn delivery(c: &mut Checker<'_>, raw: &RawConfig) -> DeliveryConfig {
             d.give_up_after.as_deref(),
             default.give_up_after,
         ),
+        healthcheck_interval: Some(c.duration(
+            "delivery.healthcheck_interval",
+            d.healthcheck_interval.as_deref(),
+            default.healthcheck_interval.unwrap_or_default(),
+        ))
+        .filter(|every| !every.is_zero()),
     };
+    if config
+        .healthcheck_interval
+        .is_some_and(|every| every < Duration::from_secs(1))
+    {
+        c.error(
+            "delivery.healthcheck_interval",
+            "must be at least 1s (minutes suit vendors' rate limits), or 0s to check only at start and reload",
+        );
+    }
     if config.timeout.is_zero() {
         c.error("delivery.timeout", "must be greater than 0s");
     }
