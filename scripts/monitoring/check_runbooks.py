@@ -4,6 +4,7 @@
 - every alert has docs/runbooks/<Alert>.md with the sections Meaning, Impact, Diagnosis,
   Mitigation and Dashboard, and its runbook_url ends with docs/runbooks/<Alert>.md;
 - every runbook (except README.md) names an alert that exists;
+- the index (README.md) lists every alert, with its severity, and nothing else;
 - every alert has severity, service, summary and description;
 - every alert has a promtool test where it fires and one where it must not.
 
@@ -13,6 +14,7 @@ Usage: check_runbooks.py [--rules DIR] [--tests DIR] [--runbooks DIR]
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +76,26 @@ def check(rules_dir: Path, tests_dir: Path, runbooks_dir: Path) -> list[str]:
     for runbook in sorted(runbooks_dir.glob("*.md")):
         if runbook.name != "README.md" and runbook.stem not in rules:
             problems.append(f"{runbook.name}: names no existing alert")
+    problems.extend(check_index(rules, runbooks_dir / "README.md"))
+    return problems
+
+
+def check_index(rules: dict[str, dict], index: Path) -> list[str]:
+    """The index's rows `| [Alert](Alert.md) | severity |` against the rules."""
+    if not index.is_file():
+        return [f"no index {index.name} in the runbooks folder"]
+    listed = {name: severity for name, target, severity in
+              re.findall(r"^\| \[(\w+)\]\((\w+)\.md\) \| (\w+) \|$", index.read_text(), re.M)
+              if name == target}
+    problems = []
+    for name, rule in rules.items():
+        severity = rule.get("labels", {}).get("severity", "")
+        if name not in listed:
+            problems.append(f"{index.name}: {name} is not listed")
+        elif listed[name] != severity:
+            problems.append(f"{index.name}: {name} is listed as {listed[name]}, its rule says {severity}")
+    for name in sorted(set(listed) - set(rules)):
+        problems.append(f"{index.name}: lists {name}, which is no alert")
     return problems
 
 

@@ -59,6 +59,10 @@ with tempfile.TemporaryDirectory() as tmp:
            "GatewayDown: no runbook")
     expect("orphan runbook named", [check, "--rules", rules, "--tests", tests, "--runbooks", str(runbooks)], 1,
            "NoSuchAlert.md: names no existing alert")
+    index = runbooks / "README.md"
+    index.write_text(index.read_text().replace("| [RelayDown](RelayDown.md) | critical |\n", ""))
+    expect("alert missing from the index", [check, "--rules", rules, "--tests", tests, "--runbooks", str(runbooks)], 1,
+           "README.md: RelayDown is not listed")
     empty_tests = tmp / "tests"
     empty_tests.mkdir()
     expect("untested alerts", [check, "--rules", rules, "--tests", str(empty_tests), "--runbooks", str(ROOT / "docs/runbooks")], 1,
