@@ -116,8 +116,19 @@ pub fn check_config(file: &Path) -> Result<String, String> {
             }
         ));
         for kind in [NotificationKind::Firing, NotificationKind::Resolved] {
-            let rendered =
-                templates.render(&sample_notification(policy.name.as_str(), "sample", kind));
+            let mut sample = sample_notification(policy.name.as_str(), "sample", kind);
+            // The sample alert carries the labels the policy requires (its severity, say).
+            for matcher in &policy.matchers {
+                if let Some(value) = matcher.required_value() {
+                    let group = &mut sample.group;
+                    for labels in std::iter::once(&mut group.common_labels)
+                        .chain(group.alerts.iter_mut().map(|a| &mut a.labels))
+                    {
+                        labels.insert(matcher.name.clone(), value.to_owned());
+                    }
+                }
+            }
+            let rendered = templates.render(&sample);
             out.push_str(&format!("  sample {kind:?}: {}\n", rendered.title));
         }
         if let Some(after) = policy.heartbeat_missing_after {

@@ -66,6 +66,14 @@ impl Matcher {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The value a `name="value"` matcher requires (`None` for the other operators).
+    pub fn required_value(&self) -> Option<&str> {
+        match &self.op {
+            Op::Equal(value) => Some(value),
+            _ => None,
+        }
+    }
 }
 
 fn unquote(value: &str) -> Option<String> {

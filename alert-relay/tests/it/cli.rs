@@ -135,3 +135,28 @@ async fn check_config_probe_reports_each_target_and_fails_on_a_broken_one() {
     assert!(stderr.contains("  ntfy.secondary: FAILED: "), "{stderr}");
     assert!(posts(&ntfy).await.is_empty(), "a probe notifies nobody");
 }
+
+#[test]
+fn check_config_summarises_the_shipped_policy_with_samples_that_match_each_policy() {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../monitoring/alert-relay/escalation-policy.yml"
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+        .args(["check-config", shipped])
+        // Only the webhook token: no topic, Slack or PagerDuty variable from the caller's shell.
+        .env_clear()
+        .env("RELAY_WEBHOOK_TOKEN", TOKEN)
+        .output()
+        .expect("run alert-relay");
+    let summary = success_stdout(&output);
+    for expected in [
+        "targets: log.audit\n",
+        "switched off: ntfy.primary (its topic is empty",
+        "policy critical [severity=\"critical\"]: 4 step(s), announces resolves\n  sample Firing: [critical] GatewayHighErrorRate\n",
+        "policy warning [severity=\"warning\"]: 2 step(s), announces resolves\n  sample Firing: [warning] GatewayHighErrorRate\n",
+        "heartbeat: none for 10m raises HeartbeatMissing",
+    ] {
+        assert!(summary.contains(expected), "`{expected}` missing from:\n{summary}");
+    }
+}
