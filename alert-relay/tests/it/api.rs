@@ -79,14 +79,7 @@ async fn dead_letters_list_what_a_vendor_refused_and_why() {
     assert_eq!(status, 401);
 
     relay.webhook(&webhook("GatewayDown", "firing")).await;
-    let letters = eventually("a dead letter", Duration::from_secs(5), || async {
-        let (_, body) = relay.get("/api/v1/dead-letters", Some(TOKEN)).await;
-        body["dead_letters"]
-            .as_array()
-            .filter(|letters| !letters.is_empty())
-            .cloned()
-    })
-    .await;
+    let letters = relay.wait_dead_letters().await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["target"], "ntfy.primary");
     assert_eq!(letters[0]["attempts"], 1);

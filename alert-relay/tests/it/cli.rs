@@ -115,14 +115,7 @@ async fn check_config_probe_reports_each_target_and_fails_on_a_broken_one() {
         );
     }
 
-    std::fs::write(
-        &file,
-        policy_yaml(&ntfy.uri(), "1h").replace(
-            &format!(r#"secondary: {{url: "{}""#, ntfy.uri()),
-            r#"secondary: {url: "http://127.0.0.1:9""#,
-        ),
-    )
-    .expect("write");
+    std::fs::write(&file, policy_with_dead_secondary(&ntfy.uri(), "1h")).expect("write");
     let output = probe(file).await.expect("join");
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -42,6 +42,14 @@ policies:
     )
 }
 
+/// [`policy_yaml`] whose secondary points at a port where nothing listens.
+pub fn policy_with_dead_secondary(ntfy: &str, second_after: &str) -> String {
+    policy_yaml(ntfy, second_after).replace(
+        &format!(r#"secondary: {{url: "{ntfy}""#),
+        r#"secondary: {url: "http://127.0.0.1:9""#,
+    )
+}
+
 pub fn write_policy(dir: &Path, ntfy: &str, second_after: &str) -> PathBuf {
     let path = dir.join("policy.yml");
     std::fs::write(&path, policy_yaml(ntfy, second_after)).expect("write policy");
@@ -136,6 +144,18 @@ impl TestRelay {
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until `GET /api/v1/dead-letters` lists something, and returns the list.
+    pub async fn wait_dead_letters(&self) -> Vec<Value> {
+        eventually("a dead letter", Duration::from_secs(5), || async {
+            let (_, body) = self.get("/api/v1/dead-letters", Some(TOKEN)).await;
+            body["dead_letters"]
+                .as_array()
+                .filter(|letters| !letters.is_empty())
+                .cloned()
+        })
+        .await
     }
 
     pub async fn webhook(&self, payload: &Value) -> (u16, Value) {

@@ -86,14 +86,7 @@ async fn a_step_for_a_target_removed_by_a_reload_is_dead_lettered_at_once() {
     let (status, answer) = relay.post("/-/reload", Some(TOKEN), "").await;
     assert_eq!(status, 200, "{answer}");
 
-    let letters = eventually("the step's dead letter", Duration::from_secs(5), || async {
-        let (_, body) = relay.get("/api/v1/dead-letters", Some(TOKEN)).await;
-        body["dead_letters"]
-            .as_array()
-            .filter(|letters| !letters.is_empty())
-            .cloned()
-    })
-    .await;
+    let letters = relay.wait_dead_letters().await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["target"], "ntfy.secondary");
     assert_eq!(letters[0]["attempts"], 0);
@@ -118,10 +111,7 @@ async fn pending_retries_of_a_target_removed_by_a_reload_are_dead_lettered() {
     let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yml");
-    let dead_secondary = policy_yaml(&ntfy.uri(), "0s").replace(
-        &format!(r#"secondary: {{url: "{}""#, ntfy.uri()),
-        r#"secondary: {url: "http://127.0.0.1:9""#,
-    );
+    let dead_secondary = policy_with_dead_secondary(&ntfy.uri(), "0s");
     std::fs::write(&policy, &dead_secondary).expect("write");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
     relay.webhook(&webhook("GatewayDown", "firing")).await;

@@ -34,15 +34,10 @@ async fn target_health_is_measured_at_start_and_rechecked_on_the_interval() {
     let policy = dir.path().join("policy.yml");
     std::fs::write(
         &policy,
-        policy_yaml(&ntfy.uri(), "1h")
-            .replace(
-                "  give_up_after: 1h\n",
-                "  give_up_after: 1h\n  healthcheck_interval: 1s\n",
-            )
-            .replace(
-                &format!(r#"secondary: {{url: "{}""#, ntfy.uri()),
-                r#"secondary: {url: "http://127.0.0.1:9""#,
-            ),
+        policy_with_dead_secondary(&ntfy.uri(), "1h").replace(
+            "  give_up_after: 1h\n",
+            "  give_up_after: 1h\n  healthcheck_interval: 1s\n",
+        ),
     )
     .expect("write");
     let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
