@@ -163,6 +163,20 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
         assert "Acknowledge" in labels, labels
         assert msg["headers"].get("authorization") == "Bearer tk_e2e", msg["headers"]
         state["page"] = msg
+        incident = relay_incident()
+        assert incident["state"] == "escalating", incident
+        assert "ntfy.primary" in incident["notified"], incident  # with the log.audit trail
+        assert incident["next_step"]["targets"] == ["ntfy.secondary"], incident
+
+    def relay_incident() -> dict:
+        """The relay's own view of the page's incident (GET /api/v1/incidents)."""
+        status, body = http("GET", f"{stack.url('relay')}/api/v1/incidents",
+                            headers={"Authorization": f"Bearer {stack.env['RELAY_WEBHOOK_TOKEN']}"})
+        assert status == 200, (status, body)
+        found = [i for i in json.loads(body)["incidents"]
+                 if i["common_labels"].get("alertname") == HIGH_ERROR_ALERT]
+        assert len(found) == 1, found
+        return found[0]
 
     def ack_stops_escalation():
         page = state["page"]
@@ -175,6 +189,8 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
         secondary = [m for m in ntfy.messages("e2e-secondary")
                      if HIGH_ERROR_ALERT in json.dumps(m["json"])]
         assert not secondary, f"escalated after acknowledge: {secondary}"
+        incident = relay_incident()
+        assert incident["state"] == "acknowledged" and incident["next_step"] is None, incident
 
     def resolved_arrives():
         assert http("DELETE", f"{gw}/admin/faults")[0] == 200
