@@ -46,7 +46,7 @@ struct IncidentView<'a> {
     steps_total: usize,
     /// Who has been notified so far, in order.
     notified: Vec<&'a str>,
-    /// The next step: when and whom (absent when nothing more is planned).
+    /// The next step: when and whom (`null` when nothing more is planned).
     next_step: Option<NextStep<'a>>,
 }
 
