@@ -93,8 +93,8 @@ pub struct RawPagerDuty {
     /// The service's Events API v2 integration key (32 characters).
     pub routing_key: Option<EnvString>,
     pub routing_key_file: Option<EnvString>,
-    /// Events API endpoint; default https://events.pagerduty.com/v2/enqueue
-    /// (EU: https://events.eu.pagerduty.com/v2/enqueue).
+    /// Events API endpoint; default <https://events.pagerduty.com/v2/enqueue>
+    /// (EU: <https://events.eu.pagerduty.com/v2/enqueue>).
     pub url: Option<EnvString>,
     /// `payload.source` when the alert has no `instance` label.
     pub source: Option<String>,
