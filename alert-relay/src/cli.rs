@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `simulate`, `test-notify`, `healthcheck`.
+//! The command line: `serve`, `check-config`, `simulate`, `test-notify`, `incidents`, `ack`,
+//! `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,24 @@ pub enum Command {
         config: PathBuf,
         /// Target name, e.g. ntfy.primary.
         target: String,
+    },
+    /// List a running relay's open incidents: who was paged, who is next.
+    Incidents {
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
+        /// Print the API's JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an incident of a running relay (stops its escalation, like the push's button).
+    Ack {
+        /// The incident's number (`alert-relay incidents` lists them).
+        id: i64,
+        /// Who acknowledges (recorded and logged).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
     },
     /// Exit 0 if a relay answers /health on --listen (for container healthchecks).
     Healthcheck {

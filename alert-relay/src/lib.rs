@@ -25,6 +25,7 @@
 //! - [`background`]: delivery workers across reloads, target healthchecks, dead letters for
 //!   removed targets, reload on SIGHUP.
 //! - [`cli`]: the clap command line (`serve`, `check-config`, `simulate`, `test-notify`).
+//! - [`oncall`]: `incidents` and `ack`, clients of a running relay's API.
 
 pub mod ack;
 pub mod api;
@@ -38,6 +39,7 @@ pub mod fuzzing;
 pub mod heartbeat;
 pub mod intake;
 pub mod metrics;
+pub mod oncall;
 pub mod runtime;
 pub mod server;
 pub mod silence;

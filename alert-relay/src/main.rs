@@ -51,6 +51,12 @@ fn main() -> ExitCode {
                     .block_on(cli::test_notify(&c, &target))
                     .map_err(anyhow::Error::msg)
             }),
+        Command::Incidents { relay, json } => runtime
+            .block_on(alert_relay::oncall::incidents(&relay, json))
+            .map_err(anyhow::Error::msg),
+        Command::Ack { id, by, relay } => runtime
+            .block_on(alert_relay::oncall::ack(&relay, id, &by))
+            .map_err(anyhow::Error::msg),
         Command::Healthcheck { listen } => runtime
             .block_on(telemetry::check_health(listen))
             .map(|()| String::new()),

@@ -153,3 +153,74 @@ fn check_config_summarises_the_shipped_policy_with_samples_that_match_each_polic
         assert!(summary.contains(expected), "`{expected}` missing from:\n{summary}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incidents_and_ack_from_a_terminal() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
+    let url = relay.url.clone();
+    // The relay's credentials come from the environment or a file, never from argv.
+    let run = move |args: Vec<String>, token: Option<&'static str>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_alert-relay"));
+            command.args(&args).env_clear().env("RELAY_URL", url);
+            if let Some(token) = token {
+                command.env("RELAY_WEBHOOK_TOKEN", token);
+            }
+            command.output().expect("run alert-relay")
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    let none = run(args(&["incidents"]), None).await.expect("join");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no credentials"));
+    let wrong = run(args(&["incidents"]), Some("wrong-token-0123456789"))
+        .await
+        .expect("join");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("refused the credentials"));
+    let empty = run(args(&["incidents"]), Some(TOKEN)).await.expect("join");
+    assert_eq!(success_stdout(&empty), "no open incidents\n");
+
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 1).await;
+    let listed = success_stdout(&run(args(&["incidents"]), Some(TOKEN)).await.expect("join"));
+    assert!(
+        listed.starts_with("#1 [critical] alertname=GatewayDown — escalating for "),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("    notified: ntfy.primary; next: ntfy.secondary in 59m"),
+        "{listed}"
+    );
+
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write");
+    let acked = run(
+        args(&[
+            "ack",
+            "1",
+            "--by",
+            "alice",
+            "--token-file",
+            token_file.to_str().expect("utf-8"),
+        ]),
+        None,
+    )
+    .await
+    .expect("join");
+    assert_eq!(
+        success_stdout(&acked),
+        "incident 1 acknowledged by alice; escalation stopped\n"
+    );
+    let listed = success_stdout(&run(args(&["incidents"]), Some(TOKEN)).await.expect("join"));
+    assert!(listed.contains("— acknowledged for "), "{listed}");
+    assert!(listed.contains("no further step"), "{listed}");
+
+    let unknown = run(args(&["ack", "99"]), Some(TOKEN)).await.expect("join");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no incident 99"));
+}
