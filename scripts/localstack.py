@@ -336,6 +336,9 @@ Play a deployment, then a rollback:
   curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.5.0"}}'
   curl -X POST {gw}/admin/version -H 'content-type: application/json' -d '{{"version": "1.4.0"}}'
 Clear the faults:  curl -X DELETE {gw}/admin/faults
+Who is paged, who is next; acknowledge:
+  {stack.bindir / 'alert-relay'} incidents --url {stack.url('relay')} --token-file {stack.workdir / 'config' / 'secrets' / 'relay_webhook_token'}
+  {stack.bindir / 'alert-relay'} ack ID --url {stack.url('relay')} --token-file {stack.workdir / 'config' / 'secrets' / 'relay_webhook_token'}
 Phone pushes: set NTFY_TOPIC_PRIMARY (and NTFY_URL, NTFY_TOKEN) before starting.
 Press Ctrl-C to stop everything.
 """, flush=True)

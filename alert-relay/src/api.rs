@@ -150,7 +150,8 @@ where
     })
 }
 
-/// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first.
+/// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first. Incidents of heartbeat
+/// policies (the always-firing Watchdog's) are left out: they are open by design.
 pub async fn incidents(
     State(relay): State<Arc<Relay>>,
     Query(page): Query<Page>,
@@ -160,7 +161,19 @@ pub async fn incidents(
     let read = move |conn: &mut Connection| store::open_incidents(conn, limit);
     match authorized_read(&relay, &headers, "open incidents", read).await {
         Ok(open) => {
-            let views: Vec<_> = open.iter().map(view).collect();
+            let runtime = relay.runtime();
+            let heartbeat = |policy: &str| {
+                runtime
+                    .config
+                    .policies
+                    .iter()
+                    .any(|p| p.name.as_str() == policy && p.heartbeat_missing_after.is_some())
+            };
+            let views: Vec<_> = open
+                .iter()
+                .filter(|i| !heartbeat(i.machine.plan.policy.as_str()))
+                .map(view)
+                .collect();
             let now = Timestamp::now().to_rfc3339();
             Json(json!({ "now": now, "incidents": views })).into_response()
         }

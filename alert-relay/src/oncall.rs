@@ -165,7 +165,11 @@ fn render(listing: &Listing) -> String {
         let next = match &i.next_step {
             Some(step) => format!(
                 "next: {} in {} ({})",
-                step.targets.join(", "),
+                if step.targets.is_empty() {
+                    "a step with no enabled target".to_owned()
+                } else {
+                    step.targets.join(", ")
+                },
                 span(now, parse_time(&step.at)),
                 step.at
             ),

@@ -96,6 +96,16 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
         page["click"], "https://runbooks.test/docs/runbooks/Watchdog.md",
         "the Watchdog's runbook"
     );
+    // The on-call view lists the HeartbeatMissing incident, not the Watchdog's own (open by
+    // design, it would sit on top of every listing).
+    let (_, listing) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    let names: Vec<&str> = listing["incidents"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|i| i["common_labels"]["alertname"].as_str())
+        .collect();
+    assert_eq!(names, ["HeartbeatMissing"], "{listing}");
 
     // A heartbeat again: the page is resolved (same sequence id), and nothing else is sent.
     let mut beat = webhook("Watchdog", "firing");
