@@ -24,16 +24,8 @@ async fn fire(am: &Alertmanager, alertname: &str) -> String {
         .expect("post alert");
     assert!(response.status().is_success());
     eventually("alert in alertmanager", Duration::from_secs(10), || async {
-        let alerts: Vec<Value> = reqwest::get(format!(
-            "{}/api/v2/alerts?filter=alertname%3D%22{alertname}%22",
-            am.url
-        ))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-        alerts
+        alerts_named(am, alertname, "")
+            .await?
             .first()
             .and_then(|a| a["fingerprint"].as_str())
             .map(str::to_owned)
@@ -65,18 +57,25 @@ async fn silence(am: &Alertmanager, alertname: &str) {
         response.text().await.unwrap_or_default()
     );
     eventually("alert silenced", Duration::from_secs(10), || async {
-        let alerts: Vec<Value> = reqwest::get(format!(
-            "{}/api/v2/alerts?silenced=false&filter=alertname%3D%22{alertname}%22",
-            am.url
-        ))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-        alerts.is_empty().then_some(())
+        alerts_named(am, alertname, "silenced=false&")
+            .await?
+            .is_empty()
+            .then_some(())
     })
     .await;
+}
+
+/// Alertmanager's alerts named `alertname` (`query`: more filters, each ending in `&`).
+async fn alerts_named(am: &Alertmanager, alertname: &str, query: &str) -> Option<Vec<Value>> {
+    reqwest::get(format!(
+        "{}/api/v2/alerts?{query}filter=alertname%3D%22{alertname}%22",
+        am.url
+    ))
+    .await
+    .ok()?
+    .json()
+    .await
+    .ok()
 }
 
 fn rfc3339(unix: u64) -> String {
