@@ -256,4 +256,22 @@ mod tests {
         };
         assert_eq!(render(&empty), "no open incidents\n");
     }
+
+    #[test]
+    fn a_next_step_without_an_enabled_target_says_so() {
+        let listing: Listing = serde_json::from_value(serde_json::json!({
+            "now": "2026-11-23T05:00:00Z",
+            "incidents": [{
+                "id": 3, "policy": "critical", "state": "escalating",
+                "started_at": "2026-11-23T05:00:00Z",
+                "group_labels": {"alertname": "GatewayDown"}, "summary": null,
+                "alerts_firing": 1, "notified": ["log.audit"],
+                "next_step": {"at": "2026-11-23T05:15:00Z", "targets": []}
+            }]
+        }))
+        .expect("the API's shape");
+        assert!(render(&listing).contains(
+            "notified: log.audit; next: a step with no enabled target in 15m (2026-11-23T05:15:00Z)"
+        ));
+    }
 }
