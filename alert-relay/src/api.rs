@@ -75,13 +75,6 @@ fn view(incident: &StoredIncident) -> IncidentView<'_> {
         Phase::Stopped(StopReason::Silenced) => "silenced",
         Phase::Stopped(StopReason::Resolved) | Phase::Closed => "resolved",
     };
-    let steps = &machine.plan.steps;
-    // Past the last step, a due time means a repeat of it.
-    let next_targets = steps
-        .get(machine.steps_fired)
-        .or_else(|| steps.last())
-        .map(|step| step.targets.iter().map(|t| t.as_str()).collect())
-        .unwrap_or_default();
     IncidentView {
         id: incident.id,
         policy: machine.plan.policy.as_str(),
@@ -101,11 +94,11 @@ fn view(incident: &StoredIncident) -> IncidentView<'_> {
             .filter(|a| a.status == AlertStatus::Firing)
             .count(),
         steps_fired: machine.steps_fired,
-        steps_total: steps.len(),
+        steps_total: machine.plan.steps.len(),
         notified: machine.notified.iter().map(|t| t.as_str()).collect(),
-        next_step: machine.next_due().map(|at| NextStep {
+        next_step: machine.next_step().map(|(at, targets)| NextStep {
             at: at.to_rfc3339(),
-            targets: next_targets,
+            targets: targets.iter().map(|t| t.as_str()).collect(),
         }),
     }
 }

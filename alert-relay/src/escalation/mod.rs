@@ -130,18 +130,26 @@ impl Incident {
 
     /// When the next step (or repeat) is due, while escalating.
     pub fn next_due(&self) -> Option<Timestamp> {
+        self.next_step().map(|(at, _)| at)
+    }
+
+    /// When the next step fires and whom it notifies: the next step of the plan, or past the
+    /// last one, its repeat. `None` once nothing more is planned or escalation stopped.
+    pub fn next_step(&self) -> Option<(Timestamp, &[TargetName])> {
         if !self.is_escalating() {
             return None;
         }
         if let Some(step) = self.plan.steps.get(self.steps_fired) {
-            return Some(self.at(step.after_ms));
+            return Some((self.at(step.after_ms), &step.targets));
         }
         let repeat = self.plan.repeat.as_ref()?;
-        if self.plan.steps.is_empty() || repeat.times.is_some_and(|t| self.repeats_fired >= t) {
+        let last_step = self.plan.steps.last()?;
+        if repeat.times.is_some_and(|t| self.repeats_fired >= t) {
             return None;
         }
         let last = self.last_fired_at?;
-        Some(Timestamp(last.0.saturating_add(ms(repeat.every_ms))))
+        let at = Timestamp(last.0.saturating_add(ms(repeat.every_ms)));
+        Some((at, &last_step.targets))
     }
 
     pub fn handle(&mut self, event: Event, now: Timestamp) -> Vec<Action> {

@@ -297,3 +297,28 @@ fn the_engine_is_deterministic_for_any_event_order() {
         }
     }
 }
+
+#[test]
+fn the_next_step_names_its_targets_then_the_repeat_of_the_last() {
+    let mut plan = chain();
+    plan.repeat = Some(Repeat {
+        every_ms: 10 * 60_000,
+        times: Some(1),
+    });
+    let (mut incident, _) = Incident::start(plan, t(0));
+    assert_eq!(
+        incident.next_step(),
+        Some((t(15), targets(&["secondary"]).as_slice()))
+    );
+    incident.handle(Event::Due, t(45));
+    assert_eq!(
+        incident.next_step(),
+        Some((t(55), targets(&["cto"]).as_slice())),
+        "the repeat of the last step"
+    );
+    incident.handle(Event::Due, t(55));
+    assert_eq!(incident.next_step(), None, "the one repeat is done");
+    let (mut acked, _) = Incident::start(chain(), t(0));
+    acked.handle(Event::Acknowledged { by: "alice".into() }, t(1));
+    assert_eq!(acked.next_step(), None);
+}
