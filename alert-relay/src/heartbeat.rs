@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{AlertGroup, PolicyName, Timestamp};
+use crate::domain::{
+    Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, PolicyName, Timestamp,
+};
 use crate::runtime::Relay;
 
 /// The `alertname` of the relay's own alert.
@@ -94,7 +95,7 @@ enum Decision {
     Resolve,
 }
 
-/// The relay's own alert about `policy`, as Alertmanager would have sent it.
+/// The relay's own alert about `policy`, shaped as Alertmanager would have sent it.
 fn missing_alert(
     policy: &PolicyName,
     missing_after: Duration,
@@ -102,47 +103,63 @@ fn missing_alert(
     runbook_url: Option<&str>,
 ) -> AlertGroup {
     let after = humantime::format_duration(missing_after).to_string();
-    let labels = json!({
-        "alertname": MISSING_ALERT,
-        "severity": "critical",
-        "heartbeat": policy.as_str(),
-    });
-    let mut annotations = json!({
-        "summary": format!("No heartbeat from Alertmanager for {after}: alerts may reach nobody"),
-        "description": format!(
-            "alert-relay received no webhook for its heartbeat policy `{}` (Alertmanager's \
-             Watchdog) for {after}. Prometheus, Alertmanager, or the route from Alertmanager \
-             to the relay is down: other alerts are probably not being delivered either.",
-            policy.as_str()
+    let pairs = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let labels = pairs(&[
+        ("alertname", MISSING_ALERT),
+        ("severity", "critical"),
+        ("heartbeat", policy.as_str()),
+    ]);
+    let mut annotations = pairs(&[
+        (
+            "summary",
+            &format!("No heartbeat from Alertmanager for {after}: alerts may reach nobody"),
         ),
-    });
+        (
+            "description",
+            &format!(
+                "alert-relay received no webhook for its heartbeat policy `{}` (Alertmanager's \
+                 Watchdog) for {after}. Prometheus, Alertmanager, or the route from Alertmanager \
+                 to the relay is down: other alerts are probably not being delivered either.",
+                policy.as_str()
+            ),
+        ),
+    ]);
     if let Some(url) = runbook_url {
-        annotations["runbook_url"] = url.into();
+        annotations.insert("runbook_url".into(), url.into());
     }
-    let status = if firing { "firing" } else { "resolved" };
+    let status = if firing {
+        AlertStatus::Firing
+    } else {
+        AlertStatus::Resolved
+    };
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let body = json!({
-        "version": "4",
-        "groupKey": format!("{{}}:{{alertname=\"{MISSING_ALERT}\",heartbeat=\"{}\"}}", policy.as_str()),
-        "status": status,
-        "receiver": "alert-relay",
-        "groupLabels": {"alertname": MISSING_ALERT, "heartbeat": policy.as_str()},
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "externalURL": "",
-        "truncatedAlerts": 0,
-        "alerts": [{
-            "status": status,
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": now,
-            "endsAt": if firing { "0001-01-01T00:00:00Z".to_owned() } else { now.clone() },
-            "generatorURL": "",
-            "fingerprint": format!("heartbeat-{}", policy.as_str()),
+    AlertGroup {
+        group_key: GroupKey(format!(
+            "{{}}:{{alertname=\"{MISSING_ALERT}\",heartbeat=\"{}\"}}",
+            policy.as_str()
+        )),
+        status,
+        receiver: "alert-relay".into(),
+        group_labels: pairs(&[("alertname", MISSING_ALERT), ("heartbeat", policy.as_str())]),
+        common_labels: labels.clone(),
+        common_annotations: annotations.clone(),
+        external_url: None,
+        truncated_alerts: 0,
+        alerts: vec![Alert {
+            status,
+            labels,
+            annotations,
+            starts_at: Some(now.clone()),
+            ends_at: (!firing).then_some(now),
+            generator_url: None,
+            fingerprint: Fingerprint(format!("heartbeat-{}", policy.as_str())),
         }],
-    });
-    crate::intake::parse(body.to_string().as_bytes())
-        .expect("the relay's own alert is a valid webhook")
+    }
 }
 
 /// Checks every heartbeat policy each second (or when a heartbeat arrives) until `stop`.

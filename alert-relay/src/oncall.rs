@@ -33,8 +33,8 @@ enum Credentials {
 
 fn secret(file: Option<&PathBuf>, variable: &str) -> Result<Option<String>, String> {
     match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|text| Some(text.trim().to_owned()))
+        Some(path) => crate::config::read_secret_file(path)
+            .map(Some)
             .map_err(|e| format!("cannot read {}: {e}", path.display())),
         None => Ok(std::env::var(variable).ok().filter(|v| !v.is_empty())),
     }

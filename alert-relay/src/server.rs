@@ -38,7 +38,12 @@ pub fn router(relay: Shared) -> Router {
         .route("/-/reload", post(reload))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(exporter::layer::metrics_handler(
+                relay.metrics.registry.clone(),
+            )),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(relay)
 }
@@ -298,18 +303,6 @@ async fn ready(State(relay): State<Shared>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n").into_response()
         }
     }
-}
-
-async fn metrics(State(relay): State<Shared>) -> Response {
-    let body = exporter::layer::encode(&relay.metrics.registry);
-    (
-        [(
-            http::header::CONTENT_TYPE,
-            exporter::layer::TEXT_CONTENT_TYPE,
-        )],
-        body,
-    )
-        .into_response()
 }
 
 /// Serves until `shutdown`, then lets deliveries in progress finish and returns. Reloads the

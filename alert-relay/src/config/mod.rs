@@ -162,6 +162,12 @@ impl Policy {
     }
 }
 
+/// Reads a secret kept in a file, without the line ending that editors and `echo` add.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 impl Config {
     /// The first policy whose matchers all match `labels`.
     pub fn policy_for(&self, labels: &Labels) -> Option<&Policy> {

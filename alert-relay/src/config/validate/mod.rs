@@ -58,8 +58,8 @@ impl Checker<'_> {
             (None, Some(f)) => {
                 let file_path = format!("{path}_file");
                 let name = self.expand(&file_path, f)?;
-                match std::fs::read_to_string(&name) {
-                    Ok(s) => Some(Secret(s.trim_end_matches(['\n', '\r']).to_owned())),
+                match read_secret_file(std::path::Path::new(&name)) {
+                    Ok(secret) => Some(Secret(secret)),
                     Err(e) => {
                         self.error(file_path, format!("cannot read secret file {name}: {e}"));
                         None
