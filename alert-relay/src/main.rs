@@ -21,21 +21,18 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<String> = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)).map(|()| String::new()),
-        Command::CheckConfig { file, probe } => {
-            cli::check_config(&file)
-                .map_err(anyhow::Error::msg)
-                .and_then(|summary| {
-                    if !probe {
-                        return Ok(summary);
-                    }
-                    // Validated just above: loading again cannot fail differently.
-                    let config = Config::load(&file)?;
-                    print!("{summary}");
-                    runtime
-                        .block_on(cli::probe_targets(&config))
-                        .map_err(anyhow::Error::msg)
-                })
-        }
+        Command::CheckConfig { file, probe } => Config::load(&file)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
+                let summary = cli::check_config(&file, &config);
+                if !probe {
+                    return Ok(summary);
+                }
+                print!("{summary}");
+                runtime
+                    .block_on(cli::probe_targets(&config))
+                    .map_err(anyhow::Error::msg)
+            }),
         Command::Simulate { config, labels } => Config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| {

@@ -145,28 +145,10 @@ pub fn build(config: &Config, client: &reqwest::Client) -> BTreeMap<TargetName, 
 
 /// Every sink's healthcheck, at the same time; results in target order.
 pub async fn check_all(sinks: &BTreeMap<TargetName, Arc<dyn Sink>>) -> Vec<(TargetName, Health)> {
-    let mut checks = tokio::task::JoinSet::new();
-    let mut names = std::collections::HashMap::new();
-    for (target, sink) in sinks {
-        let sink = Arc::clone(sink);
-        let task = checks.spawn(async move { sink.healthcheck().await });
-        names.insert(task.id(), target.clone());
-    }
-    let mut report = Vec::with_capacity(sinks.len());
-    while let Some(done) = checks.join_next_with_id().await {
-        let (id, health) = match done {
-            Ok((id, health)) => (id, health),
-            Err(error) => (
-                error.id(),
-                Health::Failed(format!("the check failed: {error}")),
-            ),
-        };
-        if let Some(target) = names.remove(&id) {
-            report.push((target, health));
-        }
-    }
-    report.sort_by(|a, b| a.0.cmp(&b.0));
-    report
+    let checks = sinks
+        .iter()
+        .map(|(target, sink)| async move { (target.clone(), sink.healthcheck().await) });
+    futures_util::future::join_all(checks).await
 }
 
 /// Sends `request`. A transport failure (refused, reset, timed out) is a retry whose reason

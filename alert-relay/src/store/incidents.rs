@@ -143,20 +143,25 @@ fn apply(
                 }
                 for target in targets {
                     let notification = composer.compose(incident, &target, step, kind, now);
-                    let payload = serde_json::to_string(&notification)?;
-                    if composer.configured(&target) {
-                        tx.execute(
-                            "INSERT INTO outbox (incident_id, target, payload, next_try, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                            params![incident.id, target.as_str(), payload, now.0],
-                        )?;
-                        effects.queued += 1;
-                    } else {
-                        tx.execute(
-                            "INSERT INTO outbox (incident_id, target, payload, status, next_try, created_at, done_at, last_error) \
-                             VALUES (?1, ?2, ?3, 'dead', ?4, ?4, ?4, ?5)",
-                            params![incident.id, target.as_str(), payload, now.0, UNCONFIGURED],
-                        )?;
+                    // A target a reload removed since the incident started: dead at once.
+                    let dead = !composer.configured(&target);
+                    tx.execute(
+                        "INSERT INTO outbox (incident_id, target, payload, status, next_try, created_at, done_at, last_error) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                        params![
+                            incident.id,
+                            target.as_str(),
+                            serde_json::to_string(&notification)?,
+                            if dead { "dead" } else { "pending" },
+                            now.0,
+                            dead.then_some(now.0),
+                            dead.then_some(UNCONFIGURED),
+                        ],
+                    )?;
+                    if dead {
                         effects.unconfigured.push(target);
+                    } else {
+                        effects.queued += 1;
                     }
                 }
             }

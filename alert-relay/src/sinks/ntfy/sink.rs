@@ -20,15 +20,8 @@ impl NtfySink {
 
     async fn publish(&self, n: &Notification, text: &Rendered) -> Outcome {
         let message = build_message(&self.config, n, text);
-        let mut request = self.client.post(self.config.server.clone()).json(&message);
-        request = match &self.config.auth {
-            NtfyAuth::None => request,
-            NtfyAuth::Token(token) => request.bearer_auth(token.expose()),
-            NtfyAuth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-        };
-        let response = match send(request).await {
+        let request = self.client.post(self.config.server.clone()).json(&message);
+        let response = match send(self.authorize(request)).await {
             Ok(response) => response,
             Err(retry) => return retry,
         };
@@ -72,6 +65,17 @@ impl NtfySink {
         }
     }
 
+    /// `request` with the topic's token or password, if it has one.
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.config.auth {
+            NtfyAuth::None => request,
+            NtfyAuth::Token(token) => request.bearer_auth(token.expose()),
+            NtfyAuth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        }
+    }
+
     /// A GET answered 2xx, or why not.
     async fn ask(
         &self,
@@ -84,13 +88,7 @@ impl NtfySink {
             .map_err(|e| format!("{server}{path}: {e}"))?;
         let mut request = self.client.get(url.clone());
         if with_auth {
-            request = match &self.config.auth {
-                NtfyAuth::None => request,
-                NtfyAuth::Token(token) => request.bearer_auth(token.expose()),
-                NtfyAuth::Basic { username, password } => {
-                    request.basic_auth(username, Some(password.expose()))
-                }
-            };
+            request = self.authorize(request);
         }
         let response = request
             .send()
