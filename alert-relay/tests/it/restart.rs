@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use alert_relay::store::{self, Store};
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -43,6 +44,20 @@ async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
     Relay { child, url }
 }
 
+/// Waits until the store holds no pending notification: from then on nothing more is sent,
+/// so counting what the vendor received is final.
+async fn wait_outbox_drained(data: &std::path::Path) {
+    let store = Store::open(data).expect("open the relay's store beside it");
+    eventually("an empty outbox", Duration::from_secs(10), || async {
+        store
+            .with(|conn| store::counts(conn))
+            .ok()
+            .filter(|(pending, _)| *pending == 0)
+            .map(|_| ())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
     let ntfy = fake_vendor(503).await;
@@ -79,7 +94,7 @@ async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
         .collect();
     topics.sort_unstable();
     assert_eq!(topics, vec!["oncall-primary", "oncall-secondary"]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_outbox_drained(&data).await;
     assert_eq!(
         pushes(&ntfy).await.len(),
         2,
@@ -143,7 +158,7 @@ policies:
         .await;
     let relay = start(&policy, &data).await;
     let delivered = wait_pushes(&pd, 1).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_outbox_drained(&data).await;
     assert_eq!(pushes(&pd).await.len(), 1, "one accepted trigger, not two");
     let key = &delivered[0]["dedup_key"];
     assert_eq!(delivered[0]["event_action"], "trigger");
