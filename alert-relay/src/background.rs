@@ -1,64 +1,149 @@
-//! The relay's long-running tasks besides the scheduler, each until the stop signal: one
-//! delivery worker per target (restarted as a set on reload), target healthchecks,
-//! dead-lettering for targets a reload removed, and reload on SIGHUP.
+//! Every long-running loop of the relay, each until the stop signal: the scheduler, one
+//! delivery worker per target (restarted as a set on reload), target healthchecks, the
+//! heartbeat watch, and reload on SIGHUP. Loops only read the clock, sleep, and call one use
+//! case of the application layer; every decision is made there.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use crate::app::{Clock, Relay, Step, Worker};
 use crate::domain::{TargetName, Timestamp};
 use crate::metrics::RelayMetrics;
-use crate::runtime::Relay;
-use crate::sinks::{Backoff, Health, Sink};
-use crate::store;
-use crate::worker::{self, Delivery};
+use crate::sinks::{Health, Sink};
 
-/// Runs one delivery worker per target of the current runtime; on reload, lets them finish
-/// their attempt and starts the new set.
-pub async fn supervise_deliveries(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
+/// Starts every loop; they end when `stop` turns true.
+pub fn spawn_all(
+    relay: &Arc<Relay>,
+    clock: &Arc<dyn Clock>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(scheduler(
+        Arc::clone(relay),
+        Arc::clone(clock),
+        stop.clone(),
+    ));
+    tasks.spawn(heartbeats(
+        Arc::clone(relay),
+        Arc::clone(clock),
+        stop.clone(),
+    ));
+    tasks.spawn(deliveries(
+        Arc::clone(relay),
+        Arc::clone(clock),
+        stop.clone(),
+    ));
+    tasks.spawn(reload_on_sighup(Arc::clone(relay), stop.clone()));
+    tasks
+}
+
+/// Sleeps `wait`, or until `wake` or the stop signal; `false` when stopping.
+async fn pause(wait: Duration, wake: &Notify, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = wake.notified() => true,
+        _ = stop.changed() => false,
+    }
+}
+
+fn until(at: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_millis(u64::try_from(at.0 - now.0).unwrap_or(0))
+}
+
+/// Fires due escalation steps, sleeping until the next is due (at most a second, which keeps
+/// the gauges fresh).
+async fn scheduler(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let wake = Arc::clone(&relay.wakers().scheduler);
+    while !*stop.borrow() {
+        let wait = match relay.fire_due(clock.now()).await {
+            Ok(next) => next.map_or(Duration::from_secs(1), |at| {
+                until(at, clock.now()).min(Duration::from_secs(1))
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot read due escalation steps; retrying in 1s");
+                Duration::from_secs(1)
+            }
+        };
+        if !pause(wait, &wake, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Checks the heartbeat policies each second, or when a heartbeat arrives.
+async fn heartbeats(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        relay.check_heartbeats(clock.now()).await;
+        if !pause(Duration::from_secs(1), relay.heartbeat_arrived(), &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Runs one delivery worker per target of the current runtime, and its healthchecks; on
+/// reload, lets them finish their attempt and starts the new set.
+async fn deliveries(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
     let mut generation = relay.generation();
     loop {
+        relay.forget_removed_targets(clock.now()).await;
         let runtime = relay.runtime();
-        dead_letter_orphans(&relay, runtime.sinks.keys().cloned().collect()).await;
-        let (gen_stop_tx, gen_stop_rx) = watch::channel(false);
+        let (set_stop_tx, set_stop) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         // Series of targets a reload removed must not linger.
-        relay.metrics.target_healthy.reset();
-        workers.spawn(watch_target_health(
+        relay.metrics().target_healthy.reset();
+        workers.spawn(target_health(
             runtime.sinks.clone(),
             runtime.config.delivery.healthcheck_interval,
-            relay.metrics.clone(),
-            gen_stop_rx.clone(),
+            runtime.config.delivery.timeout,
+            relay.metrics().clone(),
+            set_stop.clone(),
         ));
-        let delivery = &runtime.config.delivery;
-        for (target, sink) in &runtime.sinks {
-            let worker = Delivery {
-                store: relay.store.clone(),
-                sink: Arc::clone(sink),
-                target: target.clone(),
-                templates: Arc::clone(&runtime.templates),
-                backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
-                timeout: delivery.timeout,
-                give_up_after: delivery.give_up_after,
-                metrics: relay.metrics.clone(),
-            };
-            workers.spawn(worker::run_delivery(
+        drop(runtime);
+        for worker in relay.workers() {
+            let wake = relay.wakers().register_delivery();
+            workers.spawn(delivery(
+                Arc::clone(&relay),
                 worker,
-                relay.wakers.register_delivery(),
-                gen_stop_rx.clone(),
+                wake,
+                Arc::clone(&clock),
+                set_stop.clone(),
             ));
         }
-        drop(runtime);
         let stopping = tokio::select! {
             _ = stop.changed() => true,
             changed = generation.changed() => changed.is_err(),
         };
-        let _ = gen_stop_tx.send(true);
+        let _ = set_stop_tx.send(true);
         while workers.join_next().await.is_some() {}
-        relay.wakers.clear_delivery();
+        relay.wakers().clear_delivery();
         if stopping {
+            return;
+        }
+    }
+}
+
+/// Drains one target's outbox until `stop`; finishes the attempt in progress first.
+async fn delivery(
+    relay: Arc<Relay>,
+    worker: Worker,
+    wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let wait = match relay.deliver_next(&worker, clock.now()).await {
+            Ok(Step::Delivered | Step::Retrying(_) | Step::DeadLettered) => continue,
+            Ok(Step::Deferred(at)) => until(at, clock.now()),
+            Ok(Step::Empty) => Duration::from_secs(5),
+            Err(error) => {
+                tracing::error!(target = %worker.target, %error, "outbox unavailable; retrying in 1s");
+                Duration::from_secs(1)
+            }
+        };
+        if !pause(wait, &wake, &mut stop).await {
             return;
         }
     }
@@ -66,17 +151,19 @@ pub async fn supervise_deliveries(relay: Arc<Relay>, mut stop: watch::Receiver<b
 
 /// Checks every target at once (start or reload), then every `every`: sets
 /// `relay_target_healthy` and logs the first result and each change, so that a wrong token or
-/// URL shows before the first page needs it. Never blocks delivery.
-async fn watch_target_health(
+/// URL shows before the first page needs it. Each check is cut after `limit`; none ever
+/// blocks delivery.
+async fn target_health(
     sinks: BTreeMap<TargetName, Arc<dyn Sink>>,
     every: Option<Duration>,
+    limit: Duration,
     metrics: RelayMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut known: BTreeMap<TargetName, Option<bool>> = BTreeMap::new();
     loop {
         let report = tokio::select! {
-            report = crate::sinks::check_all(&sinks) => report,
+            report = crate::sinks::check_all(&sinks, limit) => report,
             _ = stop.changed() => return,
         };
         for (target, health) in report {
@@ -116,36 +203,7 @@ async fn watch_target_health(
     }
 }
 
-/// Dead-letters pending notifications of targets the configuration no longer has (at start
-/// and after each reload), so that they neither wait forever nor count as a stuck outbox.
-async fn dead_letter_orphans(relay: &Relay, known: Vec<TargetName>) {
-    let orphans = relay
-        .store
-        .run(move |c| store::dead_letter_orphans(c, &known, Timestamp::now()))
-        .await;
-    match orphans {
-        Ok(orphans) => {
-            for (target, count) in orphans {
-                relay
-                    .metrics
-                    .dead_letters
-                    .with_label_values(&[target.as_str()])
-                    .inc_by(count as u64);
-                tracing::warn!(
-                    %target,
-                    count,
-                    "pending notifications dead-lettered: the target is no longer configured"
-                );
-            }
-        }
-        // Not fatal: they stay pending and are tried again at the next reload or start.
-        Err(error) => {
-            tracing::error!(%error, "cannot dead-letter notifications of removed targets")
-        }
-    }
-}
-
-pub async fn reload_on_sighup(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
+async fn reload_on_sighup(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
     #[cfg(unix)]
     {
         let Ok(mut hangups) =

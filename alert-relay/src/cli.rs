@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 use exporter::telemetry::LogFormat;
 use url::Url;
 
-use crate::config::{Config, TargetConfig};
+use crate::config::Config;
 use crate::domain::{sample_notification, Labels, NotificationKind, TargetName, Timestamp};
-use crate::escalation::{Action, Event, Incident};
+use crate::engine::{Action, Event, Incident};
 use crate::sinks::Health;
 use crate::templates::Templates;
 
@@ -151,7 +151,7 @@ pub fn check_config(file: &Path, config: &Config) -> String {
         }
         if let Some(after) = policy.heartbeat_missing_after {
             let labels: Labels = [
-                ("alertname", crate::heartbeat::MISSING_ALERT),
+                ("alertname", crate::app::heartbeat::MISSING_ALERT),
                 ("severity", "critical"),
                 ("heartbeat", policy.name.as_str()),
             ]
@@ -162,12 +162,12 @@ pub fn check_config(file: &Path, config: &Config) -> String {
                 Some(pages) => out.push_str(&format!(
                     "  heartbeat: none for {} raises {} (policy {})\n",
                     humantime::format_duration(after),
-                    crate::heartbeat::MISSING_ALERT,
+                    crate::app::heartbeat::MISSING_ALERT,
                     pages.name
                 )),
                 None => out.push_str(&format!(
                     "  warning: heartbeat: no policy matches {} (severity=critical): nobody would be told that heartbeats stopped\n",
-                    crate::heartbeat::MISSING_ALERT
+                    crate::app::heartbeat::MISSING_ALERT
                 )),
             }
         }
@@ -240,7 +240,8 @@ pub async fn probe_targets(config: &Config) -> Result<String, String> {
         .timeout(config.delivery.timeout)
         .build()
         .map_err(|e| e.to_string())?;
-    let report = crate::sinks::check_all(&crate::sinks::build(config, &client)).await;
+    let sinks = crate::sinks::build(&config.targets, &client);
+    let report = crate::sinks::check_all(&sinks, config.delivery.timeout).await;
     let mut out = String::from("probe (nothing is sent):\n");
     let mut failed = false;
     for (target, health) in report {
@@ -281,8 +282,7 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
         .timeout(config.delivery.timeout)
         .build()
         .map_err(|e| e.to_string())?;
-    let sinks = crate::sinks::build(config, &client);
-    let sink = &sinks[&name];
+    let sink = kind.sink(&client);
     let mut n = sample_notification("test", target, NotificationKind::Firing);
     n.ack_url = None;
     n.sequence_id = format!("relay-test-{}", Timestamp::now().0);
@@ -293,24 +293,12 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
         ),
     };
     match sink.send(&n, &text).await {
-        crate::sinks::Outcome::Delivered => Ok(format!("{target}: delivered ({})", describe(kind))),
+        crate::sinks::Outcome::Delivered => {
+            Ok(format!("{target}: delivered ({})", kind.describe()))
+        }
         crate::sinks::Outcome::Retry { reason, .. } => {
             Err(format!("{target}: failed, would be retried: {reason}"))
         }
         crate::sinks::Outcome::Permanent { reason } => Err(format!("{target}: refused: {reason}")),
-    }
-}
-
-fn describe(target: &TargetConfig) -> String {
-    match target {
-        TargetConfig::Ntfy(c) => format!("ntfy {} topic {}", c.server, c.topic),
-        TargetConfig::Slack(_) => "slack incoming webhook".to_owned(),
-        TargetConfig::PagerDuty(c) => format!("pagerduty {}", c.url),
-        TargetConfig::Log(c) => format!(
-            "log {}",
-            c.path
-                .as_ref()
-                .map_or("stdout".into(), |p| p.display().to_string())
-        ),
     }
 }

@@ -115,6 +115,32 @@ name_type!(
     GroupKey
 );
 
+/// A random key given to an incident when it starts. Unlike the row id it never repeats,
+/// even after the store is reset or restored: acknowledge links are bound to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct IncidentKey(pub [u8; 16]);
+
+impl IncidentKey {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The key of an incident stored before keys existed is all zeros (`""` in the store).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(Self::default());
+        }
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
 pub type Labels = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -181,6 +207,50 @@ impl AlertGroup {
     }
 }
 
+/// The Alertmanager matcher `name="value"`, with the value escaped the way Alertmanager's
+/// parser reads it back (`\\`, `\"`, `\n`), so that any UTF-8 value round-trips.
+pub fn equality_matcher(name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(name.len() + value.len() + 4);
+    out.push_str(name);
+    out.push_str("=\"");
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Reads a quoted matcher value back as Alertmanager does: `\\`, `\"` and `\n` are escapes,
+/// any other backslash is literal; an unescaped quote inside is an error (`None`).
+pub fn unquote_matcher_value(quoted: &str) -> Option<String> {
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' => match chars.peek().copied() {
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                }
+                Some(c @ ('"' | '\\')) => {
+                    chars.next();
+                    out.push(c);
+                }
+                _ => out.push('\\'),
+            },
+            '"' => return None,
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 /// Why a notification is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,6 +258,13 @@ pub enum NotificationKind {
     Firing,
     Resolved,
     Acknowledged,
+}
+
+/// The text of one notification, rendered from its templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub title: String,
+    pub body: String,
 }
 
 /// One notification for one target: what the outbox stores (as JSON) and what a `Sink` sends.
@@ -308,6 +385,41 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matcher_values_round_trip_whatever_they_hold() {
+        for value in [
+            "plain",
+            r"\\fileserver\backup",
+            r"C:\new",
+            "quote \" inside",
+            "line\nbreak",
+            "trailing\\",
+            "",
+            "ünïcödé ✓",
+            r#"\"\\n"#,
+        ] {
+            let matcher = equality_matcher("share", value);
+            let quoted = matcher.strip_prefix("share=").expect("prefix");
+            assert_eq!(
+                unquote_matcher_value(quoted).as_deref(),
+                Some(value),
+                "{matcher}"
+            );
+        }
+        assert_eq!(equality_matcher("path", r"C:\new"), r#"path="C:\\new""#);
+        assert_eq!(unquote_matcher_value(r#""a"b""#), None);
+        assert_eq!(unquote_matcher_value(r#""a\qb""#).as_deref(), Some(r"a\qb"));
+    }
+
+    #[test]
+    fn incident_keys_round_trip_through_hex() {
+        let key = IncidentKey([0xab; 16]);
+        assert_eq!(IncidentKey::from_hex(&key.to_hex()), Some(key));
+        assert_eq!(IncidentKey::from_hex(""), Some(IncidentKey::default()));
+        assert_eq!(IncidentKey::from_hex("zz"), None);
+        assert_eq!(IncidentKey::from_hex(&"é".repeat(16)), None);
+    }
 
     #[test]
     fn timestamps_print_as_rfc3339_in_utc_with_milliseconds() {

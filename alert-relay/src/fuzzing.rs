@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Parses a webhook body as intake does.
 pub fn webhook(data: &[u8]) {
-    let _ = crate::intake::parse(data);
+    let _ = crate::server::webhook::parse(data);
 }
 
 /// Parses and validates a policy file as `check-config` does (no environment variables set,

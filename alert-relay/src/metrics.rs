@@ -186,7 +186,7 @@ impl RelayMetrics {
         self.dead_letters.with_label_values(&[target]).inc_by(0);
     }
 
-    pub fn record_effects(&self, effects: &crate::store::Effects) {
+    pub fn record_effects(&self, effects: &crate::engine::Effects) {
         for policy in &effects.steps {
             self.steps.with_label_values(&[policy.as_str()]).inc();
         }

@@ -2,12 +2,24 @@
 //! it fired, so before each escalation step the relay asks Alertmanager whether the incident's
 //! alerts still page (active, not silenced, not inhibited).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{AlertGroup, AlertStatus};
+use crate::domain::{equality_matcher, AlertGroup, AlertStatus};
+
+pub type SilenceFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+
+/// Asks whether an incident's alerts still page. The relay asks Alertmanager; the simulation
+/// answers from its own model.
+pub trait SilenceOracle: Send + Sync {
+    /// `Ok(true)`: at least one firing alert is active, unsilenced and uninhibited.
+    /// `Err`: unknown (the caller escalates anyway, failing safe toward paging).
+    fn still_paging<'a>(&'a self, group: &'a AlertGroup) -> SilenceFuture<'a>;
+}
 
 pub struct AlertmanagerClient {
     base: Url,
@@ -26,7 +38,7 @@ impl AlertmanagerClient {
 
     /// Whether any firing alert of `group` is still active, unsilenced and uninhibited.
     /// An error means "unknown": the caller escalates anyway (failing safe toward paging).
-    pub async fn still_paging(&self, group: &AlertGroup) -> Result<bool, String> {
+    async fn ask(&self, group: &AlertGroup) -> Result<bool, String> {
         let mut url = self
             .base
             .join("api/v2/alerts")
@@ -37,10 +49,7 @@ impl AlertmanagerClient {
             query.append_pair("silenced", "false");
             query.append_pair("inhibited", "false");
             for (name, value) in &group.group_labels {
-                query.append_pair(
-                    "filter",
-                    &format!("{name}=\"{}\"", value.replace('"', "\\\"")),
-                );
+                query.append_pair("filter", &equality_matcher(name, value));
             }
         }
         let response = self
@@ -49,7 +58,7 @@ impl AlertmanagerClient {
             .timeout(Duration::from_secs(3))
             .send()
             .await
-            .map_err(|e| crate::sinks::describe(&e))?;
+            .map_err(|e| crate::sinks::http::describe(&e))?;
         if !response.status().is_success() {
             return Err(format!("Alertmanager answered {}", response.status()));
         }
@@ -66,5 +75,11 @@ impl AlertmanagerClient {
                     .iter()
                     .any(|b| b.fingerprint == a.fingerprint.as_str())
             }))
+    }
+}
+
+impl SilenceOracle for AlertmanagerClient {
+    fn still_paging<'a>(&'a self, group: &'a AlertGroup) -> SilenceFuture<'a> {
+        Box::pin(self.ask(group))
     }
 }

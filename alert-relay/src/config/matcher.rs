@@ -77,8 +77,8 @@ impl Matcher {
 }
 
 fn unquote(value: &str) -> Option<String> {
-    if let Some(inner) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        return Some(inner.replace("\\\"", "\""));
+    if value.starts_with('"') {
+        return crate::domain::unquote_matcher_value(value);
     }
     // Unquoted values are accepted when they are plain words.
     (!value.is_empty() && !value.contains(['"', ' '])).then(|| value.to_owned())

@@ -2,39 +2,26 @@
 //! that expands `${ENV}` and `*_file` secrets and reports every problem with its path, line
 //! and fix ([`validate`]).
 
-mod env;
-pub mod locate;
 mod matcher;
 pub mod raw;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use url::Url;
 
 use crate::domain::{Labels, PolicyName, TargetName};
-use crate::escalation::Plan;
+use crate::engine::Plan;
+pub use crate::sinks::log::LogConfig;
+pub use crate::sinks::ntfy::{NtfyAuth, NtfyConfig};
+pub use crate::sinks::pagerduty::PagerDutyConfig;
+pub use crate::sinks::slack::SlackConfig;
+pub use crate::sinks::{TargetConfig, TargetTemplates};
+pub use crate::validation::{read_secret_file, ConfigError, ConfigErrors, Secret};
 pub use matcher::Matcher;
 pub use validate::validate;
-
-/// A secret value: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
 
 /// The validated configuration the relay runs with.
 #[derive(Debug, Clone)]
@@ -94,56 +81,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetConfig {
-    Ntfy(NtfyConfig),
-    Slack(SlackConfig),
-    PagerDuty(PagerDutyConfig),
-    Log(LogConfig),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlackConfig {
-    pub webhook_url: Secret,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PagerDutyConfig {
-    pub routing_key: Secret,
-    pub url: Url,
-    pub source: Option<String>,
-}
-
-/// Title and body templates of a target (used unless the policy has its own).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TargetTemplates {
-    pub title: Option<String>,
-    pub body: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NtfyConfig {
-    pub server: Url,
-    pub topic: String,
-    pub auth: NtfyAuth,
-    /// Priority for critical, warning and other severities.
-    pub priorities: [u8; 3],
-    pub tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum NtfyAuth {
-    None,
-    Token(Secret),
-    Basic { username: String, password: Secret },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogConfig {
-    /// `None` = stdout.
-    pub path: Option<std::path::PathBuf>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: PolicyName,
@@ -160,12 +97,6 @@ impl Policy {
     pub fn matches(&self, labels: &Labels) -> bool {
         self.matchers.iter().all(|m| m.matches(labels))
     }
-}
-
-/// Reads a secret kept in a file, without the line ending that editors and `echo` add.
-pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 impl Config {
@@ -203,7 +134,7 @@ impl Config {
         validate(raw, env).map_err(|mut errors| {
             for error in &mut errors {
                 if error.line.is_none() && !error.path.is_empty() {
-                    error.line = locate::line_of(text, &error.path);
+                    error.line = crate::validation::locate::line_of(text, &error.path);
                 }
             }
             ConfigErrors {
@@ -211,60 +142,6 @@ impl Config {
                 errors,
             }
         })
-    }
-}
-
-/// One problem: where (path and line) and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            line: None,
-            message: message.into(),
-        }
-    }
-}
-
-/// Every problem found in one file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors {
-    pub file: String,
-    pub errors: Vec<ConfigError>,
-}
-
-impl ConfigErrors {
-    fn single(path: &Path, error: ConfigError) -> Self {
-        Self {
-            file: path.display().to_string(),
-            errors: vec![error],
-        }
-    }
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", self.file)?;
-            if let Some(line) = e.line {
-                write!(f, ":{line}")?;
-            }
-            if e.path.is_empty() {
-                write!(f, ": {}", e.message)?;
-            } else {
-                write!(f, ": {}: {}", e.path, e.message)?;
-            }
-        }
-        Ok(())
     }
 }
 

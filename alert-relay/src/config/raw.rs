@@ -1,13 +1,10 @@
 //! The policy file as written: serde structs with `deny_unknown_fields`, nothing checked yet.
-
-use std::collections::BTreeMap;
+//! Each vendor's `targets.<kind>` section is its own (`sinks/*/config.rs`).
 
 use serde::Deserialize;
 
-/// A string that may hold `${VAR}` / `${VAR:-default}`; expanded during validation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct EnvString(pub String);
+pub use crate::sinks::RawTargets;
+pub use crate::validation::{EnvString, RawTemplates};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,69 +61,6 @@ pub struct RawDelivery {
     pub healthcheck_interval: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTargets {
-    #[serde(default)]
-    pub ntfy: BTreeMap<String, RawNtfy>,
-    #[serde(default)]
-    pub slack: BTreeMap<String, RawSlack>,
-    #[serde(default)]
-    pub pagerduty: BTreeMap<String, RawPagerDuty>,
-    #[serde(default)]
-    pub log: BTreeMap<String, RawLog>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSlack {
-    /// The incoming-webhook URL (a secret: it is the credential).
-    pub webhook_url: Option<EnvString>,
-    pub webhook_url_file: Option<EnvString>,
-    #[serde(default)]
-    pub templates: RawTemplates,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPagerDuty {
-    /// The service's Events API v2 integration key (32 characters).
-    pub routing_key: Option<EnvString>,
-    pub routing_key_file: Option<EnvString>,
-    /// Events API endpoint; default <https://events.pagerduty.com/v2/enqueue>
-    /// (EU: <https://events.eu.pagerduty.com/v2/enqueue>).
-    pub url: Option<EnvString>,
-    /// `payload.source` when the alert has no `instance` label.
-    pub source: Option<String>,
-    #[serde(default)]
-    pub templates: RawTemplates,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNtfy {
-    pub url: Option<EnvString>,
-    pub topic: EnvString,
-    pub token: Option<EnvString>,
-    pub token_file: Option<EnvString>,
-    pub username: Option<EnvString>,
-    pub password: Option<EnvString>,
-    /// Priority per severity, overriding critical 5, warning 4, info 3.
-    #[serde(default)]
-    pub priorities: BTreeMap<String, u8>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub templates: RawTemplates,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLog {
-    /// File to append JSON lines to; `-` is stdout.
-    pub path: EnvString,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
@@ -167,11 +101,4 @@ pub struct RawStep {
 pub struct RawRepeat {
     pub every: String,
     pub times: Option<u32>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTemplates {
-    pub title: Option<String>,
-    pub body: Option<String>,
 }

@@ -1,9 +1,12 @@
-//! Where notifications go: one folder per service behind the [`Sink`] trait. Only the sinks
-//! know vendor JSON. Retry classification and backoff are pure functions here.
+//! Where notifications go: one folder per vendor (its config, pure request builder, sender
+//! and tests) behind the [`Sink`] trait. Only the sinks know vendor JSON. A new vendor is its
+//! folder plus one line in [`vendors!`]'s list below.
 
+pub mod http;
 pub mod log;
 pub mod ntfy;
 pub mod pagerduty;
+pub mod retry;
 pub mod slack;
 
 use std::collections::BTreeMap;
@@ -12,12 +15,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
-use rand::Rng;
+use serde::Deserialize;
 
-use crate::config::{Config, TargetConfig};
-use crate::domain::{Notification, TargetName};
-use crate::templates::Rendered;
+use crate::domain::{Notification, Rendered, TargetName};
+use crate::validation::{Checker, RawTemplates};
+
+pub use self::http::describe;
+pub use retry::{classify, Backoff, Class};
 
 /// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,198 +61,159 @@ pub trait Sink: Send + Sync {
     fn healthcheck(&self) -> HealthFuture<'_>;
 }
 
-/// How an HTTP answer should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Ok,
-    Retry(Option<Duration>),
-    Permanent,
+/// What one vendor folder provides: its raw config (as written under `targets.<kind>`), the
+/// validated config, and the sink built from it.
+pub trait Vendor {
+    type Raw: for<'de> Deserialize<'de> + std::fmt::Debug;
+    type Config: std::fmt::Debug + Clone + PartialEq;
+
+    /// `None` when errors were recorded; `Some(Err(why))` for a target switched off on
+    /// purpose (an empty topic or URL from an unset variable).
+    fn validate(
+        c: &mut Checker<'_>,
+        path: &str,
+        raw: &Self::Raw,
+    ) -> Option<Result<Self::Config, String>>;
+
+    /// The target's own title and body templates, if it can have any.
+    fn templates(raw: &Self::Raw) -> Option<&RawTemplates>;
+
+    fn sink(config: &Self::Config, client: &reqwest::Client) -> Arc<dyn Sink>;
+
+    /// One line for `test-notify`, without secrets.
+    fn describe(config: &Self::Config) -> String;
 }
 
-/// Retry 408, 429 and 5xx (honouring `Retry-After` in seconds); other 4xx are permanent.
-pub fn classify(status: StatusCode, headers: &HeaderMap) -> Class {
-    if status.is_success() {
-        return Class::Ok;
-    }
-    if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
-        let after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            // A vendor asking for more than an hour is treated as an hour.
-            .map(|s| Duration::from_secs(s.min(3600)));
-        return Class::Retry(after);
-    }
-    if status.is_client_error() {
-        Class::Permanent
-    } else {
-        // 1xx/3xx answers to a POST: not delivered, perhaps a misconfigured URL; retry.
-        Class::Retry(None)
-    }
+/// Title and body templates of a target (used unless the policy has its own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetTemplates {
+    pub title: Option<String>,
+    pub body: Option<String>,
 }
 
-/// Exponential backoff with full jitter, bounded below so that retries never spin.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
+/// The `targets:` section validated: enabled targets, switched-off ones (with why), and
+/// per-target templates.
+#[derive(Debug, Default)]
+pub struct Targets {
+    pub enabled: BTreeMap<TargetName, TargetConfig>,
+    pub disabled: BTreeMap<TargetName, String>,
+    pub templates: BTreeMap<TargetName, TargetTemplates>,
 }
 
-impl Backoff {
-    /// `initial` must be positive and at most `max` (checked by config validation).
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        let initial = initial.max(Duration::from_millis(10));
-        Self {
-            initial,
-            max: max.max(initial),
+impl Targets {
+    fn add<V: Vendor>(
+        &mut self,
+        c: &mut Checker<'_>,
+        kind: &str,
+        name: &str,
+        raw: &V::Raw,
+        wrap: fn(V::Config) -> TargetConfig,
+    ) {
+        let path = format!("targets.{kind}.{name}");
+        let target = TargetName(format!("{kind}.{name}"));
+        if let Some(templates) = V::templates(raw) {
+            for (field, text) in [("title", &templates.title), ("body", &templates.body)] {
+                if let Some(text) = text {
+                    c.template(&format!("{path}.templates.{field}"), text);
+                }
+            }
+            if templates.title.is_some() || templates.body.is_some() {
+                self.templates.insert(
+                    target.clone(),
+                    TargetTemplates {
+                        title: templates.title.clone(),
+                        body: templates.body.clone(),
+                    },
+                );
+            }
+        }
+        match V::validate(c, &path, raw) {
+            Some(Ok(config)) => {
+                self.enabled.insert(target, wrap(config));
+            }
+            Some(Err(why)) => {
+                self.disabled.insert(target, why);
+            }
+            None => {}
         }
     }
+}
 
-    /// Ceiling of the delay after `attempts` failed attempts.
-    pub fn ceiling(&self, attempts: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
-        self.initial.saturating_mul(factor).min(self.max)
-    }
+/// The list of vendors: generates the raw `targets:` section, [`TargetConfig`] and the
+/// dispatch to each vendor's validation and sink.
+macro_rules! vendors {
+    ($($kind:ident => $variant:ident($vendor:ty)),+ $(,)?) => {
+        /// The `targets:` section as written, one map per vendor.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawTargets {
+            $(#[serde(default)] pub $kind: BTreeMap<String, <$vendor as Vendor>::Raw>,)+
+        }
 
-    /// A random delay in [ceiling/10, ceiling].
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let ceiling = self.ceiling(attempts);
-        let floor = ceiling / 10;
-        let span = u64::try_from((ceiling - floor).as_millis()).unwrap_or(u64::MAX);
-        floor + Duration::from_millis(rand::rng().random_range(0..=span))
-    }
+        /// One enabled target's validated config.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum TargetConfig {
+            $($variant(<$vendor as Vendor>::Config),)+
+        }
+
+        impl TargetConfig {
+            pub fn sink(&self, client: &reqwest::Client) -> Arc<dyn Sink> {
+                match self {
+                    $(Self::$variant(c) => <$vendor as Vendor>::sink(c, client),)+
+                }
+            }
+
+            pub fn describe(&self) -> String {
+                match self {
+                    $(Self::$variant(c) => <$vendor as Vendor>::describe(c),)+
+                }
+            }
+        }
+
+        /// Validates every target of every vendor.
+        pub fn validate_targets(c: &mut Checker<'_>, raw: &RawTargets) -> Targets {
+            let mut targets = Targets::default();
+            $(for (name, one) in &raw.$kind {
+                targets.add::<$vendor>(c, stringify!($kind), name, one, TargetConfig::$variant);
+            })+
+            targets
+        }
+    };
+}
+
+vendors! {
+    ntfy => Ntfy(ntfy::Ntfy),
+    slack => Slack(slack::Slack),
+    pagerduty => PagerDuty(pagerduty::PagerDuty),
+    log => Log(log::Log),
 }
 
 /// Builds a sink for every enabled target.
-pub fn build(config: &Config, client: &reqwest::Client) -> BTreeMap<TargetName, Arc<dyn Sink>> {
-    config
-        .targets
+pub fn build(
+    targets: &BTreeMap<TargetName, TargetConfig>,
+    client: &reqwest::Client,
+) -> BTreeMap<TargetName, Arc<dyn Sink>> {
+    targets
         .iter()
-        .map(|(name, target)| {
-            let sink: Arc<dyn Sink> = match target {
-                TargetConfig::Ntfy(c) => Arc::new(ntfy::NtfySink::new(c.clone(), client.clone())),
-                TargetConfig::Slack(c) => {
-                    Arc::new(slack::SlackSink::new(c.clone(), client.clone()))
-                }
-                TargetConfig::PagerDuty(c) => {
-                    Arc::new(pagerduty::PagerDutySink::new(c.clone(), client.clone()))
-                }
-                TargetConfig::Log(c) => Arc::new(log::LogSink::new(c.clone())),
-            };
-            (name.clone(), sink)
-        })
+        .map(|(name, target)| (name.clone(), target.sink(client)))
         .collect()
 }
 
-/// Every sink's healthcheck, at the same time; results in target order.
-pub async fn check_all(sinks: &BTreeMap<TargetName, Arc<dyn Sink>>) -> Vec<(TargetName, Health)> {
-    let checks = sinks
-        .iter()
-        .map(|(target, sink)| async move { (target.clone(), sink.healthcheck().await) });
+/// Every sink's healthcheck at the same time, each cut after `limit` (a hanging server is
+/// reported as failed; it never holds up the others). Results in target order.
+pub async fn check_all(
+    sinks: &BTreeMap<TargetName, Arc<dyn Sink>>,
+    limit: Duration,
+) -> Vec<(TargetName, Health)> {
+    let checks = sinks.iter().map(|(target, sink)| async move {
+        let health = match tokio::time::timeout(limit, sink.healthcheck()).await {
+            Ok(health) => health,
+            Err(_) => Health::Failed(format!(
+                "no answer within {}",
+                humantime::format_duration(limit)
+            )),
+        };
+        (target.clone(), health)
+    });
     futures_util::future::join_all(checks).await
-}
-
-/// Sends `request`. A transport failure (refused, reset, timed out) is a retry whose reason
-/// names the cause but never the URL: a Slack webhook URL is its own credential.
-pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Outcome> {
-    request.send().await.map_err(|error| Outcome::Retry {
-        after: None,
-        reason: describe(&error.without_url()),
-    })
-}
-
-/// Describes a reqwest error with its innermost cause (refused, reset, timed out...).
-pub fn describe(error: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut cause: &dyn Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if error.is_timeout() {
-        format!("timed out: {cause}")
-    } else {
-        format!("request failed: {cause}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(retry_after: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = retry_after {
-            h.insert(http::header::RETRY_AFTER, v.parse().expect("header"));
-        }
-        h
-    }
-
-    #[test]
-    fn classify_per_status_code() {
-        let none = headers(None);
-        assert_eq!(classify(StatusCode::OK, &none), Class::Ok);
-        assert_eq!(classify(StatusCode::ACCEPTED, &none), Class::Ok);
-        assert_eq!(classify(StatusCode::BAD_REQUEST, &none), Class::Permanent);
-        assert_eq!(classify(StatusCode::UNAUTHORIZED, &none), Class::Permanent);
-        assert_eq!(classify(StatusCode::NOT_FOUND, &none), Class::Permanent);
-        assert_eq!(
-            classify(StatusCode::PAYLOAD_TOO_LARGE, &none),
-            Class::Permanent
-        );
-        assert_eq!(
-            classify(StatusCode::REQUEST_TIMEOUT, &none),
-            Class::Retry(None)
-        );
-        assert_eq!(
-            classify(StatusCode::INTERNAL_SERVER_ERROR, &none),
-            Class::Retry(None)
-        );
-        assert_eq!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, &none),
-            Class::Retry(None)
-        );
-        assert_eq!(
-            classify(StatusCode::INSUFFICIENT_STORAGE, &none),
-            Class::Retry(None)
-        );
-    }
-
-    #[test]
-    fn retry_after_is_honoured_and_bounded() {
-        assert_eq!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &headers(Some("7"))),
-            Class::Retry(Some(Duration::from_secs(7)))
-        );
-        assert_eq!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, &headers(Some("999999"))),
-            Class::Retry(Some(Duration::from_secs(3600)))
-        );
-        assert_eq!(
-            classify(
-                StatusCode::TOO_MANY_REQUESTS,
-                &headers(Some("Wed, 21 Oct 2015 07:28:00 GMT"))
-            ),
-            Class::Retry(None),
-            "dates fall back to our own backoff"
-        );
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter_inside_bounds() {
-        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let ceilings: Vec<u64> = (1..=8).map(|a| backoff.ceiling(a).as_secs()).collect();
-        assert_eq!(ceilings, vec![1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(60));
-        for attempts in 1..20 {
-            let delay = backoff.delay(attempts);
-            let ceiling = backoff.ceiling(attempts);
-            assert!(
-                delay >= ceiling / 10 && delay <= ceiling,
-                "{delay:?} outside {ceiling:?}"
-            );
-        }
-    }
 }

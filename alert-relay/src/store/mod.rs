@@ -1,23 +1,20 @@
-//! Durable state in SQLite (WAL, synchronous=FULL): incidents with their escalation state,
-//! the outbox of notifications with attempts and next try, and used acknowledge nonces.
+//! Durable state as rows and transactions, behind one contract that each backend implements:
+//! [`Store`] runs a unit of work in a transaction, [`Tx`] is what the work may read and write.
+//! The store makes no domain decisions: what to write is decided by the engine, and
+//! [`commit`] writes an engine [`Transition`] as it is. Backends: [`sqlite`] (the embedded
+//! default). [`contract`] holds the tests every backend must pass.
 //!
-//! Every change an event causes (incident state, new outbox rows) is one transaction, so a
-//! crash leaves either all of it or none. All calls are blocking: async code goes through
-//! `spawn_blocking` (see [`Store::run`]).
+//! Calls are blocking; async code goes through [`StoreHandle`] (`spawn_blocking`).
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+pub mod contract;
+pub mod sqlite;
 
-use rusqlite::Connection;
+use std::sync::Arc;
 
-use crate::domain::{AlertGroup, GroupKey, Notification, PolicyName, TargetName, Timestamp};
-use crate::escalation::{Incident, StopReason};
+use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
+use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Transition};
 
-mod incidents;
-mod outbox;
-
-pub use incidents::*;
-pub use outbox::*;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,59 +26,32 @@ pub enum StoreError {
     Task(String),
     #[error("the webhook could not be stored: {0}")]
     Batch(String),
+    #[error("{0}")]
+    Open(String),
 }
 
-/// Builds the notifications an action asks for (ack links, silence links): the part of the
-/// driver that needs secrets, kept out of the store.
-pub trait Composer {
-    /// Whether `target` is configured now. An incident's plan is the policy as it was when
-    /// the incident started; a reload may have removed a target since.
-    fn configured(&self, target: &TargetName) -> bool;
-
-    fn compose(
-        &self,
-        incident: &StoredIncident,
-        target: &TargetName,
-        step: usize,
-        kind: crate::domain::NotificationKind,
-        now: Timestamp,
-    ) -> Notification;
-}
-
-/// An incident row.
-#[derive(Debug, Clone)]
-pub struct StoredIncident {
-    pub id: i64,
-    pub group_key: GroupKey,
-    pub group: AlertGroup,
-    pub machine: Incident,
-}
-
-/// What a webhook did, for the answer and the metrics.
+/// How durable a transaction must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IngestOutcome {
-    /// A new incident started escalating.
-    Started,
-    /// An open incident got the latest alerts (Alertmanager repeats, HA duplicates).
-    Refreshed,
-    Resolved,
-    /// A resolve for no open incident (already resolved, or never seen).
-    Ignored,
+pub enum Mode {
+    /// Reads only.
+    Read,
+    /// Survives power loss once committed (incidents and the notifications they queue).
+    Durable,
+    /// Delivery bookkeeping: a power loss may forget it, so a notification is sent again
+    /// with the same idempotency key (ntfy sequence id, PagerDuty dedup_key).
+    Relaxed,
 }
 
-/// What an acknowledge did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckOutcome {
-    Acknowledged,
-    /// Already acknowledged, silenced or resolved: nothing changed.
-    NotEscalating,
-    UnknownIncident,
-    /// The link's nonce was used before.
-    Replayed,
+/// How a delivery attempt ended, as recorded on its outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Delivered,
+    Retry { next_try: Timestamp, error: String },
+    Dead { error: String },
 }
 
 /// One outbox row ready for delivery.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxItem {
     pub id: i64,
     pub notification: Notification,
@@ -90,148 +60,166 @@ pub struct OutboxItem {
     pub next_try: Timestamp,
 }
 
-/// Side effects of a transaction the caller reports in metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Effects {
-    pub queued: usize,
-    /// Notifications dead-lettered at once: their target is no longer configured.
-    pub unconfigured: Vec<TargetName>,
-    pub steps: Vec<PolicyName>,
-    pub stopped: Vec<StopReason>,
+/// A notification given up on: refused by its vendor, or its target was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub incident_id: i64,
+    pub target: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub dead_at: Timestamp,
 }
 
-/// Why a notification for a target missing from the current policy file is dead-lettered.
-pub const UNCONFIGURED: &str =
-    "target is no longer configured (removed or renamed in the policy file since the incident started)";
+/// Gauges: notifications waiting and incidents open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: i64,
+    pub open: i64,
+}
 
+/// What a unit of work may read and write inside its transaction.
+pub trait Tx {
+    /// The open incident of `policy` for `group`, if any.
+    fn open_incident(
+        &mut self,
+        policy: &PolicyName,
+        group: &GroupKey,
+    ) -> Result<Option<IncidentRecord>, StoreError>;
+    fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError>;
+    /// Incidents whose next step is due at `now`, earliest first, at most `limit`.
+    fn due_incidents(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// Open incidents, oldest first, at most `limit`.
+    fn open_incidents(&mut self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError>;
+    /// When the next step of any incident is due.
+    fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError>;
+    /// The id the next inserted incident gets.
+    fn next_incident_id(&mut self) -> Result<i64, StoreError>;
+    fn insert_incident(
+        &mut self,
+        incident: &IncidentRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    fn update_incident(
+        &mut self,
+        incident: &IncidentRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Queues a notification (or records it dead at once); returns its row id.
+    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<i64, StoreError>;
+    /// Marks the incident's firing notifications still pending as superseded.
+    fn supersede(
+        &mut self,
+        incident: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+    /// The oldest pending notification of `target`.
+    fn outbox_head(&mut self, target: &TargetName) -> Result<Option<OutboxItem>, StoreError>;
+    fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError>;
+    /// Targets that have pending notifications.
+    fn pending_targets(&mut self) -> Result<Vec<TargetName>, StoreError>;
+    /// Dead-letters every pending notification of `target`; returns how many.
+    fn dead_letter_target(
+        &mut self,
+        target: &TargetName,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+    /// The latest dead letters, newest first.
+    fn dead_letters(&mut self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Records an acknowledge link's nonce; `false` if it was recorded before.
+    fn use_nonce(&mut self, nonce: &str, incident: i64, now: Timestamp)
+        -> Result<bool, StoreError>;
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+}
+
+/// A unit of work: runs inside one transaction; an `Err` rolls it back.
+pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + 'a;
+
+/// The contract of a backend.
+pub trait Store: Send + Sync {
+    /// Runs `work` in one transaction, committed if it returns `Ok`.
+    fn transact(&self, mode: Mode, work: &mut Work<'_>) -> Result<(), StoreError>;
+
+    /// Group commit: every job in its own savepoint of one durable transaction (one fsync for
+    /// all); a failing job is rolled back alone. `Err` when the commit itself failed, and then
+    /// every job failed.
+    fn transact_each(
+        &self,
+        jobs: &mut [&mut Work<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// A cheap write that is rolled back: can the store accept a webhook now?
+    fn probe(&self) -> Result<(), StoreError>;
+}
+
+/// Runs `work` in one transaction of `mode` and returns what it returned.
+pub fn run<T>(
+    store: &dyn Store,
+    mode: Mode,
+    mut work: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut out = None;
+    store.transact(mode, &mut |tx| {
+        out = Some(work(tx)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| StoreError::Task("the transaction returned nothing".into()))
+}
+
+/// Writes an engine transition as it is.
+pub fn commit(tx: &mut dyn Tx, t: &Transition, now: Timestamp) -> Result<(), StoreError> {
+    for write in &t.incidents {
+        match write {
+            IncidentWrite::Insert(incident) => tx.insert_incident(incident, now)?,
+            IncidentWrite::Update(incident) => tx.update_incident(incident, now)?,
+        }
+    }
+    for (incident, reason) in &t.supersede {
+        tx.supersede(*incident, reason, now)?;
+    }
+    for row in &t.outbox {
+        tx.insert_outbox(row, now)?;
+    }
+    Ok(())
+}
+
+/// A shared handle for async callers: each unit of work runs on a blocking thread.
 #[derive(Clone)]
-pub struct Store {
-    /// Both connections sit behind this one lock: SQLite never sees two writers at once, so
-    /// nobody waits in SQLite's sleeping busy handler (which added 100 ms stalls under load).
-    conns: Arc<Mutex<Connections>>,
+pub struct StoreHandle {
+    store: Arc<dyn Store>,
 }
 
-struct Connections {
-    /// Incidents and the outbox rows they create: synchronous=FULL, one fsync per commit.
-    main: Connection,
-    /// Delivery bookkeeping (marking notifications delivered, retried, dead) goes through a
-    /// second connection with synchronous=NORMAL: no fsync per delivery. A power loss may
-    /// forget that a notification was sent, so it is sent again: at-least-once, with the
-    /// same ntfy sequence id and PagerDuty dedup_key, so the repeat replaces the page.
-    delivery: Connection,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY,
-    policy TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    open INTEGER NOT NULL,
-    machine TEXT NOT NULL,
-    alert_group TEXT NOT NULL,
-    next_due INTEGER,
-    started_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(policy, group_key) WHERE open = 1;
-CREATE INDEX IF NOT EXISTS incidents_due ON incidents(next_due) WHERE next_due IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    incident_id INTEGER NOT NULL,
-    target TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try INTEGER NOT NULL,
-    last_error TEXT,
-    created_at INTEGER NOT NULL,
-    done_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(target, id) WHERE status = 'pending';
-CREATE TABLE IF NOT EXISTS ack_nonces (
-    nonce TEXT PRIMARY KEY,
-    incident_id INTEGER NOT NULL,
-    used_at INTEGER NOT NULL
-);
-";
-
-impl Store {
-    /// Opens (creating) `dir/relay.db`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Task(format!("cannot create {}: {e}", dir.display())))?;
-        Self::open_file(&dir.join("relay.db"))
+impl StoreHandle {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
     }
 
-    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a committed webhook survives power loss, not only a process crash.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        conn.execute_batch(SCHEMA)?;
-        let delivery = Connection::open(path)?;
-        delivery.pragma_update(None, "synchronous", "NORMAL")?;
-        delivery.pragma_update(None, "busy_timeout", 5000)?;
-        Ok(Self {
-            conns: Arc::new(Mutex::new(Connections {
-                main: conn,
-                delivery,
-            })),
-        })
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
-    /// Runs `f` with the main connection (synchronous=FULL) on a blocking thread.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn run<T, F>(&self, mode: Mode, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run_on(|conns| &mut conns.main, f).await
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || run(store.as_ref(), mode, work))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Like [`Store::run`], on the delivery connection (synchronous=NORMAL).
-    pub async fn run_delivery<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.run_on(|conns| &mut conns.delivery, f).await
-    }
-
-    async fn run_on<T, F>(
-        &self,
-        pick: fn(&mut Connections) -> &mut Connection,
-        f: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conns = Arc::clone(&self.conns);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conns.lock().unwrap_or_else(|e| e.into_inner());
-            f(pick(&mut guard))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-    }
-
-    /// Blocking access for tests and the CLI.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard.main)
-    }
-
-    /// Checks the database accepts writes (for `/ready`).
-    pub async fn writable(&self) -> Result<(), StoreError> {
-        self.run(|conn| {
-            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
-            Ok(())
-        })
-        .await
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.probe())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }

@@ -11,12 +11,7 @@ use crate::domain::{AlertStatus, Notification, NotificationKind};
 pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}[{{severity}}] {{alertname}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}";
 pub const DEFAULT_BODY: &str = "{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}";
 
-/// Rendered text of one notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    pub title: String,
-    pub body: String,
-}
+pub use crate::domain::Rendered;
 
 pub struct Templates {
     registry: Handlebars<'static>,

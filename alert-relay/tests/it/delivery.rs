@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use alert_relay::store::{self, Store};
+use alert_relay::store::{self, Mode, SqliteStore};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -296,8 +296,9 @@ async fn shutdown_lets_a_delivery_in_progress_finish_and_records_it() {
         stopping.elapsed()
     );
 
-    let store = Store::open(&dir.path().join("data")).expect("store");
-    let (pending, open) = store.with(|c| store::counts(c)).expect("counts");
+    let store = SqliteStore::open(&dir.path().join("data")).expect("store");
+    let counts = store::run(&store, Mode::Read, |tx| tx.counts()).expect("counts");
+    let (pending, open) = (counts.pending, counts.open);
     assert_eq!(
         pending, 0,
         "the answered push is recorded as delivered, so a restart does not send it again"

@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use alert_relay::store::{self, Store};
+use alert_relay::store::{self, Mode, SqliteStore};
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -47,12 +47,11 @@ async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
 /// Waits until the store holds no pending notification: from then on nothing more is sent,
 /// so counting what the vendor received is final.
 async fn wait_outbox_drained(data: &std::path::Path) {
-    let store = Store::open(data).expect("open the relay's store beside it");
+    let store = SqliteStore::open(data).expect("open the relay's store beside it");
     eventually("an empty outbox", Duration::from_secs(10), || async {
-        store
-            .with(|conn| store::counts(conn))
+        store::run(&store, Mode::Read, |tx| tx.counts())
             .ok()
-            .filter(|(pending, _)| *pending == 0)
+            .filter(|counts| counts.pending == 0)
             .map(|_| ())
     })
     .await;

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use alert_relay::config::Config;
 use alert_relay::server::Relay;
+use alert_relay::store::SqliteStore;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -20,13 +23,17 @@ async fn an_unwritable_store_gets_503_and_alertmanagers_retry_delivers_later() {
         &|_| None,
     )
     .expect("config");
-    let relay = Relay::new(config, &dir.path().join("data")).expect("relay");
-    let store = relay.store.clone();
+    let data = dir.path().join("data");
+    let store = Arc::new(SqliteStore::open(&data).expect("store"));
+    let relay = Relay::builder(config, &data)
+        .store(Arc::clone(&store) as _)
+        .build()
+        .expect("relay");
     let relay = TestRelay::serve(relay).await;
 
     // The disk "fills up": every write fails from now on.
     store
-        .with(|c| Ok(c.pragma_update(None, "query_only", true)?))
+        .with_connection(|c| Ok(c.pragma_update(None, "query_only", true)?))
         .expect("pragma");
     let (status, answer) = relay.webhook(&webhook("Direct", "firing")).await;
     assert_eq!(status, 503, "{answer}");
@@ -76,7 +83,7 @@ async fn an_unwritable_store_gets_503_and_alertmanagers_retry_delivers_later() {
 
     // The disk is freed: Alertmanager's next attempt is stored and paged.
     store
-        .with(|c| Ok(c.pragma_update(None, "query_only", false)?))
+        .with_connection(|c| Ok(c.pragma_update(None, "query_only", false)?))
         .expect("pragma");
     let pushed = eventually(
         "the page after recovery",

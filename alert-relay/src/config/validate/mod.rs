@@ -5,127 +5,28 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use url::Url;
-
-use super::env::expand;
-use super::raw::{EnvString, RawAuth, RawConfig};
+use super::raw::{RawAuth, RawConfig};
 use super::*;
+use crate::validation::Checker;
 
 mod policy;
-mod targets;
 
 use policy::policy;
-use targets::{target_templates, targets};
 
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
-
-struct Checker<'a> {
-    env: &'a dyn Fn(&str) -> Option<String>,
-    errors: Vec<ConfigError>,
-}
-
-impl Checker<'_> {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError::new(path, message));
-    }
-
-    fn expand(&mut self, path: &str, value: &EnvString) -> Option<String> {
-        match expand(&value.0, self.env) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error(path, e);
-                None
-            }
-        }
-    }
-
-    /// A secret given inline (`key`) or as a file (`key_file`), at most one of them.
-    fn secret(
-        &mut self,
-        path: &str,
-        inline: Option<&EnvString>,
-        file: Option<&EnvString>,
-    ) -> Option<Secret> {
-        match (inline, file) {
-            (Some(_), Some(_)) => {
-                self.error(
-                    path,
-                    "set either the value or the `_file` variant, not both",
-                );
-                None
-            }
-            (Some(v), None) => self.expand(path, v).map(Secret),
-            (None, Some(f)) => {
-                let file_path = format!("{path}_file");
-                let name = self.expand(&file_path, f)?;
-                match read_secret_file(std::path::Path::new(&name)) {
-                    Ok(secret) => Some(Secret(secret)),
-                    Err(e) => {
-                        self.error(file_path, format!("cannot read secret file {name}: {e}"));
-                        None
-                    }
-                }
-            }
-            (None, None) => None,
-        }
-    }
-
-    fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
-        let Some(text) = text else { return default };
-        match parse_duration(text) {
-            Ok(d) => d,
-            Err(e) => {
-                self.error(path, e);
-                default
-            }
-        }
-    }
-
-    fn url(&mut self, path: &str, value: &str) -> Option<Url> {
-        match Url::parse(value) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            Ok(_) => {
-                self.error(path, format!("`{value}` must be an http or https URL"));
-                None
-            }
-            Err(e) => {
-                self.error(
-                    path,
-                    format!("`{value}` is not a URL ({e}); write it like https://ntfy.example.com"),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// Durations like `0m`, `15m`, `1h30m`, `45s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    if trimmed.starts_with('-') {
-        return Err(format!(
-            "`{text}` is negative: delays count from the incident's start, use 0m or more"
-        ));
-    }
-    if trimmed == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(trimmed)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 0m, 15m, 1h30m"))
-}
 
 pub fn validate(
     raw: RawConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<ConfigError>> {
-    let mut c = Checker {
-        env,
-        errors: Vec::new(),
-    };
+    let mut c = Checker::new(env);
     let server = server(&mut c, &raw);
     let delivery = delivery(&mut c, &raw);
-    let (targets, disabled) = targets(&mut c, &raw);
-    let target_templates = target_templates(&mut c, &raw);
+    let crate::sinks::Targets {
+        enabled: targets,
+        disabled,
+        templates: target_templates,
+    } = crate::sinks::validate_targets(&mut c, &raw.targets);
     let defined: BTreeSet<TargetName> = targets.keys().chain(disabled.keys()).cloned().collect();
     let mut policies = Vec::new();
     let mut names = BTreeSet::new();

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::Checker;
 use crate::config::raw::RawPolicy;
 use crate::config::*;
-use crate::escalation::{PlannedStep, Repeat};
+use crate::engine::{PlannedStep, Repeat};
+use crate::validation::Checker;
 
 pub(super) fn policy(
     c: &mut Checker<'_>,
@@ -107,12 +107,7 @@ pub(super) fn policy(
         ("body", &raw.templates.body),
     ] {
         if let Some(text) = template {
-            if let Err(e) = handlebars::Template::compile(text) {
-                c.error(
-                    format!("{path}.templates.{field}"),
-                    format!("invalid template: {e}"),
-                );
-            }
+            c.template(&format!("{path}.templates.{field}"), text);
         }
     }
     let heartbeat_missing_after = raw.heartbeat.as_ref().map(|h| {

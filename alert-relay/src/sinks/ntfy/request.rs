@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::config::NtfyConfig;
-use crate::domain::{Notification, NotificationKind, Severity};
-use crate::templates::Rendered;
+use super::config::NtfyConfig;
+use crate::domain::{Notification, NotificationKind, Rendered, Severity};
 
 /// ntfy refuses (or turns into an attachment) messages above 4096 bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;

@@ -1,12 +1,10 @@
 //! Sends ntfy messages and classifies the answers.
 
+use super::config::{NtfyAuth, NtfyConfig};
 use super::request::build_message;
-use crate::config::{NtfyAuth, NtfyConfig};
-use crate::domain::Notification;
-use crate::sinks::{
-    classify, describe, send, Class, Health, HealthFuture, Outcome, SendFuture, Sink,
-};
-use crate::templates::Rendered;
+use crate::domain::{Notification, Rendered};
+use crate::sinks::http::{deliver, describe, first_chars};
+use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 pub struct NtfySink {
     config: NtfyConfig,
@@ -21,27 +19,16 @@ impl NtfySink {
     async fn publish(&self, n: &Notification, text: &Rendered) -> Outcome {
         let message = build_message(&self.config, n, text);
         let request = self.client.post(self.config.server.clone()).json(&message);
-        let response = match send(self.authorize(request)).await {
-            Ok(response) => response,
-            Err(retry) => return retry,
-        };
-        let status = response.status();
-        let class = classify(status, response.headers());
-        if class == Class::Ok {
-            return Outcome::Delivered;
-        }
-        // ntfy explains errors as {"code":40007,"error":"invalid priority",...}.
-        let body = response.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        let reason = format!("ntfy answered {status}: {detail}");
-        match class {
-            Class::Retry(after) => Outcome::Retry { after, reason },
-            _ => Outcome::Permanent { reason },
-        }
+        deliver(self.authorize(request), "ntfy", detail).await
     }
+}
+
+/// ntfy explains errors as `{"code":40007,"error":"invalid priority",...}`.
+fn detail(_: http::StatusCode, body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| first_chars(body))
 }
 
 impl NtfySink {

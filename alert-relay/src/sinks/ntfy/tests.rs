@@ -8,10 +8,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::request::truncate_for_test;
 use super::*;
-use crate::config::{NtfyAuth, NtfyConfig, Secret};
-use crate::domain::{sample_notification, NotificationKind};
+use crate::domain::{sample_notification, NotificationKind, Rendered};
 use crate::sinks::{Health, Outcome, Sink};
-use crate::templates::Rendered;
+use crate::validation::Secret;
 
 fn config(server: &str) -> NtfyConfig {
     NtfyConfig {

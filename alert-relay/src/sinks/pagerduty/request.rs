@@ -3,9 +3,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::PagerDutyConfig;
-use crate::domain::{Notification, NotificationKind, Severity};
-use crate::templates::Rendered;
+use super::config::PagerDutyConfig;
+use crate::domain::{Notification, NotificationKind, Rendered, Severity};
 
 const MAX_SUMMARY_CHARS: usize = 1024;
 

@@ -1,10 +1,10 @@
 //! Sends Events API v2 events; 202 is success, 400 permanent, 429 and 5xx retried.
 
+use super::config::PagerDutyConfig;
 use super::request::build_event;
-use crate::config::PagerDutyConfig;
-use crate::domain::Notification;
-use crate::sinks::{classify, send, Class, Health, HealthFuture, Outcome, SendFuture, Sink};
-use crate::templates::Rendered;
+use crate::domain::{Notification, Rendered};
+use crate::sinks::http::{deliver, first_chars};
+use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 pub struct PagerDutySink {
     config: PagerDutyConfig,
@@ -18,44 +18,26 @@ impl PagerDutySink {
 
     async fn enqueue(&self, n: &Notification, text: &Rendered) -> Outcome {
         let event = build_event(&self.config, n, text);
-        let response = match send(self.client.post(self.config.url.clone()).json(&event)).await {
-            Ok(response) => response,
-            Err(retry) => return retry,
-        };
-        let status = response.status();
-        let class = classify(status, response.headers());
-        let body = response.text().await.unwrap_or_default();
-        // {"status":"invalid event","message":"Event object is invalid","errors":["..."]}
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .map(|v| {
-                let message = v
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("")
-                    .to_owned();
-                let errors = v.get("errors").and_then(|e| e.as_array()).map(|e| {
-                    e.iter()
-                        .filter_map(|x| x.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                });
-                match errors {
-                    Some(errors) if !errors.is_empty() => format!("{message}: {errors}"),
-                    _ => message,
-                }
-            })
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        match class {
-            Class::Ok => Outcome::Delivered,
-            Class::Retry(after) => Outcome::Retry {
-                after,
-                reason: format!("pagerduty answered {status}: {detail}"),
-            },
-            Class::Permanent => Outcome::Permanent {
-                reason: format!("pagerduty answered {status}: {detail}"),
-            },
-        }
+        let request = self.client.post(self.config.url.clone()).json(&event);
+        deliver(request, "pagerduty", detail).await
+    }
+}
+
+/// `{"status":"invalid event","message":"Event object is invalid","errors":["..."]}`.
+fn detail(_: http::StatusCode, body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return first_chars(body);
+    };
+    let message = v.get("message").and_then(|m| m.as_str()).unwrap_or("");
+    let errors: Vec<&str> = v
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .map(|e| e.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    if errors.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}: {}", errors.join("; "))
     }
 }
 

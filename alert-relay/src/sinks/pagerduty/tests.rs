@@ -5,10 +5,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
-use crate::config::{PagerDutyConfig, Secret};
-use crate::domain::{sample_notification, NotificationKind};
+use crate::domain::{sample_notification, NotificationKind, Rendered};
 use crate::sinks::{Outcome, Sink};
-use crate::templates::Rendered;
+use crate::validation::Secret;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 

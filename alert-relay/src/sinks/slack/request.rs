@@ -2,8 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::domain::{Notification, NotificationKind, Severity};
-use crate::templates::Rendered;
+use crate::domain::{Notification, NotificationKind, Rendered, Severity};
 
 /// Labels worth a field in the message, in this order (alertname and severity are shown
 /// already).

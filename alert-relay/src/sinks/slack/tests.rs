@@ -6,10 +6,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
-use crate::config::{Secret, SlackConfig};
-use crate::domain::{sample_notification, NotificationKind};
+use crate::domain::{sample_notification, NotificationKind, Rendered};
 use crate::sinks::{Outcome, Sink};
-use crate::templates::Rendered;
+use crate::validation::Secret;
 
 fn text() -> Rendered {
     Rendered {

@@ -1,49 +1,12 @@
-//! Alertmanager webhook intake: authentication (constant time), the payload v4 wire types
-//! (private, tolerant of unknown fields) and their conversion into a domain `AlertGroup`.
+//! Alertmanager's webhook payload (v4): private wire types, tolerant of unknown fields, and
+//! their conversion into a domain `AlertGroup` at the boundary.
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::WebhookAuth;
 use crate::domain::{Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels};
-
-/// Checks the `Authorization` header. Both sides are hashed first, so the comparison takes
-/// the same time whatever the length or content of the guess.
-pub fn authorized(auth: &WebhookAuth, headers: &HeaderMap) -> bool {
-    let given = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match auth {
-        WebhookAuth::None => true,
-        WebhookAuth::Bearer(token) => {
-            let presented = given
-                .strip_prefix("Bearer ")
-                .or_else(|| given.strip_prefix("bearer "))
-                .unwrap_or("");
-            same(presented.as_bytes(), token.expose().as_bytes()) && !presented.is_empty()
-        }
-        WebhookAuth::Basic { username, password } => {
-            let decoded = given
-                .strip_prefix("Basic ")
-                .and_then(|b| STANDARD.decode(b.trim()).ok())
-                .unwrap_or_default();
-            let expected = format!("{username}:{}", password.expose());
-            // Both halves compared together: no early exit on a wrong username.
-            same(&decoded, expected.as_bytes()) && !decoded.is_empty()
-        }
-    }
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -147,39 +110,6 @@ fn label_hash(labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
-
-    fn headers(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
-        h
-    }
-
-    #[test]
-    fn bearer_and_basic_credentials() {
-        let bearer = WebhookAuth::Bearer(Secret("0123456789abcdef".into()));
-        assert!(authorized(&bearer, &headers("Bearer 0123456789abcdef")));
-        assert!(!authorized(&bearer, &headers("Bearer 0123456789abcdeF")));
-        assert!(!authorized(&bearer, &headers("Bearer ")));
-        assert!(!authorized(&bearer, &HeaderMap::new()));
-        assert!(!authorized(
-            &bearer,
-            &headers("Basic MDEyMzQ1Njc4OWFiY2RlZg==")
-        ));
-        let basic = WebhookAuth::Basic {
-            username: "am".into(),
-            password: Secret("pw".into()),
-        };
-        assert!(authorized(
-            &basic,
-            &headers(&format!("Basic {}", STANDARD.encode("am:pw")))
-        ));
-        assert!(!authorized(
-            &basic,
-            &headers(&format!("Basic {}", STANDARD.encode("am:px")))
-        ));
-        assert!(!authorized(&basic, &headers("Basic !!!")));
-    }
 
     #[test]
     fn a_v4_payload_with_unknown_fields_parses() {

@@ -8,55 +8,53 @@
 //! Heartbeat times live in memory: after a restart the clock starts again from the start, so
 //! a relay that comes up without heartbeats pages after `missing_after`. Raising and resolving
 //! are idempotent (a second raise refreshes the open incident), so a restart in the middle is
-//! harmless.
+//! harmless. Times are passed in (`now`); nothing here reads a clock.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, PolicyName, Timestamp,
 };
-use crate::runtime::Relay;
 
 /// The `alertname` of the relay's own alert.
 pub const MISSING_ALERT: &str = "HeartbeatMissing";
 
 /// Heartbeats seen per policy, and whether their absence is currently reported.
 pub struct Heartbeats {
-    started: Instant,
+    started: Timestamp,
     beats: Mutex<HashMap<PolicyName, Beat>>,
     /// Wakes the watcher when a heartbeat arrives (so a resolve is not a tick late).
-    arrived: Notify,
+    pub arrived: Notify,
 }
 
 #[derive(Default)]
 struct Beat {
-    last_seen: Option<Instant>,
+    last_seen: Option<Timestamp>,
     /// The runbook link of the last heartbeat (the Watchdog's), reused in the page.
     runbook_url: Option<String>,
     /// `None` until this process raised or resolved the alert.
     raised: Option<bool>,
 }
 
-impl Default for Heartbeats {
-    fn default() -> Self {
+impl Heartbeats {
+    /// Heartbeats of a relay started at `started`.
+    pub fn new(started: Timestamp) -> Self {
         Self {
-            started: Instant::now(),
+            started,
             beats: Mutex::default(),
             arrived: Notify::new(),
         }
     }
-}
 
-impl Heartbeats {
     /// Called by intake for every firing webhook of a heartbeat policy.
-    pub fn seen(&self, policy: &PolicyName, group: &AlertGroup) {
+    pub fn seen(&self, policy: &PolicyName, group: &AlertGroup, now: Timestamp) {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         let beat = beats.entry(policy.clone()).or_default();
-        beat.last_seen = Some(Instant::now());
+        beat.last_seen = Some(now);
         if let Some(url) = group.common_annotations.get("runbook_url") {
             beat.runbook_url = Some(url.clone());
         }
@@ -65,11 +63,12 @@ impl Heartbeats {
     }
 
     /// What to do now for `policy`, whose heartbeats may be `missing_after` apart.
-    fn decide(&self, policy: &PolicyName, missing_after: Duration, now: Instant) -> Decision {
+    pub fn decide(&self, policy: &PolicyName, missing_after: Duration, now: Timestamp) -> Decision {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         let beat = beats.entry(policy.clone()).or_default();
         let since = beat.last_seen.unwrap_or(self.started);
-        let missing = now.duration_since(since) > missing_after;
+        let missing =
+            now.0 - since.0 > i64::try_from(missing_after.as_millis()).unwrap_or(i64::MAX);
         match (missing, beat.raised) {
             (true, Some(true)) | (false, Some(false)) => Decision::Nothing,
             // Not missing and never raised by this process: resolve only once a heartbeat
@@ -82,25 +81,27 @@ impl Heartbeats {
         }
     }
 
-    fn settle(&self, policy: &PolicyName, raised: bool) {
+    /// Records that the alert was raised (or resolved) and stored.
+    pub fn settle(&self, policy: &PolicyName, raised: bool) {
         let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         beats.entry(policy.clone()).or_default().raised = Some(raised);
     }
 }
 
 #[derive(Debug, PartialEq)]
-enum Decision {
+pub enum Decision {
     Nothing,
     Raise { runbook_url: Option<String> },
     Resolve,
 }
 
 /// The relay's own alert about `policy`, shaped as Alertmanager would have sent it.
-fn missing_alert(
+pub fn missing_alert(
     policy: &PolicyName,
     missing_after: Duration,
     firing: bool,
     runbook_url: Option<&str>,
+    now: Timestamp,
 ) -> AlertGroup {
     let after = humantime::format_duration(missing_after).to_string();
     let pairs = |pairs: &[(&str, &str)]| -> Labels {
@@ -137,7 +138,7 @@ fn missing_alert(
     } else {
         AlertStatus::Resolved
     };
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let now = now.to_rfc3339();
     AlertGroup {
         group_key: GroupKey(format!(
             "{{}}:{{alertname=\"{MISSING_ALERT}\",heartbeat=\"{}\"}}",
@@ -162,75 +163,6 @@ fn missing_alert(
     }
 }
 
-/// Checks every heartbeat policy each second (or when a heartbeat arrives) until `stop`.
-pub async fn run_watch(relay: Arc<Relay>, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        check(&relay).await;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = relay.heartbeats.arrived.notified() => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn check(relay: &Arc<Relay>) {
-    let runtime = relay.runtime();
-    let watched: Vec<(PolicyName, Duration)> = runtime
-        .config
-        .policies
-        .iter()
-        .filter_map(|p| Some((p.name.clone(), p.heartbeat_missing_after?)))
-        .collect();
-    for (policy, missing_after) in watched {
-        let (firing, runbook_url) =
-            match relay
-                .heartbeats
-                .decide(&policy, missing_after, Instant::now())
-            {
-                Decision::Nothing => continue,
-                Decision::Raise { runbook_url } => (true, runbook_url),
-                Decision::Resolve => (false, None),
-            };
-        let group = missing_alert(&policy, missing_after, firing, runbook_url.as_deref());
-        let Some(chosen) = runtime.config.policy_for(group.match_labels()) else {
-            tracing::error!(heartbeat = %policy.as_str(), "no policy matches the HeartbeatMissing alert (severity=critical); nobody can be told that heartbeats stopped");
-            relay.heartbeats.settle(&policy, firing);
-            continue;
-        };
-        let result = relay
-            .writer
-            .ingest(
-                chosen.plan.clone(),
-                group,
-                runtime.composer.clone(),
-                Timestamp::now(),
-            )
-            .await;
-        match result {
-            Ok((outcome, effects)) => {
-                relay.metrics.record_effects(&effects);
-                relay.heartbeats.settle(&policy, firing);
-                if effects.queued > 0 {
-                    relay.wakers.wake_all();
-                }
-                if firing {
-                    tracing::error!(heartbeat = %policy.as_str(), missing_after = %humantime::format_duration(missing_after), policy = %chosen.name.as_str(), ?outcome, "heartbeats stopped: raised HeartbeatMissing");
-                } else {
-                    tracing::info!(heartbeat = %policy.as_str(), ?outcome, "heartbeats are back: HeartbeatMissing resolved");
-                }
-            }
-            // Not settled: tried again on the next tick.
-            Err(error) => {
-                tracing::error!(%error, heartbeat = %policy.as_str(), "cannot store HeartbeatMissing; retrying")
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +173,14 @@ mod tests {
             Duration::from_secs(60),
             true,
             Some("https://runbooks/Watchdog.md"),
+            T0,
         )
+    }
+
+    const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp(T0.0 + secs * 1000)
     }
 
     #[test]
@@ -260,33 +199,25 @@ mod tests {
 
     #[test]
     fn raises_once_when_missing_and_resolves_once_when_back() {
-        let beats = Heartbeats::default();
+        let beats = Heartbeats::new(T0);
         let policy = PolicyName::from("heartbeat");
         let after = Duration::from_secs(60);
-        let t0 = beats.started;
         // Within the grace after start: nothing; past it without a heartbeat: raise.
-        assert_eq!(
-            beats.decide(&policy, after, t0 + Duration::from_secs(30)),
-            Decision::Nothing
-        );
+        assert_eq!(beats.decide(&policy, after, at(30)), Decision::Nothing);
         assert!(matches!(
-            beats.decide(&policy, after, t0 + Duration::from_secs(61)),
+            beats.decide(&policy, after, at(61)),
             Decision::Raise { .. }
         ));
         beats.settle(&policy, true);
-        assert_eq!(
-            beats.decide(&policy, after, t0 + Duration::from_secs(120)),
-            Decision::Nothing
-        );
+        assert_eq!(beats.decide(&policy, after, at(120)), Decision::Nothing);
         // A heartbeat: resolve once, then quiet.
-        beats.seen(&policy, &group());
-        let now = Instant::now();
-        assert_eq!(beats.decide(&policy, after, now), Decision::Resolve);
+        beats.seen(&policy, &group(), at(130));
+        assert_eq!(beats.decide(&policy, after, at(130)), Decision::Resolve);
         beats.settle(&policy, false);
-        assert_eq!(beats.decide(&policy, after, now), Decision::Nothing);
+        assert_eq!(beats.decide(&policy, after, at(130)), Decision::Nothing);
         // Missing again, with the runbook of the last heartbeat.
         assert_eq!(
-            beats.decide(&policy, after, now + Duration::from_secs(61)),
+            beats.decide(&policy, after, at(191)),
             Decision::Raise {
                 runbook_url: Some("https://runbooks/Watchdog.md".into())
             }
@@ -295,11 +226,11 @@ mod tests {
 
     #[test]
     fn after_a_restart_the_first_heartbeat_resolves_what_may_be_open() {
-        let beats = Heartbeats::default();
+        let beats = Heartbeats::new(T0);
         let policy = PolicyName::from("heartbeat");
-        beats.seen(&policy, &group());
+        beats.seen(&policy, &group(), at(1));
         assert_eq!(
-            beats.decide(&policy, Duration::from_secs(60), Instant::now()),
+            beats.decide(&policy, Duration::from_secs(60), at(1)),
             Decision::Resolve
         );
     }

@@ -1,4 +1,4 @@
-//! The pure escalation state machine: `(incident, event, now) -> actions`. No I/O, no clock.
+//! The escalation state machine: `(incident, event, now) -> actions`. No I/O, no clock.
 //!
 //! - `Plan`: a snapshot of the policy taken when the incident starts (stored with it, so a
 //!   policy reload never changes a running incident).
@@ -101,6 +101,11 @@ pub struct Incident {
     pub last_fired_at: Option<Timestamp>,
     /// Every target notified so far, in order, without repeats: who hears the resolve.
     pub notified: Vec<TargetName>,
+    /// When escalation stopped (acknowledged, silenced or resolved), and who acknowledged.
+    #[serde(default)]
+    pub stopped_at: Option<Timestamp>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
 }
 
 impl Incident {
@@ -114,6 +119,8 @@ impl Incident {
             repeats_fired: 0,
             last_fired_at: None,
             notified: Vec::new(),
+            stopped_at: None,
+            acknowledged_by: None,
         };
         let actions = incident.fire_due(now);
         (incident, actions)
@@ -167,6 +174,7 @@ impl Incident {
                 }
                 let was_escalating = self.is_escalating();
                 self.phase = Phase::Closed;
+                self.stopped_at.get_or_insert(now);
                 let mut actions = Vec::new();
                 if self.plan.send_resolved && !self.notified.is_empty() {
                     actions.push(Action::Notify {
@@ -180,16 +188,30 @@ impl Incident {
                 }
                 actions
             }
-            Event::Acknowledged { .. } => self.stop(StopReason::Acknowledged, true),
-            Event::Silenced => self.stop(StopReason::Silenced, false),
+            Event::Acknowledged { by } => {
+                let actions = self.stop(StopReason::Acknowledged, true, now);
+                if !actions.is_empty() {
+                    self.acknowledged_by = Some(by);
+                }
+                actions
+            }
+            Event::Silenced => self.stop(StopReason::Silenced, false, now),
         }
     }
 
-    fn stop(&mut self, reason: StopReason, tell: bool) -> Vec<Action> {
+    /// Closes an incident without telling anyone: a silenced one that fires again is over, and
+    /// the new firing starts a new incident.
+    pub fn close(&mut self, now: Timestamp) {
+        self.phase = Phase::Closed;
+        self.stopped_at.get_or_insert(now);
+    }
+
+    fn stop(&mut self, reason: StopReason, tell: bool, now: Timestamp) -> Vec<Action> {
         if !self.is_escalating() {
             return Vec::new();
         }
         self.phase = Phase::Stopped(reason);
+        self.stopped_at = Some(now);
         let mut actions = Vec::new();
         if tell && !self.notified.is_empty() {
             // Everyone paged so far learns that someone is on it.

@@ -5,17 +5,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::app::Relay;
 use crate::domain::{AlertStatus, Labels, Timestamp};
-use crate::escalation::{Phase, StopReason};
-use crate::runtime::Relay;
-use crate::store::{self, DeadLetter, StoreError, StoredIncident};
+use crate::engine::{IncidentRecord, Phase, StopReason};
+use crate::store::{DeadLetter, StoreError};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -67,7 +66,7 @@ struct DeadLetterView<'a> {
     dead_at: String,
 }
 
-fn view(incident: &StoredIncident) -> IncidentView<'_> {
+fn view(incident: &IncidentRecord) -> IncidentView<'_> {
     let machine = &incident.machine;
     let state = match machine.phase {
         Phase::Escalating => "escalating",
@@ -115,78 +114,35 @@ fn dead_letter_view(letter: &DeadLetter) -> DeadLetterView<'_> {
     }
 }
 
-fn refused(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+fn unreadable(error: &StoreError, what: &str) -> Response {
+    tracing::error!(%error, what, "cannot read the store");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "the store cannot be read" })),
+    )
+        .into_response()
 }
 
-/// Checks the webhook's credentials, then runs `read` on the store; the refusal otherwise
-/// (401, or 503 with the cause logged).
-async fn authorized_read<T, F>(
-    relay: &Relay,
-    headers: &HeaderMap,
-    what: &'static str,
-    read: F,
-) -> Result<T, Response>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-{
-    if !crate::intake::authorized(&relay.runtime().config.server.webhook_auth, headers) {
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong credentials",
-        ));
-    }
-    relay.store.run(read).await.map_err(|error| {
-        tracing::error!(%error, what, "cannot read the store");
-        refused(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read")
-    })
-}
-
-/// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first. Incidents of heartbeat
-/// policies (the always-firing Watchdog's) are left out: they are open by design.
-pub async fn incidents(
-    State(relay): State<Arc<Relay>>,
-    Query(page): Query<Page>,
-    headers: HeaderMap,
-) -> Response {
-    let limit = page.limit();
-    let read = move |conn: &mut Connection| store::open_incidents(conn, limit);
-    match authorized_read(&relay, &headers, "open incidents", read).await {
+/// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first (heartbeat policies'
+/// always-open incidents left out).
+pub async fn incidents(State(relay): State<Arc<Relay>>, Query(page): Query<Page>) -> Response {
+    match relay.open_incidents(page.limit()).await {
         Ok(open) => {
-            let runtime = relay.runtime();
-            let heartbeat = |policy: &str| {
-                runtime
-                    .config
-                    .policies
-                    .iter()
-                    .any(|p| p.name.as_str() == policy && p.heartbeat_missing_after.is_some())
-            };
-            let views: Vec<_> = open
-                .iter()
-                .filter(|i| !heartbeat(i.machine.plan.policy.as_str()))
-                .map(view)
-                .collect();
+            let views: Vec<_> = open.iter().map(view).collect();
             let now = Timestamp::now().to_rfc3339();
             Json(json!({ "now": now, "incidents": views })).into_response()
         }
-        Err(refusal) => refusal,
+        Err(error) => unreadable(&error, "open incidents"),
     }
 }
 
 /// `GET /api/v1/dead-letters[?limit=N]`: notifications given up on, newest first.
-pub async fn dead_letters(
-    State(relay): State<Arc<Relay>>,
-    Query(page): Query<Page>,
-    headers: HeaderMap,
-) -> Response {
-    let limit = page.limit();
-    let read = move |conn: &mut Connection| store::dead_letters(conn, limit);
-    match authorized_read(&relay, &headers, "dead letters", read).await {
+pub async fn dead_letters(State(relay): State<Arc<Relay>>, Query(page): Query<Page>) -> Response {
+    match relay.dead_letters(page.limit()).await {
         Ok(letters) => {
             let views: Vec<_> = letters.iter().map(dead_letter_view).collect();
             Json(json!({ "dead_letters": views })).into_response()
         }
-        Err(refusal) => refusal,
+        Err(error) => unreadable(&error, "dead letters"),
     }
 }

@@ -1,0 +1,178 @@
+//! Use cases of delivery: send the oldest pending notification of a target and record the
+//! outcome ([`Relay::deliver_next`], which tests drive step by step), and dead-letter what
+//! waits for a target the policy file no longer has.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Relay;
+use crate::domain::{TargetName, Timestamp};
+use crate::engine::UNCONFIGURED;
+use crate::sinks::{Backoff, Outcome, Sink};
+use crate::store::{Finish, Mode, StoreError};
+use crate::templates::Templates;
+
+/// What one delivery step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Delivered,
+    /// Failed, will be retried at the given time.
+    Retrying(Timestamp),
+    DeadLettered,
+    /// The head of the queue is not due before this time.
+    Deferred(Timestamp),
+    Empty,
+}
+
+/// One target's delivery settings, from the runtime it was started with.
+#[derive(Clone)]
+pub struct Worker {
+    pub target: TargetName,
+    pub sink: Arc<dyn Sink>,
+    pub templates: Arc<Templates>,
+    pub backoff: Backoff,
+    pub timeout: Duration,
+    pub give_up_after: Duration,
+}
+
+impl Relay {
+    /// One worker per target of the current runtime.
+    pub fn workers(&self) -> Vec<Worker> {
+        let runtime = self.runtime();
+        let delivery = &runtime.config.delivery;
+        runtime
+            .sinks
+            .iter()
+            .map(|(target, sink)| Worker {
+                target: target.clone(),
+                sink: Arc::clone(sink),
+                templates: Arc::clone(&runtime.templates),
+                backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
+                timeout: delivery.timeout,
+                give_up_after: delivery.give_up_after,
+            })
+            .collect()
+    }
+
+    /// Tries the oldest pending notification of the worker's target once, and records how it
+    /// went: delivered, retried later (the vendor's `Retry-After`, else backoff), or
+    /// dead-lettered (refused for good, or older than `give_up_after`).
+    pub async fn deliver_next(&self, w: &Worker, now: Timestamp) -> Result<Step, StoreError> {
+        let target = w.target.clone();
+        let Some(item) = self
+            .store
+            .run(Mode::Relaxed, move |tx| tx.outbox_head(&target))
+            .await?
+        else {
+            return Ok(Step::Empty);
+        };
+        if item.next_try > now {
+            return Ok(Step::Deferred(item.next_try));
+        }
+        let label = w.target.as_str();
+        let n = &item.notification;
+        let text = w.templates.render(n);
+        let started = std::time::Instant::now();
+        let outcome = match tokio::time::timeout(w.timeout, w.sink.send(n, &text)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Retry {
+                after: None,
+                reason: format!("no answer within {}", humantime::format_duration(w.timeout)),
+            },
+        };
+        self.metrics
+            .delivery_seconds
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        let attempts = item.attempts + 1;
+        let (finish, step) = match outcome {
+            Outcome::Delivered => (Finish::Delivered, Step::Delivered),
+            Outcome::Retry { after, reason } => {
+                let age =
+                    Duration::from_millis(u64::try_from(now.0 - item.created_at.0).unwrap_or(0));
+                if age >= w.give_up_after {
+                    let error = format!(
+                        "gave up after {attempts} attempts over {}: {reason}",
+                        humantime::format_duration(w.give_up_after)
+                    );
+                    (Finish::Dead { error }, Step::DeadLettered)
+                } else {
+                    let delay = after.unwrap_or_else(|| {
+                        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                        w.backoff.delay(attempts, &mut *rng)
+                    });
+                    let next_try = now.plus(delay);
+                    (
+                        Finish::Retry {
+                            next_try,
+                            error: reason,
+                        },
+                        Step::Retrying(next_try),
+                    )
+                }
+            }
+            Outcome::Permanent { reason } => (Finish::Dead { error: reason }, Step::DeadLettered),
+        };
+        let id = item.id;
+        let recorded = finish.clone();
+        self.store
+            .run(Mode::Relaxed, move |tx| tx.finish(id, &recorded, now))
+            .await?;
+        let counter = |outcome: &str| {
+            self.metrics
+                .notifications
+                .with_label_values(&[label, outcome])
+                .inc()
+        };
+        match &finish {
+            Finish::Delivered => {
+                counter("delivered");
+                tracing::info!(target = label, incident = n.incident_id, kind = ?n.kind, attempts, "notification delivered");
+            }
+            Finish::Retry { next_try, error } => {
+                counter("retried");
+                tracing::warn!(target = label, incident = n.incident_id, attempts, retry_in_ms = next_try.0 - now.0, %error, "delivery failed; will retry");
+            }
+            Finish::Dead { error } => {
+                counter("dead_letter");
+                self.metrics.dead_letters.with_label_values(&[label]).inc();
+                tracing::error!(target = label, incident = n.incident_id, kind = ?n.kind, %error, "notification dead-lettered: it will not be retried");
+            }
+        }
+        Ok(step)
+    }
+
+    /// Dead-letters pending notifications of targets the configuration no longer has (at
+    /// start and after each reload), so that they neither wait forever nor count as a stuck
+    /// outbox. Not fatal when it fails: they are tried again at the next reload or start.
+    pub async fn forget_removed_targets(&self, now: Timestamp) {
+        let known = self.runtime().configured.clone();
+        let forgotten = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                let mut forgotten = Vec::new();
+                for target in tx.pending_targets()? {
+                    if !known.contains(&target) {
+                        let count = tx.dead_letter_target(&target, UNCONFIGURED, now)?;
+                        forgotten.push((target, count));
+                    }
+                }
+                Ok(forgotten)
+            })
+            .await;
+        match forgotten {
+            Ok(forgotten) => {
+                for (target, count) in forgotten {
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&[target.as_str()])
+                        .inc_by(count as u64);
+                    tracing::warn!(%target, count, "pending notifications dead-lettered: the target is no longer configured");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot dead-letter notifications of removed targets")
+            }
+        }
+    }
+}

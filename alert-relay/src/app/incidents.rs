@@ -1,0 +1,192 @@
+//! Use cases on incidents: acknowledge (link or API), stop those Alertmanager reports
+//! silenced, fire due steps, and the read side (open incidents, dead letters).
+
+use super::{inputs, Relay};
+use crate::ack::{AckClaim, AckError};
+use crate::domain::Timestamp;
+use crate::engine::{self, AckOutcome, IncidentRecord};
+use crate::store::{self, DeadLetter, Mode, StoreError};
+
+/// Incidents looked at per scheduler pass at most (the rest in the next pass, at once).
+const DUE_BATCH: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AckLinkError {
+    #[error(transparent)]
+    Refused(#[from] AckError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Relay {
+    /// Acknowledges incident `id` for `by` (the API and the CLI).
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        by: String,
+        now: Timestamp,
+    ) -> Result<AckOutcome, StoreError> {
+        self.stop_acknowledged(id, None, by, now).await
+    }
+
+    /// Acknowledges through a signed link from a push: checked, then used once.
+    pub async fn acknowledge_link(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(i64, AckOutcome), AckLinkError> {
+        let claim = self.runtime().links.key.verify(token, now)?;
+        let id = claim.incident_id;
+        let outcome = self
+            .stop_acknowledged(id, Some(claim), "ack link".into(), now)
+            .await?;
+        Ok((id, outcome))
+    }
+
+    async fn stop_acknowledged(
+        &self,
+        id: i64,
+        claim: Option<AckClaim>,
+        by: String,
+        now: Timestamp,
+    ) -> Result<AckOutcome, StoreError> {
+        let runtime = self.runtime();
+        let (outcome, effects) = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                if let Some(claim) = &claim {
+                    if !tx.use_nonce(&claim.nonce, id, now)? {
+                        return Ok((AckOutcome::Replayed, Default::default()));
+                    }
+                }
+                let Some(incident) = tx.incident(id)? else {
+                    return Ok((AckOutcome::UnknownIncident, Default::default()));
+                };
+                // A link for an incident that has this id in another database (reset or
+                // restored since) is not for this incident.
+                if let Some(key) = claim.as_ref().and_then(|c| c.incident_key) {
+                    if key != incident.key {
+                        return Ok((AckOutcome::UnknownIncident, Default::default()));
+                    }
+                }
+                let (outcome, t) =
+                    engine::acknowledge(incident, by.clone(), &inputs(&runtime, now));
+                store::commit(tx, &t, now)?;
+                Ok((outcome, t.effects))
+            })
+            .await?;
+        self.apply_effects(&effects);
+        Ok(outcome)
+    }
+
+    /// One scheduler pass at `now`: asks Alertmanager about the incidents due and stops those
+    /// it reports silenced or inhibited, then fires every due step. Returns when the next step
+    /// is due.
+    pub async fn fire_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        self.stop_silenced(now).await;
+        let runtime = self.runtime();
+        let (effects, next, counts) = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                let mut effects = engine::Effects::default();
+                for incident in tx.due_incidents(now, DUE_BATCH)? {
+                    let t = engine::due(incident, &inputs(&runtime, now));
+                    store::commit(tx, &t, now)?;
+                    effects.merge(t.effects);
+                }
+                Ok((effects, tx.next_due()?, tx.counts()?))
+            })
+            .await?;
+        self.apply_effects(&effects);
+        self.metrics.outbox_depth.set(counts.pending);
+        self.metrics.incidents_open.set(counts.open);
+        Ok(next)
+    }
+
+    /// Unreachable Alertmanager: escalate anyway (fail safe toward paging).
+    async fn stop_silenced(&self, now: Timestamp) {
+        let runtime = self.runtime();
+        let Some(oracle) = runtime.silences.clone() else {
+            return;
+        };
+        let due = match self
+            .store
+            .run(Mode::Read, move |tx| tx.due_incidents(now, DUE_BATCH))
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "cannot read due incidents");
+                return;
+            }
+        };
+        let checks = &self.metrics.silence_checks;
+        for incident in due {
+            match oracle.still_paging(&incident.group).await {
+                Ok(true) => checks.with_label_values(&["paging"]).inc(),
+                Ok(false) => {
+                    checks.with_label_values(&["silenced"]).inc();
+                    let (id, group) = (incident.id, incident.group_key.clone());
+                    match self.stop_silenced_one(incident, now).await {
+                        Ok(()) => {
+                            tracing::info!(incident = id, %group, "escalation stopped: Alertmanager reports the alerts silenced, inhibited or gone")
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, incident = id, "cannot record the silence")
+                        }
+                    }
+                }
+                Err(error) => {
+                    checks.with_label_values(&["error"]).inc();
+                    tracing::warn!(incident = incident.id, %error, "cannot ask Alertmanager about silences; escalating anyway");
+                    // One failure per pass is enough: the others would wait for the same timeout.
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn stop_silenced_one(
+        &self,
+        seen: IncidentRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let runtime = self.runtime();
+        let effects = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                // Reloaded in the transaction: it may have been acknowledged meanwhile.
+                let Some(incident) = tx.incident(seen.id)? else {
+                    return Ok(Default::default());
+                };
+                let t = engine::silenced(incident, &inputs(&runtime, now));
+                store::commit(tx, &t, now)?;
+                Ok(t.effects)
+            })
+            .await?;
+        self.apply_effects(&effects);
+        Ok(())
+    }
+
+    /// Open incidents (escalating, or stopped and waiting for the resolve), oldest first.
+    /// Heartbeat policies' incidents (the always-firing Watchdog's) are left out: they are
+    /// open by design.
+    pub async fn open_incidents(&self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError> {
+        let open = self
+            .store
+            .run(Mode::Read, move |tx| tx.open_incidents(limit))
+            .await?;
+        let runtime = self.runtime();
+        Ok(open
+            .into_iter()
+            .filter(|i| !runtime.is_heartbeat(i.policy().as_str()))
+            .collect())
+    }
+
+    /// The latest dead letters, newest first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.store
+            .run(Mode::Read, move |tx| tx.dead_letters(limit))
+            .await
+    }
+}

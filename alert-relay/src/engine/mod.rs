@@ -1,0 +1,313 @@
+//! The pure engine: (incident rows, event, inputs, now) → (new rows, outbox rows, effects).
+//! No I/O, no clock, no SQL: the application layer loads the rows, calls a function here and
+//! commits the [`Transition`] it returns in one store transaction.
+//!
+//! - [`escalation`]: the incident state machine (`Incident::start`, `handle(event, now)`).
+//! - [`links`]: the notification an action asks for, with its acknowledge and silence links.
+//! - here: what each event does to the rows — [`webhook`], [`acknowledge`], [`silenced`],
+//!   [`due`] — and the [`Transition`] they return.
+
+pub mod escalation;
+pub mod links;
+
+use std::collections::BTreeSet;
+
+pub use escalation::{
+    Action, Event, Incident, NotificationKind, Phase, Plan, PlannedStep, Repeat, StopReason,
+};
+pub use links::Links;
+
+use crate::domain::{
+    AlertGroup, AlertStatus, GroupKey, IncidentKey, Notification, PolicyName, TargetName, Timestamp,
+};
+
+/// An incident as stored: its identity, the alerts as last received, its escalation state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRecord {
+    pub id: i64,
+    /// Random, never repeats: acknowledge links are bound to it.
+    pub key: IncidentKey,
+    pub group_key: GroupKey,
+    pub group: AlertGroup,
+    pub machine: Incident,
+}
+
+impl IncidentRecord {
+    pub fn policy(&self) -> &PolicyName {
+        &self.machine.plan.policy
+    }
+}
+
+/// A notification to queue for its target; `dead` when it can never be sent (its target is
+/// no longer configured), with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    pub notification: Notification,
+    pub dead: Option<String>,
+}
+
+/// A row change for an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IncidentWrite {
+    Insert(IncidentRecord),
+    Update(IncidentRecord),
+}
+
+/// Everything one event changes, to be committed together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transition {
+    pub incidents: Vec<IncidentWrite>,
+    pub outbox: Vec<NewOutbox>,
+    /// Incidents whose escalation stopped: their firing notifications still waiting for
+    /// delivery are superseded (nobody is paged after an acknowledge, silence or resolve).
+    pub supersede: Vec<(i64, String)>,
+    pub effects: Effects,
+}
+
+/// What the caller reports (metrics) and whom it wakes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub queued: usize,
+    /// Notifications dead-lettered at once: their target is no longer configured.
+    pub unconfigured: Vec<TargetName>,
+    /// One entry per escalation step fired, by policy.
+    pub steps: Vec<PolicyName>,
+    pub stopped: Vec<StopReason>,
+    /// An incident started or changed its next due time: the scheduler must look again.
+    pub reschedule: bool,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.queued += other.queued;
+        self.unconfigured.extend(other.unconfigured);
+        self.steps.extend(other.steps);
+        self.stopped.extend(other.stopped);
+        self.reschedule |= other.reschedule;
+    }
+}
+
+impl Transition {
+    pub fn merge(&mut self, other: Transition) {
+        self.incidents.extend(other.incidents);
+        self.outbox.extend(other.outbox);
+        self.supersede.extend(other.supersede);
+        self.effects.merge(other.effects);
+    }
+}
+
+/// Why a notification for a target missing from the current policy file is dead-lettered.
+pub const UNCONFIGURED: &str =
+    "target is no longer configured (removed or renamed in the policy file since the incident started)";
+
+/// What the engine needs besides the rows: how links are built, which targets exist now, and
+/// the time of the event.
+pub struct Inputs<'a> {
+    pub links: &'a Links,
+    pub configured: &'a BTreeSet<TargetName>,
+    pub now: Timestamp,
+}
+
+/// What a webhook did, for the answer and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A new incident started escalating.
+    Started,
+    /// An open incident got the latest alerts (Alertmanager repeats, HA duplicates).
+    Refreshed,
+    Resolved,
+    /// A resolve for no open incident (already resolved, or never seen).
+    Ignored,
+}
+
+/// What an acknowledge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    Acknowledged,
+    /// Already acknowledged, silenced or resolved: nothing changed.
+    NotEscalating,
+    UnknownIncident,
+    /// The link's nonce was used before.
+    Replayed,
+}
+
+/// Identity for the incident a webhook may start (loaded or drawn by the caller).
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    pub id: i64,
+    pub key: IncidentKey,
+}
+
+/// A webhook for `plan`'s policy: `open` is that policy's open incident for the group.
+pub fn webhook(
+    open: Option<IncidentRecord>,
+    plan: &Plan,
+    group: AlertGroup,
+    fresh: Fresh,
+    inputs: &Inputs<'_>,
+) -> (IngestOutcome, Transition) {
+    let mut t = Transition::default();
+    let firing = group.status == AlertStatus::Firing;
+    let outcome = match (open, firing) {
+        (Some(mut incident), true)
+            if incident.machine.phase != Phase::Stopped(StopReason::Silenced) =>
+        {
+            incident.group = group;
+            t.incidents.push(IncidentWrite::Update(incident));
+            IngestOutcome::Refreshed
+        }
+        (Some(mut silenced), true) => {
+            // Alertmanager sends no firing webhook for silenced alerts: the silence is over,
+            // so this is a new incident that pages from the first step.
+            silenced.machine.close(inputs.now);
+            t.incidents.push(IncidentWrite::Update(silenced));
+            start(plan, group, fresh, inputs, &mut t);
+            IngestOutcome::Started
+        }
+        (None, true) => {
+            start(plan, group, fresh, inputs, &mut t);
+            IngestOutcome::Started
+        }
+        (Some(mut incident), false) => {
+            incident.group = group;
+            let actions = incident.machine.handle(Event::Resolved, inputs.now);
+            apply(incident, actions, inputs, &mut t);
+            IngestOutcome::Resolved
+        }
+        (None, false) => IngestOutcome::Ignored,
+    };
+    (outcome, t)
+}
+
+fn start(plan: &Plan, group: AlertGroup, fresh: Fresh, inputs: &Inputs<'_>, t: &mut Transition) {
+    let (machine, actions) = Incident::start(plan.clone(), inputs.now);
+    let incident = IncidentRecord {
+        id: fresh.id,
+        key: fresh.key,
+        group_key: group.group_key.clone(),
+        group,
+        machine,
+    };
+    t.incidents.push(IncidentWrite::Insert(incident.clone()));
+    t.effects.reschedule = true;
+    let (_, notes) = notifications(&incident, actions, inputs);
+    t.merge(notes);
+}
+
+/// A human acknowledged `incident` (ack link, API or CLI).
+pub fn acknowledge(
+    incident: IncidentRecord,
+    by: String,
+    inputs: &Inputs<'_>,
+) -> (AckOutcome, Transition) {
+    if !incident.machine.is_escalating() {
+        return (AckOutcome::NotEscalating, Transition::default());
+    }
+    let mut incident = incident;
+    let actions = incident
+        .machine
+        .handle(Event::Acknowledged { by }, inputs.now);
+    let mut t = Transition::default();
+    apply(incident, actions, inputs, &mut t);
+    (AckOutcome::Acknowledged, t)
+}
+
+/// Alertmanager reports the incident's alerts silenced or inhibited.
+pub fn silenced(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
+    let mut incident = incident;
+    let actions = incident.machine.handle(Event::Silenced, inputs.now);
+    let mut t = Transition::default();
+    if !actions.is_empty() {
+        apply(incident, actions, inputs, &mut t);
+    }
+    t
+}
+
+/// The incident's next step may be due at `inputs.now`.
+pub fn due(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
+    let mut incident = incident;
+    let before = incident.machine.next_due();
+    let actions = incident.machine.handle(Event::Due, inputs.now);
+    let mut t = Transition::default();
+    // Written even when nothing fired, so that a stale due time is not picked again.
+    let moved = incident.machine.next_due() != before;
+    if !actions.is_empty() || moved {
+        apply(incident, actions, inputs, &mut t);
+    }
+    t
+}
+
+/// Persists the incident and queues what its actions ask for.
+fn apply(incident: IncidentRecord, actions: Vec<Action>, inputs: &Inputs<'_>, t: &mut Transition) {
+    let (stopped, notes) = notifications(&incident, actions, inputs);
+    if let Some(reason) = stopped {
+        t.supersede
+            .push((incident.id, superseded_reason(&incident, reason)));
+    }
+    t.incidents.push(IncidentWrite::Update(incident));
+    t.merge(notes);
+}
+
+/// The outbox rows and effects of `actions`; the stop reason if escalation stopped.
+fn notifications(
+    incident: &IncidentRecord,
+    actions: Vec<Action>,
+    inputs: &Inputs<'_>,
+) -> (Option<StopReason>, Transition) {
+    let mut t = Transition::default();
+    let mut stopped = None;
+    for action in actions {
+        match action {
+            Action::Notify {
+                step,
+                kind,
+                targets,
+            } => {
+                if kind == NotificationKind::Firing {
+                    t.effects.steps.push(incident.policy().clone());
+                }
+                for target in targets {
+                    let notification = inputs
+                        .links
+                        .compose(incident, &target, step, kind, inputs.now);
+                    let configured = inputs.configured.contains(&target);
+                    if configured {
+                        t.effects.queued += 1;
+                    } else {
+                        t.effects.unconfigured.push(target);
+                    }
+                    t.outbox.push(NewOutbox {
+                        notification,
+                        dead: (!configured).then(|| UNCONFIGURED.to_owned()),
+                    });
+                }
+            }
+            Action::Stopped(reason) => {
+                t.effects.stopped.push(reason);
+                stopped = Some(reason);
+            }
+        }
+    }
+    t.effects.reschedule |= !t.outbox.is_empty();
+    (stopped, t)
+}
+
+fn superseded_reason(incident: &IncidentRecord, reason: StopReason) -> String {
+    let at = incident
+        .machine
+        .stopped_at
+        .map(Timestamp::to_rfc3339)
+        .unwrap_or_default();
+    match (&incident.machine.acknowledged_by, reason) {
+        (Some(by), StopReason::Acknowledged) => {
+            format!("not sent: acknowledged by {by} at {at} before it could be delivered")
+        }
+        _ => format!(
+            "not sent: the incident was {} at {at} before it could be delivered",
+            reason.as_str()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

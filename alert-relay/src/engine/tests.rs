@@ -1,0 +1,343 @@
+//! What each event does to the rows, checked without a store.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::*;
+use crate::ack::AckKey;
+use crate::domain::{sample_notification, Labels};
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+const MIN: i64 = 60_000;
+
+fn at(minutes: i64) -> Timestamp {
+    Timestamp(T0.0 + minutes * MIN)
+}
+
+fn links() -> Links {
+    Links {
+        public_url: Some("https://relay.test/".parse().expect("url")),
+        key: AckKey::new(b"engine-test-key-of-enough-length!"),
+        ttl: Duration::from_secs(3600),
+        alertmanager_url: None,
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        policy: "critical".into(),
+        steps: vec![
+            PlannedStep {
+                after_ms: 0,
+                targets: vec!["ntfy.primary".into()],
+            },
+            PlannedStep {
+                after_ms: 15 * 60_000,
+                targets: vec!["ntfy.secondary".into(), "slack.ops".into()],
+            },
+        ],
+        repeat: None,
+        send_resolved: true,
+    }
+}
+
+fn configured(names: &[&str]) -> BTreeSet<TargetName> {
+    names.iter().map(|n| TargetName::from(*n)).collect()
+}
+
+fn all() -> BTreeSet<TargetName> {
+    configured(&["ntfy.primary", "ntfy.secondary", "slack.ops"])
+}
+
+fn group(status: AlertStatus) -> AlertGroup {
+    let kind = if status == AlertStatus::Firing {
+        NotificationKind::Firing
+    } else {
+        NotificationKind::Resolved
+    };
+    sample_notification("critical", "x", kind).group
+}
+
+const FRESH: Fresh = Fresh {
+    id: 7,
+    key: IncidentKey([9; 16]),
+};
+
+/// Starts an incident at `at(0)` and returns its record as committed.
+fn started() -> IncidentRecord {
+    let links = links();
+    let targets = all();
+    let inputs = Inputs {
+        links: &links,
+        configured: &targets,
+        now: at(0),
+    };
+    let (_, t) = webhook(None, &plan(), group(AlertStatus::Firing), FRESH, &inputs);
+    match t.incidents.into_iter().next() {
+        Some(IncidentWrite::Insert(record)) => record,
+        other => panic!("expected an insert, got {other:?}"),
+    }
+}
+
+fn inputs_at<'a>(
+    links: &'a Links,
+    targets: &'a BTreeSet<TargetName>,
+    now: Timestamp,
+) -> Inputs<'a> {
+    Inputs {
+        links,
+        configured: targets,
+        now,
+    }
+}
+
+fn targets_of(t: &Transition) -> Vec<(&str, NotificationKind)> {
+    t.outbox
+        .iter()
+        .map(|o| (o.notification.target.as_str(), o.notification.kind))
+        .collect()
+}
+
+#[test]
+fn a_first_firing_starts_an_incident_and_queues_the_first_step() {
+    let (links, targets) = (links(), all());
+    let (outcome, t) = webhook(
+        None,
+        &plan(),
+        group(AlertStatus::Firing),
+        FRESH,
+        &inputs_at(&links, &targets, at(0)),
+    );
+    assert_eq!(outcome, IngestOutcome::Started);
+    let [IncidentWrite::Insert(record)] = t.incidents.as_slice() else {
+        panic!("{:?}", t.incidents)
+    };
+    assert_eq!((record.id, record.key), (7, IncidentKey([9; 16])));
+    assert_eq!(
+        targets_of(&t),
+        vec![("ntfy.primary", NotificationKind::Firing)]
+    );
+    assert_eq!(t.outbox[0].notification.sequence_id, "relay-7");
+    assert_eq!(t.effects.queued, 1);
+    assert_eq!(t.effects.steps, vec![PolicyName::from("critical")]);
+    assert!(t.effects.reschedule);
+}
+
+#[test]
+fn a_repeat_refreshes_the_alerts_and_never_restarts_escalation() {
+    let (links, targets) = (links(), all());
+    let mut newer = group(AlertStatus::Firing);
+    newer.alerts.push(newer.alerts[0].clone());
+    let (outcome, t) = webhook(
+        Some(started()),
+        &plan(),
+        newer,
+        Fresh { id: 8, ..FRESH },
+        &inputs_at(&links, &targets, at(3)),
+    );
+    assert_eq!(outcome, IngestOutcome::Refreshed);
+    let [IncidentWrite::Update(record)] = t.incidents.as_slice() else {
+        panic!("{:?}", t.incidents)
+    };
+    assert_eq!(record.id, 7, "the same incident");
+    assert_eq!(record.group.alerts.len(), 2, "with the latest alerts");
+    assert_eq!(
+        record.machine.started_at,
+        at(0),
+        "its clock did not restart"
+    );
+    assert!(t.outbox.is_empty());
+}
+
+#[test]
+fn firing_after_a_silence_closes_the_old_incident_and_starts_a_new_one() {
+    let (links, targets) = (links(), all());
+    let inputs = inputs_at(&links, &targets, at(5));
+    let t = silenced(started(), &inputs);
+    let [IncidentWrite::Update(silenced_record)] = t.incidents.as_slice() else {
+        panic!("{:?}", t.incidents)
+    };
+    assert!(t.outbox.is_empty(), "a silence notifies nobody");
+    let (outcome, t) = webhook(
+        Some(silenced_record.clone()),
+        &plan(),
+        group(AlertStatus::Firing),
+        Fresh { id: 8, ..FRESH },
+        &inputs_at(&links, &targets, at(60)),
+    );
+    assert_eq!(outcome, IngestOutcome::Started);
+    match t.incidents.as_slice() {
+        [IncidentWrite::Update(old), IncidentWrite::Insert(new)] => {
+            assert!(old.machine.is_closed() && old.id == 7);
+            assert_eq!((new.id, new.machine.started_at), (8, at(60)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_resolve_closes_tells_everyone_paged_and_supersedes_pending_pages() {
+    let (links, targets) = (links(), all());
+    let after_second = due(started(), &inputs_at(&links, &targets, at(15)));
+    let IncidentWrite::Update(record) = after_second.incidents[0].clone() else {
+        panic!()
+    };
+    let (outcome, t) = webhook(
+        Some(record),
+        &plan(),
+        group(AlertStatus::Resolved),
+        FRESH,
+        &inputs_at(&links, &targets, at(20)),
+    );
+    assert_eq!(outcome, IngestOutcome::Resolved);
+    let mut who = targets_of(&t);
+    who.sort_by_key(|(target, _)| *target);
+    assert_eq!(
+        who,
+        vec![
+            ("ntfy.primary", NotificationKind::Resolved),
+            ("ntfy.secondary", NotificationKind::Resolved),
+            ("slack.ops", NotificationKind::Resolved),
+        ]
+    );
+    assert_eq!(t.supersede.len(), 1);
+    assert!(
+        t.supersede[0].1.contains("resolved"),
+        "{}",
+        t.supersede[0].1
+    );
+    assert_eq!(t.effects.stopped, vec![StopReason::Resolved]);
+}
+
+#[test]
+fn a_resolve_for_no_open_incident_changes_nothing() {
+    let (links, targets) = (links(), all());
+    let (outcome, t) = webhook(
+        None,
+        &plan(),
+        group(AlertStatus::Resolved),
+        FRESH,
+        &inputs_at(&links, &targets, at(0)),
+    );
+    assert_eq!(outcome, IngestOutcome::Ignored);
+    assert_eq!(t, Transition::default());
+}
+
+#[test]
+fn an_acknowledge_stops_escalation_names_who_and_happens_once() {
+    let (links, targets) = (links(), all());
+    let (outcome, t) = acknowledge(
+        started(),
+        "alice".into(),
+        &inputs_at(&links, &targets, at(2)),
+    );
+    assert_eq!(outcome, AckOutcome::Acknowledged);
+    assert_eq!(
+        targets_of(&t),
+        vec![("ntfy.primary", NotificationKind::Acknowledged)]
+    );
+    assert!(
+        t.supersede[0].1.contains("acknowledged by alice"),
+        "{:?}",
+        t.supersede
+    );
+    let IncidentWrite::Update(record) = t.incidents[0].clone() else {
+        panic!()
+    };
+    assert_eq!(record.machine.acknowledged_by.as_deref(), Some("alice"));
+    assert_eq!(record.machine.stopped_at, Some(at(2)));
+    assert_eq!(record.machine.next_due(), None, "nothing more is planned");
+    let (again, t) = acknowledge(record, "bob".into(), &inputs_at(&links, &targets, at(3)));
+    assert_eq!(again, AckOutcome::NotEscalating);
+    assert_eq!(t, Transition::default());
+}
+
+#[test]
+fn steps_fire_when_due_and_not_before() {
+    let (links, targets) = (links(), all());
+    let early = due(started(), &inputs_at(&links, &targets, at(14)));
+    assert_eq!(early, Transition::default(), "nothing due yet");
+    let on_time = due(started(), &inputs_at(&links, &targets, at(15)));
+    assert_eq!(
+        targets_of(&on_time),
+        vec![
+            ("ntfy.secondary", NotificationKind::Firing),
+            ("slack.ops", NotificationKind::Firing)
+        ]
+    );
+    assert!(on_time.outbox.iter().all(|o| o.notification.step == 1));
+}
+
+#[test]
+fn a_step_for_a_target_removed_since_the_start_is_dead_lettered_at_once() {
+    let links = links();
+    let fewer = configured(&["ntfy.primary", "ntfy.secondary"]);
+    let t = due(started(), &inputs_at(&links, &fewer, at(15)));
+    let dead: Vec<_> = t
+        .outbox
+        .iter()
+        .filter(|o| o.dead.is_some())
+        .map(|o| o.notification.target.as_str())
+        .collect();
+    assert_eq!(dead, vec!["slack.ops"]);
+    assert_eq!(t.outbox[1].dead.as_deref(), Some(UNCONFIGURED));
+    assert_eq!((t.effects.queued, t.effects.unconfigured.len()), (1, 1));
+}
+
+#[test]
+fn an_ack_link_is_bound_to_the_incident_key() {
+    let (links, targets) = (links(), all());
+    let (_, t) = webhook(
+        None,
+        &plan(),
+        group(AlertStatus::Firing),
+        FRESH,
+        &inputs_at(&links, &targets, at(0)),
+    );
+    let url = t.outbox[0]
+        .notification
+        .ack_url
+        .clone()
+        .expect("an ack link");
+    let token = url.strip_prefix("https://relay.test/ack/").expect("prefix");
+    let claim = links.key.verify(token, at(1)).expect("valid");
+    assert_eq!(claim.incident_id, 7);
+    assert_eq!(claim.incident_key, Some(IncidentKey([9; 16])));
+}
+
+#[test]
+fn the_same_inputs_give_the_same_transition() {
+    let (links, targets) = (links(), all());
+    let run = || {
+        webhook(
+            None,
+            &plan(),
+            group(AlertStatus::Firing),
+            FRESH,
+            &inputs_at(&links, &targets, at(0)),
+        )
+    };
+    assert_eq!(run(), run(), "no clock, no randomness inside the engine");
+}
+
+#[test]
+fn a_silence_link_escapes_backslashes_and_quotes() {
+    let (mut links, targets) = (links(), all());
+    links.alertmanager_url = Some("http://am.test:9093".parse().expect("url"));
+    let mut g = group(AlertStatus::Firing);
+    g.external_url = None;
+    g.group_labels = Labels::from([("share".to_owned(), r#"\\fileserver\backup "x""#.to_owned())]);
+    let (_, t) = webhook(None, &plan(), g, FRESH, &inputs_at(&links, &targets, at(0)));
+    let url = t.outbox[0]
+        .notification
+        .silence_url
+        .clone()
+        .expect("silence link");
+    let filter = url.split("filter=").nth(1).expect("filter");
+    let decoded = url::form_urlencoded::parse(format!("f={filter}").as_bytes())
+        .next()
+        .expect("pair")
+        .1
+        .into_owned();
+    assert_eq!(decoded, r#"{share="\\\\fileserver\\backup \"x\""}"#);
+}

@@ -1,0 +1,238 @@
+//! The contract every backend passes: each check takes a fresh, empty store. Backends run
+//! them all from their own tests ([`check_all`]).
+
+use std::collections::BTreeSet;
+
+use super::{commit, run, Counts, Finish, Mode, Store, StoreError};
+use crate::ack::AckKey;
+use crate::domain::{sample_notification, IncidentKey, NotificationKind, TargetName, Timestamp};
+use crate::engine::{self, Fresh, IngestOutcome, Inputs, Links, Plan, PlannedStep};
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn links() -> Links {
+    Links {
+        public_url: None,
+        key: AckKey::new(b"contract-test-key-of-enough-length"),
+        ttl: std::time::Duration::from_secs(3600),
+        alertmanager_url: None,
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        policy: "critical".into(),
+        steps: vec![
+            PlannedStep {
+                after_ms: 0,
+                targets: vec!["ntfy.a".into(), "ntfy.b".into()],
+            },
+            PlannedStep {
+                after_ms: 60_000,
+                targets: vec!["ntfy.a".into()],
+            },
+        ],
+        repeat: None,
+        send_resolved: true,
+    }
+}
+
+fn targets() -> BTreeSet<TargetName> {
+    ["ntfy.a", "ntfy.b"]
+        .into_iter()
+        .map(TargetName::from)
+        .collect()
+}
+
+/// Ingests a firing webhook for `alertname` the way the application layer does.
+fn fire(store: &dyn Store, alertname: &str, now: Timestamp) -> Result<IngestOutcome, StoreError> {
+    let links = links();
+    let configured = targets();
+    let mut group = sample_notification("critical", "x", NotificationKind::Firing).group;
+    group.group_key = format!("{{}}:{{alertname=\"{alertname}\"}}")
+        .as_str()
+        .into();
+    run(store, Mode::Durable, |tx| {
+        let open = tx.open_incident(&"critical".into(), &group.group_key)?;
+        let fresh = Fresh {
+            id: tx.next_incident_id()?,
+            key: IncidentKey([1; 16]),
+        };
+        let inputs = Inputs {
+            links: &links,
+            configured: &configured,
+            now,
+        };
+        let (outcome, t) = engine::webhook(open, &plan(), group.clone(), fresh, &inputs);
+        commit(tx, &t, now)?;
+        Ok(outcome)
+    })
+}
+
+fn counts(store: &dyn Store) -> Counts {
+    run(store, Mode::Read, |tx| tx.counts()).expect("counts")
+}
+
+/// Every check, each on a store from `fresh`.
+pub fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
+    a_committed_transition_reads_back(fresh().as_ref());
+    a_failed_unit_of_work_leaves_nothing(fresh().as_ref());
+    group_commit_rolls_back_only_the_failing_job(fresh().as_ref());
+    the_outbox_is_first_in_first_out_per_target(fresh().as_ref());
+    superseding_touches_only_pending_firing_rows_of_the_incident(fresh().as_ref());
+    a_nonce_is_used_once(fresh().as_ref());
+    one_open_incident_per_policy_and_group(fresh().as_ref());
+}
+
+fn a_committed_transition_reads_back(store: &dyn Store) {
+    assert_eq!(fire(store, "A", T0).expect("fire"), IngestOutcome::Started);
+    assert_eq!(
+        fire(store, "A", T0).expect("again"),
+        IngestOutcome::Refreshed
+    );
+    let (open, due_now, due_later, next) = run(store, Mode::Read, |tx| {
+        Ok((
+            tx.open_incidents(10)?,
+            tx.due_incidents(T0, 10)?,
+            tx.due_incidents(Timestamp(T0.0 + 60_000), 10)?,
+            tx.next_due()?,
+        ))
+    })
+    .expect("read");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, 1);
+    assert_eq!(open[0].key, IncidentKey([1; 16]));
+    assert!(due_now.is_empty(), "the second step is a minute away");
+    assert_eq!(due_later.len(), 1);
+    assert_eq!(next, Some(Timestamp(T0.0 + 60_000)));
+    assert_eq!(
+        counts(store),
+        Counts {
+            pending: 2,
+            open: 1
+        }
+    );
+    let id = run(store, Mode::Read, |tx| tx.next_incident_id()).expect("id");
+    assert_eq!(id, 2);
+}
+
+fn a_failed_unit_of_work_leaves_nothing(store: &dyn Store) {
+    let result: Result<(), StoreError> = run(store, Mode::Durable, |tx| {
+        let links = links();
+        let configured = targets();
+        let inputs = Inputs {
+            links: &links,
+            configured: &configured,
+            now: T0,
+        };
+        let group = sample_notification("critical", "x", NotificationKind::Firing).group;
+        let fresh = Fresh {
+            id: tx.next_incident_id()?,
+            key: IncidentKey::default(),
+        };
+        let (_, t) = engine::webhook(None, &plan(), group, fresh, &inputs);
+        commit(tx, &t, T0)?;
+        Err(StoreError::Task("fails after writing".into()))
+    });
+    assert!(result.is_err());
+    assert_eq!(counts(store), Counts::default(), "rolled back whole");
+}
+
+fn group_commit_rolls_back_only_the_failing_job(store: &dyn Store) {
+    let mut ok = |tx: &mut dyn super::Tx| tx.use_nonce("kept", 1, T0).map(|_| ());
+    let mut failing = |tx: &mut dyn super::Tx| {
+        tx.use_nonce("dropped", 1, T0)?;
+        Err(StoreError::Task("this job fails".into()))
+    };
+    let results = store
+        .transact_each(&mut [&mut ok, &mut failing])
+        .expect("commit");
+    assert!(results[0].is_ok() && results[1].is_err());
+    let (kept, dropped) = run(store, Mode::Durable, |tx| {
+        Ok((
+            tx.use_nonce("kept", 1, T0)?,
+            tx.use_nonce("dropped", 1, T0)?,
+        ))
+    })
+    .expect("read");
+    assert!(!kept, "the first job's nonce was committed");
+    assert!(dropped, "the failing job's nonce was rolled back");
+}
+
+fn the_outbox_is_first_in_first_out_per_target(store: &dyn Store) {
+    fire(store, "A", T0).expect("A");
+    fire(store, "B", T0).expect("B");
+    let a: TargetName = "ntfy.a".into();
+    let head = |store: &dyn Store| {
+        run(store, Mode::Relaxed, |tx| tx.outbox_head(&a))
+            .expect("head")
+            .expect("pending")
+    };
+    let first = head(store);
+    assert_eq!(first.notification.incident_id, 1);
+    let retry = Finish::Retry {
+        next_try: Timestamp(T0.0 + 5000),
+        error: "503".into(),
+    };
+    run(store, Mode::Relaxed, |tx| tx.finish(first.id, &retry, T0)).expect("retry");
+    let again = head(store);
+    assert_eq!(again.id, first.id, "a retried row stays at the head");
+    assert_eq!(
+        (again.attempts, again.next_try),
+        (1, Timestamp(T0.0 + 5000))
+    );
+    run(store, Mode::Relaxed, |tx| {
+        tx.finish(first.id, &Finish::Delivered, T0)
+    })
+    .expect("delivered");
+    let second = head(store);
+    assert_eq!(second.notification.incident_id, 2);
+    let dead = Finish::Dead {
+        error: "400 bad".into(),
+    };
+    run(store, Mode::Relaxed, |tx| tx.finish(second.id, &dead, T0)).expect("dead");
+    let letters = run(store, Mode::Read, |tx| tx.dead_letters(10)).expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].id, letters[0].reason.as_str()),
+        (second.id, "400 bad")
+    );
+    let pending = run(store, Mode::Read, |tx| tx.pending_targets()).expect("targets");
+    assert_eq!(pending, vec![TargetName::from("ntfy.b")]);
+    let killed = run(store, Mode::Durable, |tx| {
+        tx.dead_letter_target(&"ntfy.b".into(), "removed", T0)
+    })
+    .expect("kill");
+    assert_eq!(killed, 2);
+    assert_eq!(counts(store).pending, 0);
+}
+
+fn superseding_touches_only_pending_firing_rows_of_the_incident(store: &dyn Store) {
+    fire(store, "A", T0).expect("A");
+    fire(store, "B", T0).expect("B");
+    let n = run(store, Mode::Durable, |tx| {
+        tx.supersede(1, "acknowledged", T0)
+    })
+    .expect("s");
+    assert_eq!(n, 2, "both pages of incident 1");
+    assert_eq!(counts(store).pending, 2, "incident 2's pages wait");
+}
+
+fn a_nonce_is_used_once(store: &dyn Store) {
+    let first = run(store, Mode::Durable, |tx| tx.use_nonce("n", 1, T0)).expect("first");
+    let second = run(store, Mode::Durable, |tx| tx.use_nonce("n", 1, T0)).expect("second");
+    assert!(first && !second);
+}
+
+fn one_open_incident_per_policy_and_group(store: &dyn Store) {
+    fire(store, "A", T0).expect("A");
+    let duplicate = run(store, Mode::Durable, |tx| {
+        let mut copy = tx.incident(1)?.expect("incident 1");
+        copy.id = tx.next_incident_id()?;
+        tx.insert_incident(&copy, T0)
+    });
+    assert!(
+        duplicate.is_err(),
+        "the store refuses a second open incident for the same group"
+    );
+}
