@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Wall-clock instant as Unix milliseconds. Pure code receives it as `now`; only drivers read
 /// the clock (`Timestamp::now()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

@@ -61,7 +61,7 @@ impl Relay {
         let target = w.target.clone();
         let Some(item) = self
             .store
-            .run(Mode::Relaxed, move |tx| tx.outbox_head(&target))
+            .run(Mode::Read, move |tx| tx.outbox_head(&target))
             .await?
         else {
             return Ok(Step::Empty);

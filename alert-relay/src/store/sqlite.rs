@@ -247,20 +247,16 @@ impl Tx for SqliteTx<'_> {
     fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError> {
         Ok(self
             .0
-            .query_row(
-                "SELECT MIN(next_due) FROM incidents WHERE next_due IS NOT NULL",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
+            .prepare_cached("SELECT MIN(next_due) FROM incidents WHERE next_due IS NOT NULL")?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))?
             .map(Timestamp))
     }
 
     fn next_incident_id(&mut self) -> Result<i64, StoreError> {
         Ok(self
             .0
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents", [], |r| {
-                r.get(0)
-            })?)
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents")?
+            .query_row([], |r| r.get(0))?)
     }
 
     fn insert_incident(
@@ -435,16 +431,14 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {
-        let pending = self.0.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
-            [],
-            |r| r.get(0),
-        )?;
+        let pending = self
+            .0
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?
+            .query_row([], |r| r.get(0))?;
         let open = self
             .0
-            .query_row("SELECT COUNT(*) FROM incidents WHERE open = 1", [], |r| {
-                r.get(0)
-            })?;
+            .prepare_cached("SELECT COUNT(*) FROM incidents WHERE open = 1")?
+            .query_row([], |r| r.get(0))?;
         Ok(Counts { pending, open })
     }
 }

@@ -11,6 +11,7 @@ mod reload;
 mod restart;
 mod secrets;
 mod silence;
+mod sim;
 mod store_failure;
 mod targets;
 mod vendors;

@@ -1,0 +1,177 @@
+//! The world around the relay in the simulation: vendors that answer as the seed decides
+//! (and record every request), and an Alertmanager that knows which groups are silenced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alert_relay::app::Peers;
+use alert_relay::config::Config;
+use alert_relay::domain::{
+    AlertGroup, Notification, NotificationKind, Rendered, TargetName, Timestamp,
+};
+use alert_relay::silence::{SilenceFuture, SilenceOracle};
+use alert_relay::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
+
+/// How a vendor answers, until the seed changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Healthy,
+    /// 503 on every request.
+    Down,
+    /// 429 with `Retry-After` seconds.
+    RateLimited(u64),
+    /// 400: refuses every request (permanent).
+    Refusing,
+    /// No answer within the timeout.
+    Timeout,
+    /// Accepts the page, but the answer is lost (timeout): the relay must re-send it.
+    AcceptThenTimeout,
+    /// Accepts the page, then the relay crashes before it records the delivery.
+    AcceptThenCrash,
+    /// Every other request fails with 503.
+    Flaky,
+}
+
+/// One request a vendor received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub target: TargetName,
+    pub incident_id: i64,
+    pub kind: NotificationKind,
+    pub step: usize,
+    pub created_at: Timestamp,
+    pub sequence_id: String,
+    /// Simulated time of the request.
+    pub at: Timestamp,
+    /// Whether the vendor took the page (it may still have answered with an error).
+    pub accepted: bool,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub now: Timestamp,
+    pub modes: BTreeMap<TargetName, Mode>,
+    pub received: Vec<Received>,
+    pub silenced: BTreeSet<String>,
+    pub alertmanager_down: bool,
+    /// Set by `AcceptThenCrash`: the driver crashes the relay at once.
+    pub crash_requested: bool,
+    flaky_toggle: bool,
+}
+
+/// Shared by the driver, the fake vendors and the fake Alertmanager.
+#[derive(Default, Clone)]
+pub struct World(pub Arc<Mutex<State>>);
+
+impl World {
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn answer(&self, target: &TargetName, n: &Notification) -> Outcome {
+        let mut s = self.state();
+        let mode = s.modes.get(target).copied().unwrap_or(Mode::Healthy);
+        let (accepted, outcome) = match mode {
+            Mode::Healthy => (true, Outcome::Delivered),
+            Mode::Down => (false, retry(None, "503 Service Unavailable")),
+            Mode::RateLimited(secs) => (
+                false,
+                retry(Some(Duration::from_secs(secs)), "429 Too Many Requests"),
+            ),
+            Mode::Refusing => (
+                false,
+                Outcome::Permanent {
+                    reason: "400 Bad Request: refused".into(),
+                },
+            ),
+            Mode::Timeout => (false, retry(None, "no answer within 2s")),
+            Mode::AcceptThenTimeout => (true, retry(None, "no answer within 2s")),
+            Mode::AcceptThenCrash => {
+                s.crash_requested = true;
+                (true, retry(None, "the relay crashed before recording"))
+            }
+            Mode::Flaky => {
+                s.flaky_toggle = !s.flaky_toggle;
+                if s.flaky_toggle {
+                    (false, retry(None, "503 Service Unavailable"))
+                } else {
+                    (true, Outcome::Delivered)
+                }
+            }
+        };
+        let at = s.now;
+        s.received.push(Received {
+            target: target.clone(),
+            incident_id: n.incident_id,
+            kind: n.kind,
+            step: n.step,
+            created_at: n.created_at,
+            sequence_id: n.sequence_id.clone(),
+            at,
+            accepted,
+        });
+        outcome
+    }
+}
+
+fn retry(after: Option<Duration>, reason: &str) -> Outcome {
+    Outcome::Retry {
+        after,
+        reason: reason.into(),
+    }
+}
+
+struct SimSink {
+    target: TargetName,
+    world: World,
+}
+
+impl Sink for SimSink {
+    fn send<'a>(&'a self, n: &'a Notification, _: &'a Rendered) -> SendFuture<'a> {
+        let outcome = self.world.answer(&self.target, n);
+        Box::pin(async move { outcome })
+    }
+
+    fn healthcheck(&self) -> HealthFuture<'_> {
+        Box::pin(async { Health::Unchecked("simulated".into()) })
+    }
+}
+
+struct SimAlertmanager {
+    world: World,
+}
+
+impl SilenceOracle for SimAlertmanager {
+    fn still_paging<'a>(&'a self, group: &'a AlertGroup) -> SilenceFuture<'a> {
+        let s = self.world.state();
+        let answer = if s.alertmanager_down {
+            Err("connection refused".to_owned())
+        } else {
+            Ok(!s.silenced.contains(group.group_key.as_str()))
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+impl Peers for World {
+    fn sinks(&self, config: &Config) -> BTreeMap<TargetName, Arc<dyn Sink>> {
+        config
+            .targets
+            .keys()
+            .map(|target| {
+                let sink: Arc<dyn Sink> = Arc::new(SimSink {
+                    target: target.clone(),
+                    world: self.clone(),
+                });
+                (target.clone(), sink)
+            })
+            .collect()
+    }
+
+    fn silences(&self, _: &Config) -> Option<Arc<dyn SilenceOracle>> {
+        Some(Arc::new(SimAlertmanager {
+            world: self.clone(),
+        }))
+    }
+}
