@@ -54,7 +54,7 @@ impl ProbeMetrics {
             rollbacks: IntCounterVec::new(
                 Opts::new(
                     "deployment_rollbacks_total",
-                    "Changes of a target back to a build it served before.",
+                    "Changes of a target to an older release: lower semver, else earlier build date, else a build served before.",
                 ),
                 &["target"],
             )?,

@@ -200,6 +200,7 @@ impl Prober {
         let build = Build {
             version: doc.version.clone(),
             commit: doc.git_commit.clone(),
+            build_date: doc.build_date.clone(),
         };
         match history.observe(build, now) {
             Change::Unchanged => false,
@@ -207,8 +208,8 @@ impl Prober {
                 tracing::info!(target = %target.name, version = %doc.version, "first version seen");
                 true
             }
-            change @ (Change::Deployed | Change::RolledBack) => {
-                let rollback = change == Change::RolledBack;
+            change @ (Change::Deployed(basis) | Change::RolledBack(basis)) => {
+                let rollback = matches!(change, Change::RolledBack(_));
                 self.metrics.record_change(&target.name, rollback, now);
                 tracing::warn!(
                     target = %target.name,
@@ -216,6 +217,7 @@ impl Prober {
                     to = %doc.version,
                     commit = %doc.git_commit,
                     rollback,
+                    decided_by = basis.as_str(),
                     "{}",
                     if rollback { "rollback detected" } else { "deployment detected" }
                 );

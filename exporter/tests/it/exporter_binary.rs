@@ -163,6 +163,14 @@ async fn a_deployment_and_a_rollback_move_the_counters_and_survive_a_restart() {
         sample(&body, &format!(r#"deployment_changes_total{{{GW}}}"#)),
         Some(2.0)
     );
+
+    // Deploying 1.1.0 again after rolling back from it is a roll forward, not a rollback.
+    post_json(&gateway.url("/admin/version"), r#"{"version":"1.1.0"}"#).await;
+    let body = wait_sample(&first, &format!(r#"deployment_changes_total{{{GW}}}"#), 3.0).await;
+    assert_eq!(
+        sample(&body, &format!(r#"deployment_rollbacks_total{{{GW}}}"#)),
+        Some(1.0)
+    );
     assert!(first.terminate().success(), "graceful exit on SIGTERM");
 
     // A restart neither resets the history nor counts as a deployment.
@@ -171,7 +179,7 @@ async fn a_deployment_and_a_rollback_move_the_counters_and_survive_a_restart() {
     let body = scrape(&second).await;
     assert_eq!(
         sample(&body, &format!(r#"deployment_changes_total{{{GW}}}"#)),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         sample(&body, &format!(r#"deployment_rollbacks_total{{{GW}}}"#)),
