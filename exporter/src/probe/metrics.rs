@@ -1,13 +1,32 @@
-//! The deployment-version and probe metric families, and how a probe result updates them.
+//! The deployment-version and probe metric families, how a probe result updates them, and
+//! the counters of state file trouble.
 
 use std::collections::{BTreeSet, HashMap};
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::history::History;
 use super::wire::{CheckStatus, HealthDoc, HealthStatus};
 
 pub const COLORS: [&str; 2] = ["blue", "green"];
+
+/// What failed on the state file (a label of `exporter_state_file_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFileError {
+    Read,
+    Write,
+}
+
+impl StateFileError {
+    const ALL: [StateFileError; 2] = [Self::Read, Self::Write];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
 
 /// Metric handles plus what is needed to remove series that no longer hold.
 pub struct ProbeMetrics {
@@ -21,6 +40,8 @@ pub struct ProbeMetrics {
     success: IntGaugeVec,
     duration: GaugeVec,
     status_code: IntGaugeVec,
+    state_file_corrupt: IntCounter,
+    state_file_errors: IntCounterVec,
     /// Per target: the labels of its current `app_version_info` series.
     info_labels: HashMap<String, [String; 4]>,
     /// Per target: the checks it reported last time.
@@ -89,6 +110,17 @@ impl ProbeMetrics {
                 "HTTP status of the last probe (0 when no answer).",
                 &["target", "endpoint"],
             )?,
+            state_file_corrupt: IntCounter::new(
+                "exporter_state_file_corrupt_total",
+                "Corrupt state files set aside at start (the version history started empty).",
+            )?,
+            state_file_errors: IntCounterVec::new(
+                Opts::new(
+                    "exporter_state_file_errors_total",
+                    "Failed reads (at start) and writes of the state file.",
+                ),
+                &["operation"],
+            )?,
             info_labels: HashMap::new(),
             checks: HashMap::new(),
         };
@@ -102,7 +134,24 @@ impl ProbeMetrics {
         registry.register(Box::new(metrics.success.clone()))?;
         registry.register(Box::new(metrics.duration.clone()))?;
         registry.register(Box::new(metrics.status_code.clone()))?;
+        for operation in StateFileError::ALL {
+            metrics
+                .state_file_errors
+                .with_label_values(&[operation.as_str()]);
+        }
+        registry.register(Box::new(metrics.state_file_corrupt.clone()))?;
+        registry.register(Box::new(metrics.state_file_errors.clone()))?;
         Ok(metrics)
+    }
+
+    pub fn count_state_file_corrupt(&self) {
+        self.state_file_corrupt.inc();
+    }
+
+    pub fn count_state_file_error(&self, error: StateFileError) {
+        self.state_file_errors
+            .with_label_values(&[error.as_str()])
+            .inc();
     }
 
     /// Makes the counters of `target` start from its restored history, so that an exporter

@@ -7,7 +7,7 @@ mod metrics;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderName;
@@ -17,9 +17,9 @@ use url::Url;
 
 use crate::schedule::Every;
 
-use history::{Build, Change, State};
+use history::{Build, Change, Recovery, State};
 pub use metrics::ProbeOutcome;
-use metrics::{ProbeMetrics, COLORS};
+use metrics::{ProbeMetrics, StateFileError, COLORS};
 use wire::{HealthDoc, VersionDoc};
 
 /// Bodies larger than this are not a health or version document.
@@ -58,7 +58,8 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Registers the metrics and restores the history from the state file.
+    /// Registers the metrics and restores the history from the state file. A state file that
+    /// cannot be read or parsed is logged and counted, never fatal: the history starts empty.
     pub fn new(
         registry: &Registry,
         targets: Vec<Target>,
@@ -68,11 +69,11 @@ impl Prober {
             .timeout(settings.timeout)
             .user_agent(concat!("bundle-exporter/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let metrics = ProbeMetrics::register(registry)?;
         let state = match &settings.state_file {
-            Some(path) => State::load(path)?,
+            Some(path) => restore(path, &metrics),
             None => State::default(),
         };
-        let metrics = ProbeMetrics::register(registry)?;
         for target in &targets {
             let history = state.targets.get(&target.name).cloned().unwrap_or_default();
             metrics.restore(&target.name, &history);
@@ -250,9 +251,52 @@ impl Prober {
             return;
         };
         if let Err(error) = self.state.save(path) {
-            tracing::error!(%error, "version history not saved; a restart may miscount deployments");
+            self.metrics.count_state_file_error(StateFileError::Write);
+            tracing::warn!(%error, "version history not saved; a restart may miscount deployments");
         }
     }
+}
+
+/// The history in `path`, or an empty one when the file is unreadable or corrupt (logged,
+/// counted, and a corrupt file set aside), so that a bad file never stops the exporter.
+fn restore(path: &Path, metrics: &ProbeMetrics) -> State {
+    let now = unix_now() as u64;
+    let (state, recovery) = State::load(path, now);
+    let shown = path.display();
+    match recovery {
+        None => {}
+        Some(Recovery::SetAside { error, moved_to }) => {
+            metrics.count_state_file_corrupt();
+            tracing::warn!(
+                path = %shown,
+                %error,
+                moved_to = %moved_to.display(),
+                "state file is corrupt; set aside, starting with an empty version history"
+            );
+        }
+        Some(Recovery::NotSetAside {
+            error,
+            rename_error,
+        }) => {
+            metrics.count_state_file_corrupt();
+            tracing::warn!(
+                path = %shown,
+                %error,
+                %rename_error,
+                "state file is corrupt and could not be set aside; starting with an empty \
+                 version history, the next save replaces the file"
+            );
+        }
+        Some(Recovery::Unreadable { error }) => {
+            metrics.count_state_file_error(StateFileError::Read);
+            tracing::warn!(
+                path = %shown,
+                %error,
+                "cannot read the state file; starting with an empty version history"
+            );
+        }
+    }
+    state
 }
 
 /// The raw result of one request.

@@ -10,20 +10,6 @@ use crate::helpers::*;
 
 const GW: &str = r#"target="gateway""#;
 
-async fn scrape(proc: &Proc) -> String {
-    let (status, body) = get(&proc.url("/metrics")).await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// Waits until the exporter's scrape has `series` at `value`.
-async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
-    wait_for(&exporter.url("/metrics"), |_, body| {
-        sample(body, series) == Some(value)
-    })
-    .await
-}
-
 /// Serves `router` on a free port inside the test's runtime.
 async fn fake_server(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -84,6 +84,23 @@ pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Pr
     proc
 }
 
+/// Polls the file `path` until it contains `needle` or 10 s pass; returns its text.
+pub async fn wait_for_text(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for `{needle}` in {}:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn get(url: &str) -> (u16, String) {
     let client = reqwest::Client::new();
     match client.get(url).timeout(Duration::from_secs(5)).send().await {
@@ -121,6 +138,20 @@ pub async fn wait_for(url: &str, done: impl Fn(u16, &str) -> bool) -> String {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+pub async fn scrape(proc: &Proc) -> String {
+    let (status, body) = get(&proc.url("/metrics")).await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits until the exporter's scrape has `series` at `value`.
+pub async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
+    wait_for(&exporter.url("/metrics"), |_, body| {
+        sample(body, series) == Some(value)
+    })
+    .await
 }
 
 /// The value of the first sample whose line starts with `series` (name and labels).

@@ -3,3 +3,4 @@
 mod helpers;
 
 mod exporter_binary;
+mod state_file;

@@ -13,7 +13,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use order::Basis;
-pub use state::{State, StateError};
+pub use state::{Recovery, SaveError, State};
 
 /// Builds remembered per target to recognise a return to one of them.
 const REMEMBERED_VERSIONS: usize = 64;

@@ -271,16 +271,17 @@ fn memory_of_old_versions_is_bounded() {
 fn state_round_trips_through_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("nested/state.json");
-    assert_eq!(
-        State::load(&path).expect("missing is empty"),
-        State::default()
-    );
+    let (empty, recovery) = State::load(&path, 1);
+    assert_eq!(empty, State::default());
+    assert!(recovery.is_none(), "a missing file is a new history");
     let mut state = State::default();
     let history = state.targets.entry("gateway".into()).or_default();
     history.observe(dated("1.0", "2026-03-01T00:00:00Z"), 1.0);
     history.observe(build("2.0"), 2.0);
     state.save(&path).expect("save");
-    assert_eq!(State::load(&path).expect("load"), state);
+    let (loaded, recovery) = State::load(&path, 2);
+    assert_eq!(loaded, state);
+    assert!(recovery.is_none());
 }
 
 #[test]
@@ -292,7 +293,8 @@ fn a_state_file_without_build_dates_still_loads() {
         r#"{"targets":{"gateway":{"current":{"version":"1.0","commit":"a"},"previous":[{"version":"0.9"}],"changes":1}}}"#,
     )
     .expect("write");
-    let state = State::load(&path).expect("load");
+    let (state, recovery) = State::load(&path, 1);
+    assert!(recovery.is_none());
     let history = &state.targets["gateway"];
     assert_eq!(
         history.current.as_ref().map(|b| b.build_date.as_str()),
@@ -302,10 +304,60 @@ fn a_state_file_without_build_dates_still_loads() {
 }
 
 #[test]
-fn a_corrupt_state_file_is_a_clear_error() {
+fn a_corrupt_state_file_is_set_aside_and_the_history_starts_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("state.json");
     std::fs::write(&path, "{not json").expect("write");
-    let error = State::load(&path).expect_err("corrupt");
-    assert!(error.to_string().contains("not valid JSON"), "{error}");
+    let (state, recovery) = State::load(&path, 1_700_000_000);
+    assert_eq!(state, State::default());
+    let Some(Recovery::SetAside { error, moved_to }) = recovery else {
+        panic!("not set aside: {recovery:?}");
+    };
+    assert!(error.to_string().contains("line 1"), "{error}");
+    assert_eq!(moved_to, dir.path().join("state.json.corrupt-1700000000"));
+    assert_eq!(
+        std::fs::read_to_string(&moved_to).expect("kept"),
+        "{not json"
+    );
+    assert!(!path.exists());
+
+    std::fs::write(&path, r#"{"targets": 5}"#).expect("write");
+    let (_, recovery) = State::load(&path, 1_700_000_000);
+    let Some(Recovery::SetAside { moved_to, .. }) = recovery else {
+        panic!("not set aside: {recovery:?}");
+    };
+    assert_eq!(
+        moved_to,
+        dir.path().join("state.json.corrupt-1700000000-1"),
+        "the first corrupt file is not overwritten"
+    );
+}
+
+#[test]
+fn an_unreadable_state_file_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    std::fs::create_dir(&path).expect("a directory where the file should be");
+    let (state, recovery) = State::load(&path, 1);
+    assert_eq!(state, State::default());
+    assert!(
+        matches!(recovery, Some(Recovery::Unreadable { .. })),
+        "{recovery:?}"
+    );
+    assert!(path.is_dir());
+}
+
+#[test]
+fn a_failed_save_is_an_error_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    std::fs::create_dir(&path).expect("a directory where the file should be");
+    let error = State::default()
+        .save(&path)
+        .expect_err("cannot replace a directory");
+    assert!(
+        error.to_string().contains("cannot write state file"),
+        "{error}"
+    );
+    assert!(!dir.path().join("state.json.tmp").exists());
 }
