@@ -10,16 +10,6 @@ use crate::helpers::*;
 
 const GW: &str = r#"target="gateway""#;
 
-/// Serves `router` on a free port inside the test's runtime.
-async fn fake_server(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn scrapes_of_exporter_and_gateway_pass_promtool() {
     let dir = tempfile::tempdir().expect("tempdir");

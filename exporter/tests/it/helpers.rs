@@ -60,6 +60,8 @@ pub async fn demo_gateway(version: &str) -> Proc {
     proc
 }
 
+/// Starts the exporter probing `gateway_url` fast, and waits until it is ready (its first
+/// probe round is done).
 pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Proc {
     let addr = free_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_exporter"))
@@ -82,6 +84,20 @@ pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Pr
     let proc = Proc { child, addr };
     wait_for(&proc.url("/ready"), |s, _| s == 200).await;
     proc
+}
+
+/// Serves `router` on a free port of `ip` (a loopback address) inside the test's runtime;
+/// returns its base URL.
+pub async fn fake_server_on(ip: &str, router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// Serves `router` on a free port of 127.0.0.1; returns its base URL.
+pub async fn fake_server(router: axum::Router) -> String {
+    fake_server_on("127.0.0.1", router).await
 }
 
 /// Polls the file `path` until it contains `needle` or 10 s pass; returns its text.
