@@ -9,6 +9,8 @@ use axum::Router;
 use crate::helpers::*;
 
 const GW: &str = r#"target="gateway""#;
+const VERSION_PROBE_DURATION: &str =
+    r#"probe_duration_seconds{endpoint="version",target="gateway"}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scrapes_of_exporter_and_gateway_pass_promtool() {
@@ -151,7 +153,7 @@ async fn a_deployment_and_a_rollback_move_the_counters_and_survive_a_restart() {
 
     // A restart neither resets the history nor counts as a deployment.
     let second = exporter(&gateway.url(""), &state, Stdio::null()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_probe_rounds(&second, VERSION_PROBE_DURATION, 3).await;
     let body = scrape(&second).await;
     assert_eq!(
         sample(&body, &format!(r#"deployment_changes_total{{{GW}}}"#)),
@@ -248,7 +250,7 @@ async fn a_dead_gateway_gives_probe_success_0_and_a_clear_log_line() {
     }
     assert!(!body.contains("app_version_info{"), "no version known");
     promtool_check_metrics(&body).expect("still a clean scrape");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_probe_rounds(&exporter, VERSION_PROBE_DURATION, 3).await;
     assert!(exporter.terminate().success());
     let log = std::fs::read_to_string(&log).expect("log");
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("probe failed")).collect();

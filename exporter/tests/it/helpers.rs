@@ -170,6 +170,26 @@ pub async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
     .await
 }
 
+/// Waits until `series` (a `probe_duration_seconds` series, new each round) has changed
+/// `rounds` times: that many more probe rounds are done.
+pub async fn wait_probe_rounds(exporter: &Proc, series: &str, rounds: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    let mut seen = 0;
+    while seen <= rounds {
+        let value = sample(&scrape(exporter).await, series);
+        if value.is_some() && value != last {
+            last = value;
+            seen += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {rounds} probe rounds ({series})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of the first sample whose line starts with `series` (name and labels).
 pub fn sample(scrape: &str, series: &str) -> Option<f64> {
     scrape
