@@ -1,14 +1,19 @@
 //! Probes of each target's `/version` and `/health` on an interval: blackbox-style probe
 //! metrics, the served build and colour, health per check, and deployments and rollbacks
 //! from a version history that survives restarts.
+//!
+//! What a gateway answers is bounded ([`limits`]): body size, redirects, checks per target
+//! and label length, each counted when exceeded.
 
+mod fetch;
 pub mod history;
+pub mod limits;
 mod metrics;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderName;
 use prometheus::Registry;
@@ -17,13 +22,11 @@ use url::Url;
 
 use crate::schedule::Every;
 
-use history::{Build, Change, State};
+use fetch::{fetch, Failure, Fetched};
+use history::{Build, Change, Recovery, State};
 pub use metrics::ProbeOutcome;
-use metrics::{ProbeMetrics, COLORS};
+use metrics::{ProbeMetrics, StateFileError, COLORS};
 use wire::{HealthDoc, VersionDoc};
-
-/// Bodies larger than this are not a health or version document.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// One probed service: the gateway, or a blue or green upstream behind it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -58,21 +61,20 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Registers the metrics and restores the history from the state file.
+    /// Registers the metrics and restores the history from the state file. A state file that
+    /// cannot be read or parsed is logged and counted, never fatal: the history starts empty.
     pub fn new(
         registry: &Registry,
         targets: Vec<Target>,
         settings: ProbeSettings,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .user_agent(concat!("bundle-exporter/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = fetch::client(settings.timeout)?;
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        let metrics = ProbeMetrics::register(registry, &names)?;
         let state = match &settings.state_file {
-            Some(path) => State::load(path)?,
+            Some(path) => restore(path, &metrics),
             None => State::default(),
         };
-        let metrics = ProbeMetrics::register(registry)?;
         for target in &targets {
             let history = state.targets.get(&target.name).cloned().unwrap_or_default();
             metrics.restore(&target.name, &history);
@@ -135,11 +137,11 @@ impl Prober {
     }
 
     fn apply_health(&mut self, target: &Target, fetched: Fetched) {
-        let doc = fetched
-            .body
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|body| wire::parse::<HealthDoc>("health", body));
+        self.count_refusal(target, "health", &fetched);
+        let doc = match &fetched.body {
+            Ok(body) => wire::parse::<HealthDoc>("health", body),
+            Err(failure) => Err(failure.reason.clone()),
+        };
         // A 503 with a valid document is a reachable but unhealthy gateway: its health
         // series say so, while the probe itself failed (non-2xx), as in blackbox_exporter.
         let success = fetched.is_2xx() && doc.is_ok();
@@ -158,15 +160,26 @@ impl Prober {
                 seconds: fetched.seconds,
             },
         );
-        self.metrics.record_health(&target.name, doc.as_ref().ok());
+        let doc = doc.ok();
+        let checks = doc.as_ref().map(|d| limits::checks(&d.checks));
+        if let Some(checks) = &checks {
+            self.metrics
+                .count_bounded_checks(&target.name, checks.dropped, checks.cut_names);
+        }
+        self.metrics.record_health(
+            &target.name,
+            doc.as_ref().map(|d| d.status),
+            checks.as_ref().map(|c| &c.kept),
+        );
     }
 
     /// Returns whether the version history changed.
     fn apply_version(&mut self, target: &Target, fetched: Fetched, now: f64) -> bool {
+        self.count_refusal(target, "version", &fetched);
         let doc = match (&fetched.body, fetched.is_2xx()) {
             (Ok(body), true) => wire::parse::<VersionDoc>("version", body),
             (Ok(_), false) => Err(format!("/version answered HTTP {}", fetched.status)),
-            (Err(e), _) => Err(e.clone()),
+            (Err(failure), _) => Err(failure.reason.clone()),
         };
         self.note(target, "version", doc.as_ref().err().cloned());
         self.metrics.record_probe(
@@ -185,42 +198,63 @@ impl Prober {
             .or(doc.color.clone())
             .or(target.color.clone())
             .map(|c| c.to_ascii_lowercase());
-        if let Some(color) = color.as_deref().filter(|c| !COLORS.contains(c)) {
+        let [version, commit, build_date, color] = [
+            ("version", doc.version.as_str()),
+            ("commit", &doc.git_commit),
+            ("build_date", &doc.build_date),
+            ("color", color.as_deref().unwrap_or("")),
+        ]
+        .map(|(label, value)| {
+            let (value, was_cut) = limits::label(value);
+            if was_cut {
+                self.metrics.count_cut_label(&target.name, label);
+            }
+            value
+        });
+        if !color.is_empty() && !COLORS.contains(&color.as_str()) {
             tracing::debug!(target = %target.name, color, "colour is neither blue nor green");
         }
-        self.metrics.record_build(
-            &target.name,
-            &doc.version,
-            &doc.git_commit,
-            &doc.build_date,
-            color.as_deref(),
-        );
+        self.metrics
+            .record_build(&target.name, &version, &commit, &build_date, &color);
         let history = self.state.targets.entry(target.name.clone()).or_default();
         let from = history.current.as_ref().map(|b| b.version.clone());
         let build = Build {
-            version: doc.version.clone(),
-            commit: doc.git_commit.clone(),
+            version,
+            commit,
+            build_date,
         };
+        let (version, commit) = (build.version.clone(), build.commit.clone());
         match history.observe(build, now) {
             Change::Unchanged => false,
             Change::First => {
-                tracing::info!(target = %target.name, version = %doc.version, "first version seen");
+                tracing::info!(target = %target.name, %version, "first version seen");
                 true
             }
-            change @ (Change::Deployed | Change::RolledBack) => {
-                let rollback = change == Change::RolledBack;
+            change @ (Change::Deployed(basis) | Change::RolledBack(basis)) => {
+                let rollback = matches!(change, Change::RolledBack(_));
                 self.metrics.record_change(&target.name, rollback, now);
                 tracing::warn!(
                     target = %target.name,
                     from = from.as_deref().unwrap_or(""),
-                    to = %doc.version,
-                    commit = %doc.git_commit,
+                    to = %version,
+                    %commit,
                     rollback,
+                    decided_by = basis.as_str(),
                     "{}",
                     if rollback { "rollback detected" } else { "deployment detected" }
                 );
                 true
             }
+        }
+    }
+
+    fn count_refusal(&self, target: &Target, endpoint: &str, fetched: &Fetched) {
+        if let Err(Failure {
+            refused: Some(refusal),
+            ..
+        }) = &fetched.body
+        {
+            self.metrics.count_refused(&target.name, endpoint, *refusal);
         }
     }
 
@@ -230,6 +264,7 @@ impl Prober {
         let key = (target.name.clone(), endpoint);
         match error {
             Some(error) => {
+                let error = limits::cut(&error, limits::MAX_ERROR_BYTES).into_owned();
                 if self.failing.get(&key) != Some(&error) {
                     tracing::warn!(target = %target.name, url = %target.url, endpoint, %error, "probe failed");
                     self.failing.insert(key, error);
@@ -248,116 +283,56 @@ impl Prober {
             return;
         };
         if let Err(error) = self.state.save(path) {
-            tracing::error!(%error, "version history not saved; a restart may miscount deployments");
+            self.metrics.count_state_file_error(StateFileError::Write);
+            tracing::warn!(%error, "version history not saved; a restart may miscount deployments");
         }
     }
 }
 
-/// The raw result of one request.
-struct Fetched {
-    status: u16,
-    seconds: f64,
-    color: Option<String>,
-    body: Result<Vec<u8>, String>,
-}
-
-impl Fetched {
-    fn is_2xx(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
-
-async fn fetch(
-    client: &reqwest::Client,
-    base: &Url,
-    endpoint: &'static str,
-    color_header: &HeaderName,
-) -> Fetched {
-    let started = Instant::now();
-    let url = join(base, endpoint);
-    let mut fetched = Fetched {
-        status: 0,
-        seconds: 0.0,
-        color: None,
-        body: Err(String::new()),
-    };
-    match client.get(url).send().await {
-        Err(error) => fetched.body = Err(describe(&error)),
-        Ok(mut response) => {
-            fetched.status = response.status().as_u16();
-            fetched.color = response
-                .headers()
-                .get(color_header)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            fetched.body = read_limited(&mut response, endpoint).await;
+/// The history in `path`, or an empty one when the file is unreadable or corrupt (logged,
+/// counted, and a corrupt file set aside), so that a bad file never stops the exporter.
+fn restore(path: &Path, metrics: &ProbeMetrics) -> State {
+    let now = unix_now() as u64;
+    let (state, recovery) = State::load(path, now);
+    let shown = path.display();
+    match recovery {
+        None => {}
+        Some(Recovery::SetAside { error, moved_to }) => {
+            metrics.count_state_file_corrupt();
+            tracing::warn!(
+                path = %shown,
+                %error,
+                moved_to = %moved_to.display(),
+                "state file is corrupt; set aside, starting with an empty version history"
+            );
+        }
+        Some(Recovery::NotSetAside {
+            error,
+            rename_error,
+        }) => {
+            metrics.count_state_file_corrupt();
+            tracing::warn!(
+                path = %shown,
+                %error,
+                %rename_error,
+                "state file is corrupt and could not be set aside; starting with an empty \
+                 version history, the next save replaces the file"
+            );
+        }
+        Some(Recovery::Unreadable { error }) => {
+            metrics.count_state_file_error(StateFileError::Read);
+            tracing::warn!(
+                path = %shown,
+                %error,
+                "cannot read the state file; starting with an empty version history"
+            );
         }
     }
-    fetched.seconds = started.elapsed().as_secs_f64();
-    fetched
-}
-
-async fn read_limited(response: &mut reqwest::Response, endpoint: &str) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(format!(
-                        "/{endpoint} body is larger than {MAX_BODY_BYTES} bytes"
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(error) => return Err(describe(&error)),
-        }
-    }
-}
-
-fn describe(error: &reqwest::Error) -> String {
-    use std::error::Error;
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    // reqwest's top-level message hides the cause (refused, reset...): add the innermost.
-    let mut cause: &dyn Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    format!("{kind}: {cause}")
-}
-
-/// `base` + `/endpoint`, keeping any path prefix of `base`.
-fn join(base: &Url, endpoint: &str) -> Url {
-    let mut url = base.clone();
-    let path = format!("{}/{endpoint}", base.path().trim_end_matches('/'));
-    url.set_path(&path);
-    url
+    state
 }
 
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_join_onto_a_base_with_or_without_a_prefix() {
-        let base = Url::parse("http://gw:8080").expect("url");
-        assert_eq!(join(&base, "health").as_str(), "http://gw:8080/health");
-        let base = Url::parse("http://gw:8080/blue/").expect("url");
-        assert_eq!(
-            join(&base, "version").as_str(),
-            "http://gw:8080/blue/version"
-        );
-    }
 }

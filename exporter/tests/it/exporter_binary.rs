@@ -9,30 +9,8 @@ use axum::Router;
 use crate::helpers::*;
 
 const GW: &str = r#"target="gateway""#;
-
-async fn scrape(proc: &Proc) -> String {
-    let (status, body) = get(&proc.url("/metrics")).await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// Waits until the exporter's scrape has `series` at `value`.
-async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
-    wait_for(&exporter.url("/metrics"), |_, body| {
-        sample(body, series) == Some(value)
-    })
-    .await
-}
-
-/// Serves `router` on a free port inside the test's runtime.
-async fn fake_server(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
-}
+const VERSION_PROBE_DURATION: &str =
+    r#"probe_duration_seconds{endpoint="version",target="gateway"}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scrapes_of_exporter_and_gateway_pass_promtool() {
@@ -163,15 +141,23 @@ async fn a_deployment_and_a_rollback_move_the_counters_and_survive_a_restart() {
         sample(&body, &format!(r#"deployment_changes_total{{{GW}}}"#)),
         Some(2.0)
     );
+
+    // Deploying 1.1.0 again after rolling back from it is a roll forward, not a rollback.
+    post_json(&gateway.url("/admin/version"), r#"{"version":"1.1.0"}"#).await;
+    let body = wait_sample(&first, &format!(r#"deployment_changes_total{{{GW}}}"#), 3.0).await;
+    assert_eq!(
+        sample(&body, &format!(r#"deployment_rollbacks_total{{{GW}}}"#)),
+        Some(1.0)
+    );
     assert!(first.terminate().success(), "graceful exit on SIGTERM");
 
     // A restart neither resets the history nor counts as a deployment.
     let second = exporter(&gateway.url(""), &state, Stdio::null()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_probe_rounds(&second, VERSION_PROBE_DURATION, 3).await;
     let body = scrape(&second).await;
     assert_eq!(
         sample(&body, &format!(r#"deployment_changes_total{{{GW}}}"#)),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         sample(&body, &format!(r#"deployment_rollbacks_total{{{GW}}}"#)),
@@ -264,7 +250,7 @@ async fn a_dead_gateway_gives_probe_success_0_and_a_clear_log_line() {
     }
     assert!(!body.contains("app_version_info{"), "no version known");
     promtool_check_metrics(&body).expect("still a clean scrape");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_probe_rounds(&exporter, VERSION_PROBE_DURATION, 3).await;
     assert!(exporter.terminate().success());
     let log = std::fs::read_to_string(&log).expect("log");
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("probe failed")).collect();

@@ -60,6 +60,8 @@ pub async fn demo_gateway(version: &str) -> Proc {
     proc
 }
 
+/// Starts the exporter probing `gateway_url` fast, and waits until it is ready (its first
+/// probe round is done).
 pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Proc {
     let addr = free_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_exporter"))
@@ -82,6 +84,37 @@ pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Pr
     let proc = Proc { child, addr };
     wait_for(&proc.url("/ready"), |s, _| s == 200).await;
     proc
+}
+
+/// Serves `router` on a free port of `ip` (a loopback address) inside the test's runtime;
+/// returns its base URL.
+pub async fn fake_server_on(ip: &str, router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// Serves `router` on a free port of 127.0.0.1; returns its base URL.
+pub async fn fake_server(router: axum::Router) -> String {
+    fake_server_on("127.0.0.1", router).await
+}
+
+/// Polls the file `path` until it contains `needle` or 10 s pass; returns its text.
+pub async fn wait_for_text(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for `{needle}` in {}:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn get(url: &str) -> (u16, String) {
@@ -120,6 +153,40 @@ pub async fn wait_for(url: &str, done: impl Fn(u16, &str) -> bool) -> String {
             "timed out waiting on {url}: last {status} {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn scrape(proc: &Proc) -> String {
+    let (status, body) = get(&proc.url("/metrics")).await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits until the exporter's scrape has `series` at `value`.
+pub async fn wait_sample(exporter: &Proc, series: &str, value: f64) -> String {
+    wait_for(&exporter.url("/metrics"), |_, body| {
+        sample(body, series) == Some(value)
+    })
+    .await
+}
+
+/// Waits until `series` (a `probe_duration_seconds` series, new each round) has changed
+/// `rounds` times: that many more probe rounds are done.
+pub async fn wait_probe_rounds(exporter: &Proc, series: &str, rounds: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    let mut seen = 0;
+    while seen <= rounds {
+        let value = sample(&scrape(exporter).await, series);
+        if value.is_some() && value != last {
+            last = value;
+            seen += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {rounds} probe rounds ({series})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -3,3 +3,5 @@
 mod helpers;
 
 mod exporter_binary;
+mod hostile_gateway;
+mod state_file;
