@@ -128,8 +128,10 @@ class Bundle:
         self._tmp = tempfile.mkdtemp(prefix="bundle-overlay-")
         self.dir = Path(self._tmp) / "bundle"
         self.dir.mkdir()
-        for part in ("compose", "monitoring", "dashboards", "scripts", ".env.example"):
+        for part in ("compose", "monitoring", "dashboards", ".env.example"):
             run(["cp", "-a", ROOT / part, self.dir / part])
+        (self.dir / "scripts").mkdir()
+        run(["cp", "-a", ROOT / "scripts/init-secrets", self.dir / "scripts/init-secrets"])
         for crate in ("exporter", "alert-relay"):
             (self.dir / crate).mkdir()
             run(["cp", "-a", ROOT / crate / "Dockerfile", self.dir / crate / "Dockerfile"])
