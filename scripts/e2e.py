@@ -158,7 +158,8 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
         figures["fault_to_push_seconds"] = round(msg["at"] - started, 1)
         body = msg["json"]
         assert body["priority"] == 5, body
-        assert body.get("click", "").endswith(f"docs/runbooks/{HIGH_ERROR_ALERT}.md"), body
+        # runbook_url = RUNBOOK_BASE_URL (the relay's /runbooks by default) + the alert's name.
+        assert body.get("click") == f"{stack.runbook_base()}/{HIGH_ERROR_ALERT}", body
         labels = [a.get("label") for a in body.get("actions", [])]
         assert "Acknowledge" in labels, labels
         assert msg["headers"].get("authorization") == "Bearer tk_e2e", msg["headers"]

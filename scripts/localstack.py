@@ -1,6 +1,11 @@
 """The bundle's topology run natively on loopback: demo gateway, exporter, alert-relay,
 Prometheus and Alertmanager (Debian packages), configured from the shipped artefacts.
 
+Alertmanager starts through the overlay's monitoring/alertmanager/entrypoint.sh, which fills in
+the direct ntfy path's URL: NTFY_FALLBACK_URL/NTFY_FALLBACK_TOPIC (default NTFY_URL and
+NTFY_TOPIC_PRIMARY) when set, else a local recorder that writes what it receives to
+logs/ntfy-direct.log.
+
 Used by `scripts/stack` (the README's main job) and by the end-to-end test. Standard library only.
 """
 
@@ -20,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +46,9 @@ DEFAULT_PORTS = {
     "alertmanager": 9093,
     "prometheus": 9090,
 }
-TOKEN_PATH_IN_CONFIG = "/etc/alertmanager/secrets/relay_webhook_token"
+# Where the overlay mounts the secret files (compose secrets); the local stack's are in config/secrets.
+SECRETS_PATH_IN_CONFIG = "/run/secrets/"
+ENTRYPOINT = ROOT / "monitoring" / "alertmanager" / "entrypoint.sh"
 
 
 def free_port() -> int:
@@ -128,6 +136,39 @@ def scale_windows(promql_yaml: str, factor: float) -> str:
     return re.sub(r"\[(\d+)([smhd])\]", shrink, promql_yaml)
 
 
+class DirectNtfyRecorder:
+    """Stands in for ntfy on the direct path when no ntfy topic is configured: answers 200 and
+    appends each request (path, whether a token came, body) to a JSON-lines file."""
+
+    def __init__(self, log_path: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                line = {"at": time.time(), "path": self.path,
+                        "authorization": bool(self.headers.get("Authorization", "").strip()
+                                              not in ("", "Bearer")),
+                        "body": body.decode(errors="replace")}
+                with open(log_path, "a") as out:
+                    out.write(json.dumps(line) + "\n")
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
 class Stack:
     workdir: Path
@@ -137,9 +178,19 @@ class Stack:
     escalation_scale: float = 1.0  # factor applied to the policy's step delays
     env: dict = field(default_factory=dict)  # extra env for the relay (NTFY_*...)
     procs: list = field(default_factory=list)
+    direct_ntfy: DirectNtfyRecorder | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def external_url(self, name: str) -> str:
+        """Where a browser opens Prometheus or Alertmanager: PROMETHEUS_EXTERNAL_URL or
+        ALERTMANAGER_EXTERNAL_URL if set, else its loopback address."""
+        return os.environ.get(f"{name.upper()}_EXTERNAL_URL") or self.url(name)
+
+    def runbook_base(self) -> str:
+        """RUNBOOK_BASE_URL if set, else the relay's /runbooks (it serves docs/runbooks/)."""
+        return os.environ.get("RUNBOOK_BASE_URL") or f"{self.url('relay')}/runbooks"
 
     # ---- configuration -------------------------------------------------------------------
     def _rewrite_addresses(self, text: str) -> str:
@@ -158,13 +209,27 @@ class Stack:
         token_file = cfg / "secrets" / "relay_webhook_token"
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
+        # The direct ntfy path (the secrets scripts/init-secrets writes for the overlay).
+        topic = self.env.get("NTFY_FALLBACK_TOPIC") or self.env.get("NTFY_TOPIC_PRIMARY")
+        if topic:
+            server = self.env.get("NTFY_FALLBACK_URL") or self.env.get("NTFY_URL") or "https://ntfy.sh"
+            fallback_url = f"{server.rstrip('/')}/{topic}"
+            fallback_token = self.env.get("NTFY_FALLBACK_TOKEN") or self.env.get("NTFY_TOKEN", "")
+        else:
+            if self.direct_ntfy is None:
+                self.direct_ntfy = DirectNtfyRecorder(self.workdir / "logs" / "ntfy-direct.log")
+            fallback_url, fallback_token = f"{self.direct_ntfy.url}/direct", ""
+        for name, value in (("ntfy_fallback_url", fallback_url), ("ntfy_fallback_token", fallback_token)):
+            (cfg / "secrets" / name).write_text(value + "\n")
+            (cfg / "secrets" / name).chmod(0o600)
 
         # Prometheus: the shipped config and rules, pointed at loopback ports.
         prom_src = ROOT / "monitoring" / "prometheus"
         shutil.copytree(prom_src / "rules", cfg / "rules")
         prom = self._rewrite_addresses((prom_src / "prometheus.yml").read_text())
-        # Loki is not part of the native stack: drop its scrape target rather than fail.
-        prom = prom.replace("loki:3100", "127.0.0.1:9")
+        # Loki and Alloy are not part of the native stack: point their scrape targets at a
+        # closed port rather than fail.
+        prom = prom.replace("loki:3100", "127.0.0.1:9").replace("alloy:12345", "127.0.0.1:9")
         if self.fast:
             prom = re.sub(r"(scrape_interval|evaluation_interval):\s*\S+", r"\1: 1s", prom)
             for rules in (cfg / "rules").glob("*.yml"):
@@ -176,7 +241,7 @@ class Stack:
 
         # Alertmanager: the shipped routing, the relay on loopback, the token file here.
         am = (ROOT / "monitoring" / "alertmanager" / "alertmanager.yml").read_text()
-        am = self._rewrite_addresses(am).replace(TOKEN_PATH_IN_CONFIG, str(token_file))
+        am = self._rewrite_addresses(am).replace(SECRETS_PATH_IN_CONFIG, str(cfg / "secrets") + "/")
         if self.fast:
             am = re.sub(r"(group_wait):\s*\S+", r"\1: 1s", am)
             am = re.sub(r"(group_interval):\s*\S+", r"\1: 2s", am)
@@ -238,15 +303,24 @@ class Stack:
                               cfg / "escalation-policy.yml", "--listen",
                               f"127.0.0.1:{self.ports['relay']}", "--data-dir", data / "relay"],
                     env=relay_env)
-        self._spawn("alertmanager", ["prometheus-alertmanager",
+        # Through the overlay's entrypoint (it fills in the direct ntfy path's URL, then execs).
+        self._spawn("alertmanager", ["sh", ENTRYPOINT,
                                      f"--config.file={cfg / 'alertmanager.yml'}",
                                      f"--storage.path={data / 'alertmanager'}",
                                      f"--web.listen-address=127.0.0.1:{self.ports['alertmanager']}",
-                                     "--cluster.listen-address="])
+                                     f"--web.external-url={self.external_url('alertmanager')}",
+                                     "--cluster.listen-address="],
+                    env={"SECRETS_DIR": str(cfg / "secrets"),
+                         "ALERTMANAGER_RENDERED": str(data / "alertmanager" / "alertmanager.rendered.yml"),
+                         "ALERTMANAGER_BIN": "prometheus-alertmanager"})
+        # expand-external-labels: runbook_base comes from RUNBOOK_BASE_URL (default in Prometheus 3).
         self._spawn("prometheus", ["prometheus", f"--config.file={cfg / 'prometheus.yml'}",
                                    f"--storage.tsdb.path={data / 'prometheus'}",
                                    f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
-                                   "--rules.alert.resend-delay=1s", "--web.enable-lifecycle"])
+                                   f"--web.external-url={self.external_url('prometheus')}",
+                                   "--enable-feature=expand-external-labels",
+                                   "--rules.alert.resend-delay=1s", "--web.enable-lifecycle"],
+                    env={"RUNBOOK_BASE_URL": self.runbook_base()})
         self._wait_ready("exporter", "/ready")
         self._wait_ready("relay", "/ready")
         self._wait_ready("alertmanager", "/-/ready")
@@ -266,6 +340,9 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+        if self.direct_ntfy is not None:
+            self.direct_ntfy.close()
+            self.direct_ntfy = None
 
     def __enter__(self):
         return self
@@ -328,6 +405,8 @@ The bundle is running on loopback (logs in {stack.workdir / 'logs'}):
   alert-relay    {stack.url('relay')}/metrics   (notifications: {stack.workdir / 'logs' / 'relay.log'})
   Prometheus     {stack.url('prometheus')}/alerts
   Alertmanager   {stack.url('alertmanager')}
+  runbooks       {stack.runbook_base()}/<AlertName>   (served by the relay)
+  direct ntfy    {('the recorder: ' + str(stack.workdir / 'logs' / 'ntfy-direct.log')) if stack.direct_ntfy else 'NTFY_FALLBACK_* / NTFY_TOPIC_PRIMARY'}   (RelayDown & co., past the relay)
 
 Trigger an incident:
   curl -X POST {gw}/admin/faults -H 'content-type: application/json' -d '{{"error_ratio": 0.5}}'

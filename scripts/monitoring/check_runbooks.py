@@ -2,7 +2,8 @@
 """Checks that alerts, their tests and their runbooks agree.
 
 - every alert has docs/runbooks/<Alert>.md with the sections Meaning, Impact, Diagnosis,
-  Mitigation and Dashboard, and its runbook_url ends with docs/runbooks/<Alert>.md;
+  Mitigation and Dashboard, and its runbook_url is RUNBOOK_URL with its name (where the relay
+  serves that runbook: <runbook_base>/<Alert>, runbook_base being an external label);
 - every runbook (except README.md) names an alert that exists;
 - the index (README.md) lists every alert, with its severity, and nothing else;
 - every alert has severity, service, summary and description;
@@ -23,6 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Always firing by design: there is no case where it must not fire.
 ALWAYS_FIRING = {"Watchdog"}
+# The runbook_url every alert carries: the base is the external label set from RUNBOOK_BASE_URL.
+RUNBOOK_URL = "{{ $externalLabels.runbook_base }}/%s"
 SECTIONS = ("## Meaning", "## Impact", "## Diagnosis", "## Mitigation", "## Dashboard")
 
 
@@ -59,8 +62,8 @@ def check(rules_dir: Path, tests_dir: Path, runbooks_dir: Path) -> list[str]:
         for key in ("summary", "description", "runbook_url"):
             if not annotations.get(key):
                 problems.append(f"{name}: no `{key}` annotation")
-        if not str(annotations.get("runbook_url", "")).endswith(f"docs/runbooks/{name}.md"):
-            problems.append(f"{name}: runbook_url must end with docs/runbooks/{name}.md")
+        if annotations.get("runbook_url") != RUNBOOK_URL % name:
+            problems.append(f"{name}: runbook_url must be {RUNBOOK_URL % name!r}")
         runbook = runbooks_dir / f"{name}.md"
         if not runbook.is_file():
             problems.append(f"{name}: no runbook {runbook.relative_to(ROOT) if runbook.is_relative_to(ROOT) else runbook}")

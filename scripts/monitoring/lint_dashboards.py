@@ -4,7 +4,12 @@
 Rules: schemaVersion 39-41; a stable, unique uid; id null; a `datasource` template variable;
 every Prometheus panel uses it; every panel has a unit; rate/increase use $__rate_interval;
 counters (`*_total`, `*_bucket`, `*_count`, `*_sum`) only inside rate/irate/increase;
-every non-row panel has a query. Exit 1 listing every problem.
+every non-row panel has a query; a stat or state-timeline panel over an info or state metric
+(`*_info`, `*_status`, `*_color`, `*_healthy`, `probe_success`, `up`: values that stand for a
+label or a state) has value mappings, so that it shows the state, not "1"; a dashboard with an
+`instance` variable uses `$instance` in every Prometheus query; runbook links are
+`${runbook_base}/<AlertName>` with `runbook_base` a constant variable (RUNBOOK_BASE_URL).
+Exit 1 listing every problem.
 
 Usage: lint_dashboards.py [DASHBOARD.json ...]   (default: dashboards/*.json)
 """
@@ -19,6 +24,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*(?:_total|_bucket|_count|_sum))\b")
 RANGE_FUNCS = ("rate", "irate", "increase")
+STATE_METRIC = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*(?:_info|_status|_color|_healthy)|probe_success|up)\b(?!\s*\()")
+STATE_PANELS = ("stat", "state-timeline")
+
+
+def link_problems(where: str, links: list | None, has_runbook_base: bool) -> list[str]:
+    problems = []
+    for link in links or []:
+        url, title = link.get("url", ""), link.get("title", "")
+        if "your-org" in url:
+            problems.append(f"{where}: link {title!r} points at a placeholder: {url}")
+        if "runbook" in (url + title).lower():
+            if not url.startswith("${runbook_base}"):
+                problems.append(f"{where}: runbook link {title!r} must start with ${{runbook_base}}, not {url}")
+            elif not has_runbook_base:
+                problems.append(f"{where}: runbook link {title!r} needs a constant variable runbook_base")
+    return problems
 
 
 def counters_outside_range_functions(expr: str) -> list[str]:
@@ -67,6 +88,9 @@ def lint(path: Path, uids: dict[str, Path]) -> list[str]:
     variables = d.get("templating", {}).get("list", [])
     if not any(v.get("type") == "datasource" and v.get("name") == "datasource" for v in variables):
         problems.append(f"{where}: no `datasource` template variable of type datasource")
+    has_runbook_base = any(v.get("name") == "runbook_base" and v.get("type") == "constant" for v in variables)
+    has_instance = any(v.get("name") == "instance" and v.get("type") == "query" for v in variables)
+    problems.extend(link_problems(where, d.get("links"), has_runbook_base))
     ids = set()
     for panel in panels_of(d):
         title = f"{where}: panel {panel.get('id')} {panel.get('title')!r}"
@@ -80,8 +104,15 @@ def lint(path: Path, uids: dict[str, Path]) -> list[str]:
         targets = panel.get("targets") or []
         if panel.get("type") != "text" and not targets:
             problems.append(f"{title}: no query")
+        problems.extend(link_problems(title, panel.get("links"), has_runbook_base))
         ds = panel.get("datasource") or {}
         is_loki = ds.get("type") == "loki"
+        mappings = panel.get("fieldConfig", {}).get("defaults", {}).get("mappings")
+        if panel.get("type") in STATE_PANELS and not is_loki and not mappings:
+            states = {m.group(1) for target in targets for m in STATE_METRIC.finditer(target.get("expr", ""))}
+            if states:
+                problems.append(f"{title}: a {panel.get('type')} panel over {sorted(states)} needs value mappings "
+                                "(it shows the state or label, not its number)")
         if not is_loki and ds.get("uid") != "${datasource}":
             problems.append(f"{title}: datasource must be the ${{datasource}} variable")
         for target in targets:
@@ -91,6 +122,8 @@ def lint(path: Path, uids: dict[str, Path]) -> list[str]:
                 continue
             if is_loki:
                 continue
+            if has_instance and "$instance" not in expr:
+                problems.append(f"{title}: query {target.get('refId')} ignores the instance variable ($instance): {expr!r}")
             for fn in re.finditer(r"\b(?:rate|irate|increase)\s*\([^\[]*\[([^\]]+)\]", expr):
                 if fn.group(1) != "$__rate_interval":
                     problems.append(f"{title}: use [$__rate_interval], not [{fn.group(1)}], in {expr!r}")

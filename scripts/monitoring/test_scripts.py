@@ -47,6 +47,19 @@ with tempfile.TemporaryDirectory() as tmp:
     expect("no datasource variable", [lint, variant("ds", lambda d: d["templating"].update(list=[]))], 1, "no `datasource` template variable")
     expect("duplicate uid", [lint, variant("a", lambda d: None), variant("b", lambda d: None)], 1, "also used by")
     expect("numeric id", [lint, variant("id", lambda d: d.update(id=7))], 1, "id must be null")
+    expect("host query without $instance", [lint, variant("instance", lambda d: d["panels"][4]["targets"][0].update(
+        expr="host_load1"))], 1, "ignores the instance variable")
+    expect("runbook link to a placeholder", [lint, variant("link", lambda d: d["panels"][0]["links"][0].update(
+        url="https://github.com/your-org/observability-bundle/blob/main/docs/runbooks/HostCpuSaturation.md"))], 1,
+        "must start with ${runbook_base}")
+    expect("runbook link without the runbook_base variable", [lint, variant("nobase", lambda d: d["templating"].update(
+        list=[v for v in d["templating"]["list"] if v["name"] != "runbook_base"]))], 1, "needs a constant variable runbook_base")
+    deployment = json.loads((ROOT / "dashboards/deployment.json").read_text())
+    for panel in deployment["panels"]:
+        if panel["title"] == "Overall health":
+            panel["fieldConfig"]["defaults"].pop("mappings")
+    (tmp / "nomap.json").write_text(json.dumps(deployment))
+    expect("state stat panel without mappings", [lint, str(tmp / "nomap.json")], 1, "needs value mappings")
 
     runbooks = tmp / "runbooks"
     shutil.copytree(ROOT / "docs/runbooks", runbooks)
@@ -63,6 +76,13 @@ with tempfile.TemporaryDirectory() as tmp:
     index.write_text(index.read_text().replace("| [RelayDown](RelayDown.md) | critical |\n", ""))
     expect("alert missing from the index", [check, "--rules", rules, "--tests", tests, "--runbooks", str(runbooks)], 1,
            "README.md: RelayDown is not listed")
+    bad_rules = tmp / "rules"
+    shutil.copytree(ROOT / "monitoring/prometheus/rules", bad_rules)
+    alerts = bad_rules / "alerts.yml"
+    alerts.write_text(alerts.read_text().replace("'{{ $externalLabels.runbook_base }}/GatewayDown'",
+                                                 "https://github.com/your-org/x/docs/runbooks/GatewayDown.md", 1))
+    expect("runbook_url not under runbook_base", [check, "--rules", str(bad_rules), "--tests", tests, "--runbooks",
+                                                 str(ROOT / "docs/runbooks")], 1, "GatewayDown: runbook_url must be")
     empty_tests = tmp / "tests"
     empty_tests.mkdir()
     expect("untested alerts", [check, "--rules", rules, "--tests", str(empty_tests), "--runbooks", str(ROOT / "docs/runbooks")], 1,
