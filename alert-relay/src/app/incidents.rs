@@ -3,12 +3,19 @@
 
 use super::{inputs, Relay};
 use crate::ack::{AckClaim, AckError};
-use crate::domain::Timestamp;
+use crate::domain::{TargetName, Timestamp};
 use crate::engine::{self, AckOutcome, IncidentRecord};
 use crate::store::{self, DeadLetter, Mode, StoreError};
 
 /// Incidents looked at per scheduler pass at most (the rest in the next pass, at once).
 const DUE_BATCH: u32 = 500;
+
+/// An open incident for the on-call view, with the targets whose notifications still wait.
+#[derive(Debug, Clone)]
+pub struct OpenIncident {
+    pub record: IncidentRecord,
+    pub waiting: Vec<TargetName>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AckLinkError {
@@ -171,16 +178,21 @@ impl Relay {
     /// Open incidents (escalating, or stopped and waiting for the resolve), oldest first.
     /// Heartbeat policies' incidents (the always-firing Watchdog's) are left out: they are
     /// open by design.
-    pub async fn open_incidents(&self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError> {
-        let open = self
-            .store
-            .run(Mode::Read, move |tx| tx.open_incidents(limit))
-            .await?;
+    pub async fn open_incidents(&self, limit: u32) -> Result<Vec<OpenIncident>, StoreError> {
         let runtime = self.runtime();
-        Ok(open
-            .into_iter()
-            .filter(|i| !runtime.is_heartbeat(i.policy().as_str()))
-            .collect())
+        self.store
+            .run(Mode::Read, move |tx| {
+                let mut out = Vec::new();
+                for record in tx.open_incidents(limit)? {
+                    if runtime.is_heartbeat(record.policy().as_str()) {
+                        continue;
+                    }
+                    let waiting = tx.waiting_targets(record.id)?;
+                    out.push(OpenIncident { record, waiting });
+                }
+                Ok(out)
+            })
+            .await
     }
 
     /// The latest dead letters, newest first.

@@ -29,7 +29,7 @@ use crate::metrics::RelayMetrics;
 use crate::store::{SqliteStore, Store, StoreHandle};
 
 pub use delivery::{Step, Worker};
-pub use incidents::AckLinkError;
+pub use incidents::{AckLinkError, OpenIncident};
 pub use intake::{IngestError, Ingested};
 pub use runtime::{HttpPeers, Peers, Runtime};
 

@@ -11,9 +11,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::Relay;
+use crate::app::{OpenIncident, Relay};
 use crate::domain::{AlertStatus, Labels, Timestamp};
-use crate::engine::{IncidentRecord, Phase, StopReason};
+use crate::engine::{Phase, StopReason};
 use crate::store::{DeadLetter, StoreError};
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -45,6 +45,8 @@ struct IncidentView<'a> {
     steps_total: usize,
     /// Who has been notified so far, in order.
     notified: Vec<&'a str>,
+    /// Targets whose notifications are still waiting for delivery (retrying a vendor).
+    waiting: Vec<&'a str>,
     /// The next step: when and whom (`null` when nothing more is planned).
     next_step: Option<NextStep<'a>>,
 }
@@ -66,7 +68,8 @@ struct DeadLetterView<'a> {
     dead_at: String,
 }
 
-fn view(incident: &IncidentRecord) -> IncidentView<'_> {
+fn view(open: &OpenIncident) -> IncidentView<'_> {
+    let incident = &open.record;
     let machine = &incident.machine;
     let state = match machine.phase {
         Phase::Escalating => "escalating",
@@ -95,6 +98,7 @@ fn view(incident: &IncidentRecord) -> IncidentView<'_> {
         steps_fired: machine.steps_fired,
         steps_total: machine.plan.steps.len(),
         notified: machine.notified.iter().map(|t| t.as_str()).collect(),
+        waiting: open.waiting.iter().map(|t| t.as_str()).collect(),
         next_step: machine.next_step().map(|(at, targets)| NextStep {
             at: at.to_rfc3339(),
             targets: targets.iter().map(|t| t.as_str()).collect(),

@@ -1,4 +1,4 @@
-//! The HTTP transport: routes that authenticate (one layer, [`auth`]), parse at the boundary
+//! The HTTP transport: routes that authenticate (one layer, `auth`), parse at the boundary
 //! ([`webhook`]), call one use case of the application layer and map its result to HTTP.
 //! [`api`] renders the read side. `run` serves until shutdown with the background loops.
 //!

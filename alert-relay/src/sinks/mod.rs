@@ -1,6 +1,6 @@
 //! Where notifications go: one folder per vendor (its config, pure request builder, sender
 //! and tests) behind the [`Sink`] trait. Only the sinks know vendor JSON. A new vendor is its
-//! folder plus one line in [`vendors!`]'s list below.
+//! folder plus one line in the `vendors!` list below.
 
 pub mod http;
 pub mod log;

@@ -216,6 +216,8 @@ fn superseding_touches_only_pending_firing_rows_of_the_incident(store: &dyn Stor
     .expect("s");
     assert_eq!(n, 2, "both pages of incident 1");
     assert_eq!(counts(store).pending, 2, "incident 2's pages wait");
+    let waiting = run(store, Mode::Read, |tx| tx.waiting_targets(1)).expect("waiting");
+    assert!(waiting.is_empty());
 }
 
 fn a_nonce_is_used_once(store: &dyn Store) {

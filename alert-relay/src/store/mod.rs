@@ -119,6 +119,8 @@ pub trait Tx {
         reason: &str,
         now: Timestamp,
     ) -> Result<usize, StoreError>;
+    /// The targets that have notifications of `incident` still waiting for delivery.
+    fn waiting_targets(&mut self, incident: i64) -> Result<Vec<TargetName>, StoreError>;
     /// The oldest pending notification of `target`.
     fn outbox_head(&mut self, target: &TargetName) -> Result<Option<OutboxItem>, StoreError>;
     fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError>;

@@ -333,6 +333,14 @@ impl Tx for SqliteTx<'_> {
         .execute(params![incident, now.0, reason])?)
     }
 
+    fn waiting_targets(&mut self, incident: i64) -> Result<Vec<TargetName>, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT DISTINCT target FROM outbox WHERE incident_id = ?1 AND status = 'pending' ORDER BY target",
+        )?;
+        let rows = stmt.query_map(params![incident], |r| r.get::<_, String>(0))?;
+        Ok(rows.map(|r| r.map(TargetName)).collect::<Result<_, _>>()?)
+    }
+
     fn outbox_head(&mut self, target: &TargetName) -> Result<Option<OutboxItem>, StoreError> {
         self.0
             .prepare_cached(

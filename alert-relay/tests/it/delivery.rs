@@ -134,7 +134,12 @@ async fn acknowledging_stops_escalation_and_links_work_once() {
         .as_str()
         .expect("title")
         .starts_with("ACK "));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listing = relay.settled(Duration::from_secs(3600)).await;
+    assert_eq!(
+        listing["incidents"][0]["state"], "acknowledged",
+        "{listing}"
+    );
+    assert!(listing["incidents"][0]["next_step"].is_null(), "{listing}");
     assert_eq!(
         pushes(&ntfy).await.len(),
         2,
@@ -243,7 +248,7 @@ async fn gives_up_on_400_and_dead_letters_once() {
     })
     .await;
     assert_eq!(dead, 1.0);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    relay.settled(Duration::from_secs(60)).await;
     assert_eq!(
         pushes(&ntfy).await.len(),
         1,

@@ -70,8 +70,18 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
         (now - last_seen).abs() < 5.0,
         "last seen {last_seen}, now {now}"
     );
-    // Heartbeats for longer than `missing_after`: nobody paged.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Heartbeats for longer than `missing_after` (3s; one a second): nobody paged.
+    eventually(
+        "heartbeats for longer than missing_after",
+        Duration::from_secs(15),
+        || async {
+            relay
+                .metric(r#"relay_webhooks_received_total{outcome="duplicate"}"#)
+                .await
+                .filter(|n| *n >= 8.0)
+        },
+    )
+    .await;
     assert!(
         pushes(&ntfy).await.is_empty(),
         "paged while heartbeats were arriving"
@@ -121,7 +131,12 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
         "{}",
         all[1]
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let listing = relay.settled(Duration::from_secs(3600)).await;
+    assert_eq!(
+        listing["incidents"],
+        serde_json::json!([]),
+        "HeartbeatMissing is closed"
+    );
     assert_eq!(pushes(&ntfy).await.len(), 2);
     relay.shutdown().await;
 }

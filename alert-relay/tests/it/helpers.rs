@@ -158,6 +158,26 @@ impl TestRelay {
         .await
     }
 
+    /// Waits until the relay can send nothing more soon: no notification waiting for any open
+    /// incident, and no step due within `quiet`. Counting what a vendor received is then final
+    /// (for that long), without sleeping to "see that nothing happens".
+    pub async fn settled(&self, quiet: Duration) -> Value {
+        eventually("a settled relay", Duration::from_secs(10), || async {
+            let (status, listing) = self.get("/api/v1/incidents", Some(TOKEN)).await;
+            let now = humantime::parse_rfc3339(listing["now"].as_str()?).ok()?;
+            let calm = listing["incidents"].as_array()?.iter().all(|i| {
+                let waiting = i["waiting"].as_array().is_some_and(|w| w.is_empty());
+                let next_far = i["next_step"]["at"]
+                    .as_str()
+                    .and_then(|at| humantime::parse_rfc3339(at).ok())
+                    .is_none_or(|at| at > now + quiet);
+                waiting && next_far
+            });
+            (status == 200 && calm).then_some(listing)
+        })
+        .await
+    }
+
     pub async fn webhook(&self, payload: &Value) -> (u16, Value) {
         self.post("/webhook", Some(TOKEN), payload.to_string())
             .await

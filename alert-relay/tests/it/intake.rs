@@ -42,7 +42,12 @@ async fn missing_or_wrong_credentials_get_401_and_nothing_is_sent() {
         .await
         .expect("request");
     assert_eq!(basic.status(), 401, "bearer configured: basic is refused");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listing = relay.settled(Duration::from_secs(60)).await;
+    assert_eq!(
+        listing["incidents"],
+        serde_json::json!([]),
+        "nothing was stored"
+    );
     assert!(pushes(&ntfy).await.is_empty());
     assert_eq!(
         relay
@@ -132,7 +137,13 @@ async fn duplicates_and_repeats_do_not_restart_escalation() {
         );
     }
     wait_pushes(&ntfy, 1).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let listing = relay.settled(Duration::from_secs(60)).await;
+    assert_eq!(
+        listing["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{listing}"
+    );
+    assert_eq!(listing["incidents"][0]["steps_fired"], 1, "{listing}");
     assert_eq!(pushes(&ntfy).await.len(), 1, "one page, not four");
     assert_eq!(
         relay

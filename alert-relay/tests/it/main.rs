@@ -12,6 +12,7 @@ mod restart;
 mod secrets;
 mod silence;
 mod sim;
+mod steps;
 mod store_failure;
 mod targets;
 mod vendors;

@@ -73,6 +73,7 @@ async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
         .await
         .expect("webhook");
     assert_eq!(answer.status(), 200, "acknowledged only once stored");
+    let sent = std::time::Instant::now();
     wait_pushes(&ntfy, 1).await; // the first attempt failed with 503: a retry is pending
     relay.child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
     relay.child.wait().expect("reaped");
@@ -83,7 +84,12 @@ async fn resumes_after_kill_9_without_losing_or_repeating_a_step() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&ntfy)
         .await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The relay stays dead past the secondary's time (2s after the webhook): not a wait for
+    // something to happen, but the clock passing a threshold while nothing runs.
+    tokio::time::sleep_until(tokio::time::Instant::from_std(
+        sent + Duration::from_millis(2200),
+    ))
+    .await;
 
     let relay = start(&policy, &data).await;
     let pushed = wait_pushes(&ntfy, 2).await;

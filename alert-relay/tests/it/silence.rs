@@ -120,7 +120,7 @@ async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
     silence(&am, "GatewayDown").await;
 
     let pushed = wait_pushes(&ntfy, 3).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.settled(Duration::from_secs(3600)).await;
     let pushed_later = pushes(&ntfy).await;
     assert_eq!(pushed_later.len(), 3, "{pushed_later:#?}");
     let secondary: Vec<&Value> = pushed

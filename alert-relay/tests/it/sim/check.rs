@@ -23,6 +23,9 @@ pub struct Row {
     pub sequence_id: String,
 }
 
+/// id, status, last_error, next_try, done_at, payload.
+type RawRow = (i64, String, Option<String>, i64, Option<i64>, String);
+
 /// Reads the relay's database beside it; payloads are parsed once per row.
 pub struct Observer {
     conn: Connection,
@@ -45,7 +48,7 @@ impl Observer {
                 "SELECT id, status, last_error, next_try, done_at, payload FROM outbox ORDER BY id",
             )
             .expect("prepare");
-        let raw: Vec<(i64, String, Option<String>, i64, Option<i64>, String)> = stmt
+        let raw: Vec<RawRow> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,
@@ -94,7 +97,11 @@ impl Observer {
 
     pub fn pending(&self) -> i64 {
         self.conn
-            .query_row("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
             .expect("count")
     }
 
