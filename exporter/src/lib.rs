@@ -6,6 +6,8 @@
 //! - [`telemetry`] (feature `telemetry`; `cli` adds `clap::ValueEnum` to `LogFormat`): what
 //!   the binaries share: tracing setup (plain or JSON logs, Loki shipping), the shutdown signal
 //!   and the `--healthcheck` probe.
+//! - [`serve`] (feature `serve`): the HTTP/1.1 server of both binaries: header, body and idle
+//!   timeouts, a connection limit that sheds half-sent requests first, graceful shutdown.
 //! - [`host`] (feature `bin`): host metrics read with `sysinfo` on a background timer.
 //! - [`probe`] (feature `bin`): probes of the gateway's `/health` and `/version`, version
 //!   history and the deployment/rollback counters.
@@ -22,6 +24,8 @@ pub mod layer;
 pub mod probe;
 #[cfg(feature = "bin")]
 mod schedule;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "bin")]
 pub mod server;
 #[cfg(feature = "telemetry")]
