@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use exporter::probe::{ProbeSettings, Target};
+use exporter::serve::Limits;
 use exporter::server::{self, Config, FileConfig};
 use exporter::telemetry::{self, LogFormat};
 use url::Url;
@@ -127,5 +128,6 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         },
         probe_interval: cli.probe_interval,
         host_interval: cli.host_interval,
+        limits: Limits::default(),
     })
 }

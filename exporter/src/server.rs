@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::host::{HostCollector, HostSampler};
 use crate::layer::metrics_handler;
 use crate::probe::{ProbeSettings, Prober, Target};
+use crate::serve::{serve, Limits};
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Config {
     pub probe: ProbeSettings,
     pub probe_interval: Duration,
     pub host_interval: Duration,
+    /// Timeouts and the connection limit of the HTTP server.
+    pub limits: Limits,
 }
 
 /// The optional YAML file: more targets than `--gateway-url` (for example the blue and green
@@ -154,11 +157,17 @@ pub async fn run(
 
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, targets = config.targets.len(), "exporter listening");
-    axum::serve(listener, router(AppState { registry, ready }))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let served = serve(
+        listener,
+        router(AppState { registry, ready }),
+        config.limits,
+        shutdown,
+    )
+    .await;
+    // The background loops stop whether the server ended well or not.
     let _ = stop_tx.send(true);
     let _ = tokio::join!(host_task, probe_task);
+    served?;
     tracing::info!("exporter stopped");
     Ok(())
 }

@@ -10,14 +10,56 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 use url::Url;
 
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How log lines are written to stderr. Parsed from `text` or `json` with `FromStr` (so a
+/// clap argument works without the `cli` feature); `cli` adds `clap::ValueEnum` for
+/// `#[arg(value_enum)]` and the listed choices in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
     /// One JSON object per line (for log collectors).
     Json,
+}
+
+impl LogFormat {
+    /// The name accepted by `FromStr` and written by `Display`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A log format name other than `text` and `json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLogFormat(String);
+
+impl std::fmt::Display for UnknownLogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown log format `{}` (use `text` or `json`)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownLogFormat {}
+
+impl std::str::FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [Self::Text, Self::Json]
+            .into_iter()
+            .find(|format| format.as_str().eq_ignore_ascii_case(name))
+            .ok_or_else(|| UnknownLogFormat(name.to_owned()))
+    }
 }
 
 /// Keeps the Loki shipper alive; [`TelemetryGuard::shutdown`] flushes what is queued.
@@ -64,7 +106,7 @@ pub fn init(
     let (loki_layer, loki) = match loki_url {
         None => (None, None),
         Some(url) => {
-            let host = sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into());
+            let host = host_name();
             let (layer, controller, task) = tracing_loki::builder()
                 .label("service", service)?
                 .label("host", host)?
@@ -79,6 +121,24 @@ pub fn init(
         .with(loki_layer)
         .try_init()?;
     Ok(TelemetryGuard { loki })
+}
+
+/// The machine's name for the `host` label: the kernel's on Linux (what `hostname` prints, in
+/// this process's UTS namespace: the container's name in a container), else `HOSTNAME` or
+/// `COMPUTERNAME`, else `unknown`. Read here rather than through `sysinfo`, which only the
+/// binary's host metrics need.
+fn host_name() -> String {
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    ["HOSTNAME", "COMPUTERNAME"]
+        .into_iter()
+        .find_map(|key| std::env::var(key).ok().filter(|name| !name.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
@@ -128,4 +188,27 @@ pub async fn check_health(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         response.status()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_parses_its_own_names_and_refuses_others() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            assert_eq!(format.to_string().parse::<LogFormat>(), Ok(format));
+        }
+        assert_eq!("JSON".parse::<LogFormat>(), Ok(LogFormat::Json));
+        let error = "yaml".parse::<LogFormat>().expect_err("not a format");
+        assert_eq!(
+            error.to_string(),
+            "unknown log format `yaml` (use `text` or `json`)"
+        );
+    }
+
+    #[test]
+    fn host_name_is_never_empty() {
+        assert!(!host_name().is_empty());
+    }
 }

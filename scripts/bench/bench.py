@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks of the bundle (issue: benchmarks). Everything compared runs in the
 same invocation, interleaved where possible, and is reported as ratios; results are JSON lines
-on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|startup]...
+on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|storm|startup|slowclients]...
 
 Needs release builds (scripts/bench/run does them), Debian's prometheus-node-exporter and wrk.
 """
@@ -51,9 +51,9 @@ def wait_http(port: int, path: str, limit: float = 20.0) -> float:
 
 
 class Proc:
-    def __init__(self, argv, env=None, cwd=None):
+    def __init__(self, argv, env=None, cwd=None, **popen):
         self.p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, **(env or {})}, cwd=cwd)
+                                  env={**os.environ, **(env or {})}, cwd=cwd, **popen)
         self.started = time.perf_counter()
 
     def cpu_seconds(self) -> float:
@@ -317,11 +317,17 @@ def bench_startup(runs: int = 5):
     emit("startup_and_idle", out)
 
 
+def bench_slowclients():
+    from slowclients import bench_slowclients as run  # scripts/bench/slowclients.py
+
+    run(emit)
+
+
 def main(argv: list[str]) -> int:
-    wanted = argv or ["exporter", "middleware", "relay", "storm", "startup"]
+    wanted = argv or ["exporter", "middleware", "relay", "storm", "startup", "slowclients"]
     for name in wanted:
         {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
-         "startup": bench_startup}[name]()
+         "startup": bench_startup, "slowclients": bench_slowclients}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 
