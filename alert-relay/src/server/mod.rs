@@ -262,9 +262,15 @@ pub async fn run(
     );
     let timeout = runtime.config.delivery.timeout;
     drop(runtime);
-    axum::serve(listener, router(Arc::clone(&relay)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Header, body and idle timeouts and a connection limit that sheds half-sent requests
+    // first: slow or stuck clients cannot starve Alertmanager's webhooks.
+    exporter::serve::serve(
+        listener,
+        router(Arc::clone(&relay)),
+        exporter::serve::Limits::default(),
+        shutdown,
+    )
+    .await?;
     let _ = stop_tx.send(true);
     let deadline = timeout + Duration::from_secs(1);
     if tokio::time::timeout(deadline, async {
