@@ -176,6 +176,19 @@ pub fn invariants(
             }
             other => return Err(format!("unknown status {other}: {row:?}")),
         }
+        // Only the stop notices go out after a stop: no firing page of a stopped incident
+        // still waits for delivery.
+        if row.status == "pending" && row.key.kind == Kind::Firing {
+            let stopped = model
+                .incidents
+                .get(&row.key.incident)
+                .and_then(|i| i.stopped_at());
+            if stopped.is_some_and(|at| at.0 >= row.key.created_at) {
+                return Err(format!(
+                    "a firing page still waits after its incident stopped at {stopped:?}: {row:?}"
+                ));
+            }
+        }
         if final_ && row.status == "pending" {
             return Err(format!(
                 "still pending after the world healed and time passed: {row:?}"
@@ -188,6 +201,8 @@ pub fn invariants(
     let id_of: BTreeMap<&Key, i64> = rows.iter().map(|r| (&r.key, r.id)).collect();
     let mut last_per_target: BTreeMap<&str, i64> = BTreeMap::new();
     let mut accepted: BTreeSet<i64> = BTreeSet::new();
+    // Per row: when it was last sent, and the earliest time the vendor allowed the next try.
+    let mut last_try: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for got in &world.received {
         let key = Key {
             incident: got.incident_id,
@@ -212,6 +227,18 @@ pub fn invariants(
             ));
         }
         *last = id;
+        // Never re-sent faster than the retry policy: not twice at one instant, and not before
+        // the vendor's Retry-After.
+        if let Some((at, allowed)) = last_try.get(&id) {
+            if got.at.0 <= *at || got.at.0 < *allowed {
+                return Err(format!(
+                    "re-sent too soon: row {id} at {} after a try at {at} (allowed from {allowed})",
+                    got.at.0
+                ));
+            }
+        }
+        let wait = got.retry_after.map_or(0, |d| d.as_millis() as i64);
+        last_try.insert(id, (got.at.0, got.at.0 + wait));
         if got.accepted {
             accepted.insert(id);
         }

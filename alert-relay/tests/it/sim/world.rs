@@ -46,6 +46,8 @@ pub struct Received {
     pub at: Timestamp,
     /// Whether the vendor took the page (it may still have answered with an error).
     pub accepted: bool,
+    /// The `Retry-After` the vendor answered with, if any.
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -101,6 +103,10 @@ impl World {
             }
         };
         let at = s.now;
+        let retry_after = match &outcome {
+            Outcome::Retry { after, .. } => *after,
+            _ => None,
+        };
         s.received.push(Received {
             target: target.clone(),
             incident_id: n.incident_id,
@@ -110,6 +116,7 @@ impl World {
             sequence_id: n.sequence_id.clone(),
             at,
             accepted,
+            retry_after,
         });
         outcome
     }
