@@ -148,6 +148,16 @@ pub fn check_config(file: &Path, config: &Config) -> String {
             }
             let rendered = templates.render(&sample);
             out.push_str(&format!("  sample {kind:?}: {}\n", rendered.title));
+            let mut empty = std::collections::BTreeSet::new();
+            for target in policy.plan.steps.iter().flat_map(|s| &s.targets) {
+                sample.target = target.clone();
+                empty.extend(templates.empty_renders(&sample));
+            }
+            for name in empty {
+                out.push_str(&format!(
+                    "  warning: template {name} renders to nothing for the sample {kind:?}: the default text is sent instead\n"
+                ));
+            }
         }
         if let Some(after) = policy.heartbeat_missing_after {
             let labels: Labels = [

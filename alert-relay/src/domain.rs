@@ -289,6 +289,9 @@ pub struct Notification {
     /// Alertmanager's silence page pre-filled with the group's labels, when known.
     pub silence_url: Option<String>,
     pub created_at: Timestamp,
+    /// Who acknowledged the incident, on the notice that says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
 }
 
 impl Notification {
@@ -381,6 +384,7 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         ack_url: Some("https://relay.example.com/ack/TOKEN".into()),
         silence_url: Some("http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D".into()),
         created_at: Timestamp(1_793_502_000_000 + 17 * 60_000),
+        acknowledged_by: (kind == NotificationKind::Acknowledged).then(|| "alice".to_owned()),
     }
 }
 

@@ -109,6 +109,8 @@ struct IncidentLine {
     summary: Option<String>,
     alerts_firing: usize,
     notified: Vec<String>,
+    #[serde(default)]
+    waiting: Vec<String>,
     next_step: Option<NextStepLine>,
 }
 
@@ -176,6 +178,12 @@ fn render(listing: &Listing) -> String {
             None => "no further step".into(),
         };
         out.push_str(&format!("    notified: {notified}; {next}\n"));
+        if !i.waiting.is_empty() {
+            out.push_str(&format!(
+                "    still being delivered to: {} (retrying; see the relay's log)\n",
+                i.waiting.join(", ")
+            ));
+        }
     }
     out
 }

@@ -55,6 +55,9 @@ impl Links {
             ack_url,
             silence_url: self.silence_url(incident),
             created_at: now,
+            acknowledged_by: (kind == NotificationKind::Acknowledged)
+                .then(|| incident.machine.acknowledged_by.clone())
+                .flatten(),
         }
     }
 

@@ -73,8 +73,9 @@ pub fn parse(body: &[u8]) -> Result<AlertGroup, String> {
                 status: a.status,
                 labels: a.labels,
                 annotations: a.annotations,
-                starts_at: a.starts_at,
-                ends_at: a.ends_at.filter(|e| !e.starts_with("0001-")),
+                starts_at: instant(a.starts_at),
+                // Alertmanager's zero time means "still firing".
+                ends_at: instant(a.ends_at).filter(|e| !e.starts_with("0001-")),
                 generator_url: a.generator_url.filter(|u| !u.is_empty()),
                 fingerprint: Fingerprint(fingerprint),
             }
@@ -91,6 +92,23 @@ pub fn parse(body: &[u8]) -> Result<AlertGroup, String> {
         truncated_alerts: payload.truncated_alerts,
         alerts,
     })
+}
+
+/// A time as RFC 3339 in UTC, or `None` when it is missing or not a time: a bad timestamp
+/// is dropped at the boundary (and the alert kept), never passed on to a vendor.
+fn instant(text: Option<String>) -> Option<String> {
+    let text = text?;
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Some(if text.ends_with('Z') {
+            text
+        } else {
+            t.to_string()
+        }),
+        Err(_) => {
+            tracing::warn!(value = ?text.chars().take(64).collect::<String>(), "webhook timestamp is not RFC 3339; left out");
+            None
+        }
+    }
 }
 
 fn label_hash(labels: &BTreeMap<String, String>) -> String {
@@ -123,6 +141,33 @@ mod tests {
         assert_eq!(
             group.alerts[0].ends_at, None,
             "the zero time means still firing"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_parsed_at_the_boundary() {
+        let body = br#"{"version":"4","groupKey":"k","status":"firing","alerts":[
+            {"status":"firing","startsAt":"NaN","endsAt":"tomorrow"},
+            {"status":"firing","startsAt":"2026-11-01T05:00:00+02:00","endsAt":"0001-01-01T00:00:00Z"},
+            {"status":"resolved","startsAt":"2026-11-01T03:00:00.123456789Z","endsAt":"2026-11-01T03:20:00Z"}]}"#;
+        let group = parse(body).expect("a bad timestamp never refuses the alert");
+        assert_eq!(group.alerts.len(), 3);
+        assert_eq!(
+            (
+                group.alerts[0].starts_at.as_deref(),
+                group.alerts[0].ends_at.as_deref()
+            ),
+            (None, None)
+        );
+        assert_eq!(
+            group.alerts[1].starts_at.as_deref(),
+            Some("2026-11-01T03:00:00Z"),
+            "to UTC"
+        );
+        assert_eq!(group.alerts[1].ends_at, None);
+        assert_eq!(
+            group.alerts[2].starts_at.as_deref(),
+            Some("2026-11-01T03:00:00.123456789Z")
         );
     }
 

@@ -2,6 +2,7 @@
 //! and tests) behind the [`Sink`] trait. Only the sinks know vendor JSON. A new vendor is its
 //! folder plus one line in the `vendors!` list below.
 
+pub mod fit;
 pub mod http;
 pub mod log;
 pub mod ntfy;

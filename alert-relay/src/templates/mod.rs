@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::domain::{AlertStatus, Notification, NotificationKind};
 
-pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}[{{severity}}] {{alertname}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}";
-pub const DEFAULT_BODY: &str = "{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}";
+pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}[{{severity}}] {{alertname}}{{#if truncated_count}} ({{total_count}} alerts, {{count}} shown){{else}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}{{/if}}";
+pub const DEFAULT_BODY: &str = "{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if truncated_count}}{{total_count}} alerts, {{count}} shown: Alertmanager left {{truncated_count}} out (max_alerts).\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged{{#if acknowledged_by}} by {{acknowledged_by}}{{/if}}; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}";
 
 pub use crate::domain::Rendered;
 
@@ -68,7 +68,11 @@ impl Templates {
                 continue;
             }
             match self.registry.render(&custom, context) {
-                Ok(text) => return text.trim().to_owned(),
+                Ok(text) if !text.trim().is_empty() => return text.trim().to_owned(),
+                // A page never goes out blank: an empty render falls back too.
+                Ok(_) => {
+                    tracing::warn!(template = %custom, "template rendered to nothing; the default is used");
+                }
                 Err(error) => {
                     tracing::error!(template = %custom, %error, "template failed to render; the default is used");
                 }
@@ -77,7 +81,32 @@ impl Templates {
         self.registry
             .render(&format!("default/{part}"), context)
             .map(|t| t.trim().to_owned())
-            .unwrap_or_else(|_| String::from("alert"))
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| String::from("alert"))
+    }
+
+    /// Which of `policy`'s and `target`'s own templates render to nothing for `n` (for
+    /// `check-config`'s warnings): `(template name, part)`.
+    pub fn empty_renders(&self, n: &Notification) -> Vec<String> {
+        let context = context(n);
+        let mut empty = Vec::new();
+        for part in ["title", "body"] {
+            for custom in [
+                format!("{}/{part}", n.policy.as_str()),
+                format!("target/{}/{part}", n.target.as_str()),
+            ] {
+                if self.registry.has_template(&custom)
+                    && self
+                        .registry
+                        .render(&custom, &context)
+                        .is_ok_and(|t| t.trim().is_empty())
+                {
+                    empty.push(custom);
+                }
+            }
+        }
+        empty
     }
 }
 
@@ -142,6 +171,9 @@ pub fn context(n: &Notification) -> Value {
             "generator_url": a.generator_url,
         })).collect::<Vec<_>>(),
         "count": group.alerts.len(),
+        // Alertmanager's `max_alerts` left these out of the webhook.
+        "truncated_count": group.truncated_alerts,
+        "total_count": group.alerts.len() as u64 + group.truncated_alerts,
         "firing_count": firing,
         "resolved_count": group.alerts.len() - firing,
         "runbook_url": n.runbook_url(),
@@ -153,6 +185,7 @@ pub fn context(n: &Notification) -> Value {
         "step": n.step + 1,
         "policy": n.policy.as_str(),
         "incident_id": n.incident_id,
+        "acknowledged_by": n.acknowledged_by,
         "target": n.target.as_str(),
     })
 }

@@ -90,3 +90,49 @@ fn text_is_not_html_escaped() {
         rendered.body
     );
 }
+
+#[test]
+fn a_template_that_renders_to_nothing_falls_back_and_is_reported() {
+    let templates = Templates::new(&config(Some("{{#if nothing}}x{{/if}}  ")));
+    let n = sample_notification("critical", "log.audit", NotificationKind::Firing);
+    assert_eq!(
+        templates.render(&n).title,
+        "[critical] GatewayHighErrorRate"
+    );
+    assert_eq!(
+        templates.empty_renders(&n),
+        vec!["critical/title".to_owned()]
+    );
+    let fine = Templates::new(&config(None));
+    assert!(fine.empty_renders(&n).is_empty());
+}
+
+#[test]
+fn alerts_left_out_by_alertmanager_are_shown_in_the_page() {
+    let templates = Templates::new(&config(None));
+    let mut n = sample_notification("critical", "log.audit", NotificationKind::Firing);
+    n.group.truncated_alerts = 40;
+    let text = templates.render(&n);
+    assert_eq!(
+        text.title,
+        "[critical] GatewayHighErrorRate (41 alerts, 1 shown)"
+    );
+    assert!(
+        text.body
+            .contains("41 alerts, 1 shown: Alertmanager left 40 out (max_alerts)."),
+        "{}",
+        text.body
+    );
+}
+
+#[test]
+fn the_acknowledge_notice_says_who() {
+    let templates = Templates::new(&config(None));
+    let n = sample_notification("critical", "log.audit", NotificationKind::Acknowledged);
+    let text = templates.render(&n);
+    assert!(
+        text.body.contains("Acknowledged by alice;"),
+        "{}",
+        text.body
+    );
+}

@@ -1,18 +1,49 @@
-//! The pure request builder: a notification and its text in, ntfy's JSON body out.
+//! The pure request builder: a notification and its text in, ntfy's JSON body out, within
+//! ntfy's limits for any input. ntfy (server `message-size-limit`, default 4096 bytes) refuses
+//! a JSON publish larger than twice that with 413 (code 41303), and a message over the limit
+//! is refused or turned into an attachment; see <https://docs.ntfy.sh/publish/> and
+//! <https://docs.ntfy.sh/config/#message-limits>.
 
 use serde::Serialize;
 
 use super::config::NtfyConfig;
 use crate::domain::{Notification, NotificationKind, Rendered, Severity};
+use crate::sinks::fit;
 
-/// ntfy refuses (or turns into an attachment) messages above 4096 bytes.
+/// ntfy's default `message-size-limit`: the message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// ntfy refuses a JSON publish larger than twice the message limit.
+pub const MAX_BODY_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
 const MAX_ACTIONS: usize = 3;
+/// A title longer than a lock screen shows helps nobody; the rest is in the message.
+const MAX_TITLE_BYTES: usize = 250;
+/// Longer URLs are dropped (a cut URL is a broken link); the page still goes out.
+const MAX_URL_BYTES: usize = 2000;
+
+/// How much room a message may take: the normal limits, or the small ones of the retry after
+/// a server with a lower limit answered 413.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub body: usize,
+    pub message: usize,
+}
+
+impl Budget {
+    pub const NORMAL: Budget = Budget {
+        body: MAX_BODY_BYTES,
+        message: MAX_MESSAGE_BYTES,
+    };
+    /// For a server configured below the default: a quarter of everything.
+    pub const SMALL: Budget = Budget {
+        body: MAX_BODY_BYTES / 4,
+        message: MAX_MESSAGE_BYTES / 4,
+    };
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Message<'a> {
     topic: &'a str,
-    title: &'a str,
+    title: String,
     message: String,
     pub(super) priority: u8,
     tags: Vec<&'a str>,
@@ -39,11 +70,21 @@ enum Action<'a> {
     },
 }
 
-/// Builds the JSON body for `POST <server>/`.
+/// Builds the JSON body for `POST <server>/` within the normal budget.
 pub fn build_message<'a>(
     config: &'a NtfyConfig,
     n: &'a Notification,
     text: &'a Rendered,
+) -> Message<'a> {
+    build_within(config, n, text, Budget::NORMAL)
+}
+
+/// Builds the JSON body for `POST <server>/` so that it fits `budget` once serialised.
+pub fn build_within<'a>(
+    config: &'a NtfyConfig,
+    n: &'a Notification,
+    text: &'a Rendered,
+    budget: Budget,
 ) -> Message<'a> {
     let severity = Severity::from_label(n.group.common_labels.get("severity").map(String::as_str));
     let (priority, mut tags) = match n.kind {
@@ -60,7 +101,7 @@ pub fn build_message<'a>(
         NotificationKind::Acknowledged => (2, vec!["eyes"]),
     };
     tags.extend(config.tags.iter().map(String::as_str));
-    let runbook = n.runbook_url();
+    let runbook = fit::url(n.runbook_url(), MAX_URL_BYTES);
     let mut actions = Vec::new();
     if let Some(url) = runbook {
         actions.push(Action::View {
@@ -70,7 +111,7 @@ pub fn build_message<'a>(
         });
     }
     if n.kind == NotificationKind::Firing {
-        if let Some(url) = n.ack_url.as_deref() {
+        if let Some(url) = fit::url(n.ack_url.as_deref(), MAX_URL_BYTES) {
             actions.push(Action::Http {
                 label: "Acknowledge",
                 url,
@@ -78,7 +119,7 @@ pub fn build_message<'a>(
                 clear: true,
             });
         }
-        if let Some(url) = n.silence_url.as_deref() {
+        if let Some(url) = fit::url(n.silence_url.as_deref(), MAX_URL_BYTES) {
             actions.push(Action::View {
                 label: "Silence",
                 url,
@@ -87,32 +128,67 @@ pub fn build_message<'a>(
         }
     }
     actions.truncate(MAX_ACTIONS);
-    Message {
+    let title_limit = MAX_TITLE_BYTES.min(budget.message);
+    let mut message = Message {
         topic: &config.topic,
-        title: &text.title,
-        message: truncate(&text.body, MAX_MESSAGE_BYTES),
+        title: fit::json_bytes(&text.title, title_limit),
+        message: fit::json_bytes(&text.body, budget.message),
         priority,
         tags,
-        click: runbook.or_else(|| n.generator_url()),
+        click: runbook.or_else(|| fit::url(n.generator_url(), MAX_URL_BYTES)),
         actions,
         sequence_id: &n.sequence_id,
-    }
+    };
+    shrink_to(&mut message, budget.body);
+    message
 }
 
-/// Cuts `text` to at most `limit` bytes on a character boundary, marking the cut.
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_owned();
+/// Makes the serialised body fit `limit`: the message gives way first, then the links, then
+/// the title. Everything else (topic, tags, sequence id) is small and bounded by config.
+fn shrink_to(message: &mut Message<'_>, limit: usize) {
+    loop {
+        let size = serde_json::to_vec(&*message).map_or(usize::MAX, |v| v.len());
+        if size <= limit {
+            return;
+        }
+        let excess = size - limit;
+        let room = fit::json_len(&message.message);
+        if room > 0 {
+            let target = room.saturating_sub(excess);
+            message.message = fit::json_bytes(&message.message, target);
+            if fit::json_len(&message.message) < room {
+                continue;
+            }
+            message.message.clear();
+            continue;
+        }
+        if !message.actions.is_empty() || message.click.is_some() {
+            // The Acknowledge button (ours, short) is the last to go.
+            if message.actions.len() > 1 {
+                message.actions.retain(|a| matches!(a, Action::Http { .. }));
+            } else {
+                message.click = None;
+                message.actions.clear();
+            }
+            continue;
+        }
+        let title = fit::json_len(&message.title);
+        if title == 0 {
+            return;
+        }
+        message.title = fit::json_bytes(&message.title, title.saturating_sub(excess));
+        if fit::json_len(&message.title) >= title {
+            message.title.clear();
+        }
     }
-    const MARK: &str = "…";
-    let mut end = limit - MARK.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{MARK}", &text[..end])
 }
 
 #[cfg(test)]
-pub(super) fn truncate_for_test(text: &str, limit: usize) -> String {
-    truncate(text, limit)
+pub(super) fn body_len(message: &Message<'_>) -> usize {
+    serde_json::to_vec(message).map_or(usize::MAX, |v| v.len())
+}
+
+#[cfg(test)]
+pub(super) fn message_text<'a>(message: &'a Message<'_>) -> (&'a str, &'a str) {
+    (&message.title, &message.message)
 }

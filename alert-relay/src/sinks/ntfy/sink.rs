@@ -1,9 +1,9 @@
 //! Sends ntfy messages and classifies the answers.
 
 use super::config::{NtfyAuth, NtfyConfig};
-use super::request::build_message;
+use super::request::{build_within, Budget};
 use crate::domain::{Notification, Rendered};
-use crate::sinks::http::{deliver, describe, first_chars};
+use crate::sinks::http::{deliver_shrinking, describe, first_chars};
 use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 pub struct NtfySink {
@@ -17,9 +17,19 @@ impl NtfySink {
     }
 
     async fn publish(&self, n: &Notification, text: &Rendered) -> Outcome {
-        let message = build_message(&self.config, n, text);
-        let request = self.client.post(self.config.server.clone()).json(&message);
-        deliver(self.authorize(request), "ntfy", detail).await
+        let request = |budget| {
+            let message = build_within(&self.config, n, text, budget);
+            self.authorize(self.client.post(self.config.server.clone()).json(&message))
+        };
+        // A server configured with a lower `message-size-limit` answers 413: smaller, at once.
+        deliver_shrinking(
+            request(Budget::NORMAL),
+            || request(Budget::SMALL),
+            "ntfy",
+            detail,
+            |status, _| status == http::StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await
     }
 }
 

@@ -6,7 +6,7 @@ use url::Url;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::request::truncate_for_test;
+use super::request::{body_len, message_text};
 use super::*;
 use crate::domain::{sample_notification, NotificationKind, Rendered};
 use crate::sinks::{Health, Outcome, Sink};
@@ -96,11 +96,102 @@ fn without_a_runbook_the_click_goes_to_the_source() {
 
 #[test]
 fn long_messages_are_cut_within_the_limit_on_a_char_boundary() {
-    let long = "é".repeat(5000);
-    let cut = truncate_for_test(&long, MAX_MESSAGE_BYTES);
-    assert!(cut.len() <= MAX_MESSAGE_BYTES);
-    assert!(cut.ends_with('…'));
-    assert_eq!(truncate_for_test("short", MAX_MESSAGE_BYTES), "short");
+    let config = config("http://ntfy.local");
+    let n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    let text = Rendered {
+        title: "[critical] GatewayHighErrorRate".into(),
+        body: "é".repeat(5000),
+    };
+    let message = build_message(&config, &n, &text);
+    let (_, body) = message_text(&message);
+    assert!(body.len() <= MAX_MESSAGE_BYTES, "{}", body.len());
+    assert!(body.ends_with(" more)"), "a visible marker");
+    assert!(body_len(&message) <= MAX_BODY_BYTES);
+}
+
+#[test]
+fn any_title_body_and_links_fit_the_json_body_limit() {
+    let config = config("http://ntfy.local");
+    // A title template listing 300 instances, escapes in the body, and huge links.
+    let instances: Vec<String> = (0..300)
+        .map(|i| format!("host-{i:03}.example.com"))
+        .collect();
+    let hostile = [
+        (instances.join(", "), "short".to_owned()),
+        ("t".into(), "\"\\\n".repeat(3000)),
+        ("\u{1}".repeat(2000), "\u{1}".repeat(2000)),
+        (String::new(), String::new()),
+        ("ünï✓".repeat(900), "ünï✓".repeat(900)),
+    ];
+    for (i, (title, body)) in hostile.into_iter().enumerate() {
+        let mut n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+        if i % 2 == 0 {
+            let long = format!("https://runbooks.test/{}", "r".repeat(5000));
+            n.group
+                .common_annotations
+                .insert("runbook_url".into(), long);
+            n.silence_url = Some(format!(
+                "http://am/#/silences/new?filter={}",
+                "%22".repeat(3000)
+            ));
+        }
+        let text = Rendered { title, body };
+        for budget in [Budget::NORMAL, Budget::SMALL] {
+            let message = build_within(&config, &n, &text, budget);
+            assert!(
+                body_len(&message) <= budget.body,
+                "case {i}: {}",
+                body_len(&message)
+            );
+            let (title, body) = message_text(&message);
+            assert!(
+                body.len() <= budget.message && title.len() <= 250,
+                "case {i}"
+            );
+            let json = serde_json::to_value(&message).expect("json");
+            assert_eq!(json["sequence_id"], "relay-1", "case {i}");
+            assert!(
+                json["actions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["label"] == "Acknowledge")),
+                "the Acknowledge button survives every cut (case {i})"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_413_from_a_server_with_a_lower_limit_gets_a_smaller_page_at_once() {
+    let server = MockServer::start().await;
+    // A server configured with message-size-limit 1024: bodies over 2048 bytes are refused.
+    Mock::given(method("POST"))
+        .and(|request: &wiremock::Request| request.body.len() > 2048)
+        .respond_with(
+            ResponseTemplate::new(413)
+                .set_body_string(r#"{"code":41303,"http":413,"error":"request entity too large"}"#),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let sink = NtfySink::new(config(&server.uri()), reqwest::Client::new());
+    let n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    let text = Rendered {
+        title: "[critical] GatewayHighErrorRate".into(),
+        body: "x".repeat(4000),
+    };
+    assert_eq!(sink.send(&n, &text).await, Outcome::Delivered);
+    let sizes: Vec<usize> = server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| r.body.len())
+        .collect();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    assert!(sizes[0] > 2048 && sizes[1] <= 2048, "{sizes:?}");
 }
 
 async fn send_with(response: ResponseTemplate) -> (Outcome, MockServer) {
@@ -151,6 +242,20 @@ async fn retries_on_503_and_429_with_retry_after() {
             reason: "ntfy answered 429 Too Many Requests: limit reached".into()
         }
     );
+}
+
+#[tokio::test]
+async fn a_413_even_for_the_smaller_page_is_dead_lettered_with_both_reasons() {
+    let (outcome, server) = send_with(
+        ResponseTemplate::new(413)
+            .set_body_string(r#"{"code":41303,"error":"request entity too large"}"#),
+    )
+    .await;
+    let Outcome::Permanent { reason } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reason.contains("the smaller version too"), "{reason}");
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use config::{PagerDutyConfig, RawPagerDuty};
-pub use request::{build_event, dedup_key};
+pub use request::{build_event, build_within, dedup_key, MAX_EVENT_BYTES};
 pub use sink::PagerDutySink;
 
 use crate::sinks::{Sink, Vendor};

@@ -1,12 +1,22 @@
-//! The pure request builder: a notification and its text in, an Events API v2 body out.
+//! The pure request builder: a notification and its text in, an Events API v2 body out,
+//! within the API's limits for any input: `summary` at most 1024 characters, the whole event
+//! at most 512 KB, `timestamp` a valid ISO 8601 date or absent
+//! (<https://developer.pagerduty.com/docs/events-api-v2/trigger-events/>).
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::config::PagerDutyConfig;
 use crate::domain::{Notification, NotificationKind, Rendered, Severity};
+use crate::sinks::fit;
 
 const MAX_SUMMARY_CHARS: usize = 1024;
+/// `source`, `component`, `group` and `class` are short names in PagerDuty's UI.
+const MAX_NAME_CHARS: usize = 255;
+/// PagerDuty refuses events over 512 KB; leave room for the envelope.
+pub const MAX_EVENT_BYTES: usize = 500 * 1024;
+/// The smaller event sent when PagerDuty refused the first one as too large or invalid.
+pub const SMALL_EVENT_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Serialize)]
 pub struct Event<'a> {
@@ -26,16 +36,16 @@ pub struct Event<'a> {
 #[derive(Debug, Serialize)]
 struct Payload<'a> {
     summary: String,
-    source: &'a str,
+    source: String,
     severity: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     timestamp: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    component: Option<&'a str>,
+    component: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    group: Option<&'a str>,
+    group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    class: Option<&'a str>,
+    class: Option<String>,
     custom_details: Value,
 }
 
@@ -54,10 +64,22 @@ fn severity(n: &Notification) -> &'static str {
     }
 }
 
+/// The event within the normal size.
 pub fn build_event<'a>(
     config: &'a PagerDutyConfig,
     n: &'a Notification,
     text: &'a Rendered,
+) -> Event<'a> {
+    build_within(config, n, text, MAX_EVENT_BYTES)
+}
+
+/// The event, made to fit `limit` bytes once serialised: the per-alert details give way
+/// first, then the labels and annotations (their counts stay).
+pub fn build_within<'a>(
+    config: &'a PagerDutyConfig,
+    n: &'a Notification,
+    text: &'a Rendered,
+    limit: usize,
 ) -> Event<'a> {
     let action = match n.kind {
         NotificationKind::Firing => "trigger",
@@ -85,35 +107,73 @@ pub fn build_event<'a>(
             .or_else(|| first.and_then(|a| a.labels.get(name)))
             .map(String::as_str)
     };
-    let summary: String = format!("{}: {}", text.title, text.body)
-        .chars()
-        .take(MAX_SUMMARY_CHARS)
-        .collect();
+    let summary = fit::chars(&format!("{}: {}", text.title, text.body), MAX_SUMMARY_CHARS);
+    let name = |value: Option<&str>| value.map(|v| fit::chars(v, MAX_NAME_CHARS));
     event.payload = Some(Payload {
         summary,
-        source: label("instance")
-            .or(label("target"))
-            .or(config.source.as_deref())
-            .unwrap_or("alert-relay"),
+        source: fit::chars(
+            label("instance")
+                .or(label("target"))
+                .or(config.source.as_deref())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("alert-relay"),
+            MAX_NAME_CHARS,
+        ),
         severity: severity(n),
+        // Parsed at the boundary: only a valid RFC 3339 time reaches here.
         timestamp: first.and_then(|a| a.starts_at.as_deref()),
-        component: label("service").or(label("job")),
-        group: label("service"),
-        class: label("alertname"),
+        component: name(label("service").or(label("job"))),
+        group: name(label("service")),
+        class: name(label("alertname")),
         custom_details: json!({
             "firing": n.group.firing_count(),
+            "truncated_alerts": n.group.truncated_alerts,
             "labels": labels,
             "annotations": n.group.common_annotations,
             "alerts": n.group.alerts.iter().map(|a| json!({"labels": a.labels, "status": a.status, "starts_at": a.starts_at})).collect::<Vec<_>>(),
         }),
     });
-    if let Some(url) = n.runbook_url() {
+    if let Some(url) = fit::url(n.runbook_url(), MAX_URL_BYTES) {
         event.links.push(json!({"href": url, "text": "Runbook"}));
     }
-    if let Some(url) = n.generator_url() {
+    if let Some(url) = fit::url(n.generator_url(), MAX_URL_BYTES) {
         event.links.push(json!({"href": url, "text": "Source"}));
     }
     event.client = Some("alert-relay");
-    event.client_url = n.group.external_url.as_deref().filter(|u| !u.is_empty());
+    event.client_url =
+        fit::url(n.group.external_url.as_deref(), MAX_URL_BYTES).filter(|u| !u.is_empty());
+    shrink_to(&mut event, n, limit);
     event
+}
+
+/// Links longer than this are left out (a cut URL is a broken link).
+const MAX_URL_BYTES: usize = 2000;
+
+fn size(event: &Event<'_>) -> usize {
+    serde_json::to_vec(event).map_or(usize::MAX, |v| v.len())
+}
+
+fn shrink_to(event: &mut Event<'_>, n: &Notification, limit: usize) {
+    if event.payload.is_none() {
+        return;
+    }
+    let firing = n.group.firing_count();
+    let total = n.group.alerts.len() as u64 + n.group.truncated_alerts;
+    let steps = [
+        json!({"firing": firing, "total": total, "labels": n.group.common_labels, "annotations": n.group.common_annotations,
+               "note": "the alerts' details were left out to fit PagerDuty's size limit"}),
+        json!({"firing": firing, "total": total,
+               "note": "labels, annotations and the alerts' details were left out to fit PagerDuty's size limit"}),
+    ];
+    for details in steps {
+        if size(event) <= limit {
+            return;
+        }
+        if let Some(payload) = event.payload.as_mut() {
+            payload.custom_details = details;
+        }
+    }
+    if size(event) > limit {
+        event.links.clear();
+    }
 }

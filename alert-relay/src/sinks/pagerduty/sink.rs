@@ -1,9 +1,9 @@
 //! Sends Events API v2 events; 202 is success, 400 permanent, 429 and 5xx retried.
 
 use super::config::PagerDutyConfig;
-use super::request::build_event;
+use super::request::{build_within, MAX_EVENT_BYTES, SMALL_EVENT_BYTES};
 use crate::domain::{Notification, Rendered};
-use crate::sinks::http::{deliver, first_chars};
+use crate::sinks::http::{deliver_shrinking, first_chars};
 use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 pub struct PagerDutySink {
@@ -17,9 +17,26 @@ impl PagerDutySink {
     }
 
     async fn enqueue(&self, n: &Notification, text: &Rendered) -> Outcome {
-        let event = build_event(&self.config, n, text);
-        let request = self.client.post(self.config.url.clone()).json(&event);
-        deliver(request, "pagerduty", detail).await
+        let request = |limit| {
+            let event = build_within(&self.config, n, text, limit);
+            self.client.post(self.config.url.clone()).json(&event)
+        };
+        // Built within the documented limits; a 413, or a 400 that names a size, gets the
+        // smaller event at once.
+        deliver_shrinking(
+            request(MAX_EVENT_BYTES),
+            || request(SMALL_EVENT_BYTES),
+            "pagerduty",
+            detail,
+            |status, body| {
+                status == http::StatusCode::PAYLOAD_TOO_LARGE
+                    || (status == http::StatusCode::BAD_REQUEST
+                        && ["too large", "too long", "exceeds"]
+                            .iter()
+                            .any(|w| body.to_ascii_lowercase().contains(w)))
+            },
+        )
+        .await
     }
 }
 

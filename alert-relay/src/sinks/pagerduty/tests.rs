@@ -48,6 +48,7 @@ fn a_trigger_carries_the_whole_payload() {
                 "class": "GatewayHighErrorRate",
                 "custom_details": {
                     "firing": 1,
+                    "truncated_alerts": 0,
                     "labels": {"alertname": "GatewayHighErrorRate", "service": "gateway", "severity": "critical", "target": "gateway"},
                     "annotations": n.group.common_annotations,
                     "alerts": [{"labels": n.group.alerts[0].labels, "status": "firing", "starts_at": "2026-11-01T03:00:00Z"}]
@@ -130,4 +131,40 @@ async fn accepted_202_is_delivered_400_permanent_429_retried() {
     assert!(matches!(throttled, Outcome::Retry { .. }));
     let down = send_with(ResponseTemplate::new(502)).await;
     assert!(matches!(down, Outcome::Retry { .. }));
+}
+
+#[test]
+fn a_huge_group_fits_the_event_size_limit_and_keeps_its_counts() {
+    let config = config("http://pd.local/v2/enqueue");
+    let mut n = sample_notification("critical", "pagerduty.x", NotificationKind::Firing);
+    let alert = n.group.alerts[0].clone();
+    n.group.alerts = (0..3000)
+        .map(|i| {
+            let mut a = alert.clone();
+            a.labels
+                .insert("instance".into(), format!("host-{i}-{}", "x".repeat(200)));
+            a
+        })
+        .collect();
+    n.group
+        .common_annotations
+        .insert("description".into(), "d".repeat(600_000));
+    n.group
+        .common_labels
+        .insert("instance".into(), "i".repeat(10_000));
+    let text = Rendered {
+        title: "t".repeat(5000),
+        body: "b".repeat(5000),
+    };
+    let event = serde_json::to_value(build_event(&config, &n, &text)).expect("json");
+    let size = event.to_string().len();
+    assert!(size <= MAX_EVENT_BYTES, "{size}");
+    let payload = &event["payload"];
+    assert_eq!(
+        payload["summary"].as_str().map(|s| s.chars().count()),
+        Some(1024)
+    );
+    assert!(payload["source"].as_str().expect("source").chars().count() <= 255);
+    assert_eq!(payload["custom_details"]["firing"], 3000);
+    assert!(payload["custom_details"]["note"].is_string());
 }

@@ -8,7 +8,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use config::{RawSlack, SlackConfig};
-pub use request::build_message;
+pub use request::{build_message, build_plain, escape};
 pub use sink::SlackSink;
 
 use crate::sinks::{Sink, Vendor};

@@ -1,9 +1,9 @@
 //! Posts to a Slack incoming webhook and reads Slack's answer (`ok` or an error word).
 
 use super::config::SlackConfig;
-use super::request::build_message;
+use super::request::{build_message, build_plain};
 use crate::domain::{Notification, Rendered};
-use crate::sinks::http::deliver;
+use crate::sinks::http::deliver_shrinking;
 use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 pub struct SlackSink {
@@ -17,12 +17,24 @@ impl SlackSink {
     }
 
     async fn post(&self, n: &Notification, text: &Rendered) -> Outcome {
-        let body = build_message(n, text);
-        let request = self
-            .client
-            .post(self.config.webhook_url.expose())
-            .json(&body);
-        deliver(request, "slack", detail).await
+        let request = |body: &serde_json::Value| {
+            self.client
+                .post(self.config.webhook_url.expose())
+                .json(body)
+        };
+        // Built within Block Kit's limits; should Slack still refuse the blocks, the text
+        // alone goes out rather than nothing.
+        deliver_shrinking(
+            request(&build_message(n, text)),
+            || request(&build_plain(text)),
+            "slack",
+            detail,
+            |status, body| {
+                status == http::StatusCode::BAD_REQUEST
+                    && matches!(body.trim(), "invalid_blocks" | "invalid_attachments")
+            },
+        )
+        .await
     }
 }
 

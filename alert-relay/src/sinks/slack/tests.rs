@@ -171,3 +171,135 @@ async fn a_network_error_never_shows_the_webhook_url() {
     };
     assert!(!reason.contains("SECRETPART"), "{reason}");
 }
+
+/// Block Kit's documented limits, checked the way Slack does before answering
+/// `invalid_blocks` (independent of the builder's own constants).
+fn block_kit_violations(body: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let count = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+    for block in body["attachments"][0]["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match block["type"].as_str() {
+            Some("header") if count(&block["text"]["text"]) > 150 => out.push("header".into()),
+            Some("section") => {
+                if count(&block["text"]["text"]) > 3000 {
+                    out.push("section text".into());
+                }
+                let fields = block["fields"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if fields.len() > 10 || fields.iter().any(|f| count(&f["text"]) > 2000) {
+                    out.push("fields".into());
+                }
+            }
+            Some("actions") => {
+                for b in block["elements"].as_array().into_iter().flatten() {
+                    if count(&b["url"]) > 3000 || count(&b["text"]["text"]) > 75 {
+                        out.push("button".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_labels_and_links_stay_within_block_kit() {
+    let mut n = sample_notification("critical", "slack.oncall", NotificationKind::Firing);
+    n.group
+        .common_labels
+        .insert("instance".into(), "i".repeat(5000));
+    n.group
+        .common_labels
+        .insert("service".into(), "<&>".repeat(1000));
+    n.group.alerts[0].generator_url = Some(format!(
+        "http://prometheus/graph?g0.expr={}",
+        "x".repeat(4000)
+    ));
+    let instances: Vec<String> = (0..300).map(|i| format!("host-{i}")).collect();
+    let text = Rendered {
+        title: instances.join(", "),
+        body: "<!channel> <https://evil.example|click> & more ".repeat(200),
+    };
+    let body = build_message(&n, &text);
+    assert_eq!(block_kit_violations(&body), Vec::<String>::new(), "{body}");
+    let blocks = body["attachments"][0]["blocks"].as_array().expect("blocks");
+    let section = blocks[1]["text"]["text"].as_str().expect("section");
+    assert!(
+        section.starts_with("&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp;"),
+        "{section}"
+    );
+    assert!(!section.contains("<!channel>"));
+    let buttons: Vec<&str> = blocks[3]["elements"]
+        .as_array()
+        .expect("buttons")
+        .iter()
+        .map(|b| b["text"]["text"].as_str().expect("label"))
+        .collect();
+    assert_eq!(
+        buttons,
+        vec!["Runbook", "Silence"],
+        "the overlong Source link is left out"
+    );
+    assert!(body["text"].as_str().expect("text").chars().count() <= 3000);
+}
+
+#[test]
+fn a_cut_never_splits_an_escape() {
+    let n = sample_notification("critical", "slack.oncall", NotificationKind::Firing);
+    let text = Rendered {
+        title: "t".into(),
+        body: "&".repeat(4000),
+    };
+    let body = build_message(&n, &text);
+    let section = body["attachments"][0]["blocks"][1]["text"]["text"]
+        .as_str()
+        .expect("section");
+    assert!(section.chars().count() <= 3000);
+    let head = section.split('…').next().expect("head");
+    assert!(
+        head.len() % 5 == 0 && head.chars().all(|c| "&amp;".contains(c)),
+        "{head}"
+    );
+}
+
+#[test]
+fn alertmanagers_truncated_alerts_are_counted_and_shown() {
+    let mut n = sample_notification("critical", "slack.oncall", NotificationKind::Firing);
+    n.group.truncated_alerts = 40;
+    let body = build_message(&n, &text());
+    let fields = body["attachments"][0]["blocks"][2]["fields"].to_string();
+    assert!(fields.contains("1 firing, 41 total (1 shown)"), "{fields}");
+}
+
+#[tokio::test]
+async fn invalid_blocks_gets_the_text_alone_instead_of_a_dead_letter() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(|r: &wiremock::Request| r.body.windows(11).any(|w| w == b"attachments"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("invalid_blocks"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let sink = SlackSink::new(
+        SlackConfig {
+            webhook_url: Secret(format!("{}/services/T/B/X", server.uri())),
+        },
+        reqwest::Client::new(),
+    );
+    let n = sample_notification("critical", "slack.oncall", NotificationKind::Firing);
+    assert_eq!(sink.send(&n, &text()).await, Outcome::Delivered);
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2);
+    let plain: serde_json::Value = serde_json::from_slice(&requests[1].body).expect("json");
+    assert_eq!(
+        plain,
+        serde_json::json!({"text": "[critical] GatewayHighErrorRate: The gateway answers 5xx."})
+    );
+}
