@@ -30,7 +30,9 @@ ROLLBACK_ALERT = "DeploymentRolledBack"
 
 
 class FakeNtfy:
-    """Records every publish; answers 200 like ntfy does, and its health and account checks."""
+    """Records every publish and answers as strictly as ntfy: a JSON body over 8,192 bytes or a
+    message over 4,096 bytes is refused with 413 (code 41303), a priority outside 1-5 with 400;
+    answers its health and account checks."""
 
     def __init__(self):
         self.requests: list[dict] = []
@@ -45,15 +47,23 @@ class FakeNtfy:
                     parsed = json.loads(body)
                 except ValueError:
                     parsed = None
+                status, reply = 200, {"id": "x", "event": "message"}
+                message = (parsed or {}).get("message", "") if isinstance(parsed, dict) else ""
+                priority = parsed.get("priority", 3) if isinstance(parsed, dict) else 3
+                if len(body) > 8192 or len(str(message).encode()) > 4096:
+                    status, reply = 413, {"code": 41303, "http": 413, "error": "request entity too large"}
+                elif not isinstance(priority, int) or not 1 <= priority <= 5:
+                    status, reply = 400, {"code": 40007, "http": 400, "error": "invalid priority"}
                 with outer.lock:
                     outer.requests.append({
                         "at": time.monotonic(),
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "json": parsed,
+                        "json": parsed if status == 200 else None,
+                        "status": status,
                     })
-                reply = json.dumps({"id": "x", "event": "message"}).encode()
-                self.send_response(200)
+                reply = json.dumps(reply).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()

@@ -173,7 +173,7 @@ fn a_valid_file_builds_a_config() {
         config.server.webhook_auth,
         WebhookAuth::Bearer(Secret(TOKEN.into()))
     );
-    assert_eq!(config.server.max_body_bytes, 1 << 20);
+    assert_eq!(config.server.max_body_bytes, 32 << 20);
     assert_eq!(config.policies[0].plan.steps[1].after_ms, 15 * 60_000);
 }
 

@@ -232,12 +232,17 @@ pub fn webhook(alertname: &str, status: &str) -> Value {
     })
 }
 
-/// A fake vendor answering every POST with `status`, recording each request.
+/// A fake vendor answering every POST with `status`, recording each request; for 200, a
+/// fake ntfy as strict as ntfy (`fakes::StrictNtfy`).
 pub async fn fake_vendor(status: u16) -> MockServer {
+    if status == 200 {
+        return scripted_vendor(Vec::new()).await;
+    }
     scripted_vendor(vec![(ResponseTemplate::new(status), u64::MAX)]).await
 }
 
-/// A fake vendor giving each answer for its number of POSTs, in order, then 200 to the rest.
+/// A fake vendor giving each answer for its number of POSTs, in order, then answering the
+/// rest as strictly as ntfy would.
 pub async fn scripted_vendor(answers: Vec<(ResponseTemplate, u64)>) -> MockServer {
     let server = MockServer::start().await;
     let last = u8::try_from(answers.len()).expect("a short script") + 1;
@@ -250,7 +255,7 @@ pub async fn scripted_vendor(answers: Vec<(ResponseTemplate, u64)>) -> MockServe
             .await;
     }
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
+        .respond_with(crate::fakes::StrictNtfy)
         .with_priority(last)
         .mount(&server)
         .await;

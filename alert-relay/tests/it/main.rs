@@ -1,5 +1,6 @@
 //! Integration tests of alert-relay by behaviour, with a recording fake ntfy (wiremock).
 
+mod fakes;
 mod helpers;
 
 mod api;
@@ -7,6 +8,7 @@ mod cli;
 mod delivery;
 mod heartbeat;
 mod intake;
+mod limits;
 mod reload;
 mod restart;
 mod secrets;

@@ -46,15 +46,13 @@ async fn slack_and_pagerduty_follow_the_incident_across_a_restart() {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/services/T1/B1/SECRET"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(crate::fakes::StrictSlack)
         .mount(&slack)
         .await;
     let pd = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v2/enqueue"))
-        .respond_with(
-            ResponseTemplate::new(202).set_body_json(serde_json::json!({"status": "success"})),
-        )
+        .respond_with(crate::fakes::StrictPagerDuty)
         .mount(&pd)
         .await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,7 +13,11 @@ mod policy;
 
 use policy::policy;
 
-const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// Alertmanager sends a whole group in one webhook (up to `max_alerts`, or all of it): a
+/// 10,000-alert group is about 20 MB. Credentials are checked before a body is read, so only
+/// an authenticated client can send this much.
+const DEFAULT_MAX_BODY: u64 = 32 << 20;
+const MAX_MAX_BODY: u64 = 256 << 20;
 
 pub fn validate(
     raw: RawConfig,
@@ -105,10 +109,10 @@ fn server(c: &mut Checker<'_>, raw: &RawConfig) -> ServerConfig {
         Duration::from_secs(24 * 3600),
     );
     let max_body = s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
-    if !(1024..=64 << 20).contains(&max_body) {
+    if !(1024..=MAX_MAX_BODY).contains(&max_body) {
         c.error(
             "server.max_body_bytes",
-            "must be between 1024 and 67108864 bytes",
+            format!("must be between 1024 and {MAX_MAX_BODY} bytes"),
         );
     }
     ServerConfig {

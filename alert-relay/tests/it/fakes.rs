@@ -1,0 +1,177 @@
+//! Fake vendors as strict as the real ones: they refuse what the vendor's documentation says
+//! it refuses, with the vendor's own answer, so that a test catches the next limit breach.
+//! The limits are written here from the vendors' documents, independently of the relay's
+//! request builders:
+//! - ntfy: a JSON publish over 2 × `message-size-limit` (8,192 bytes) → 413 code 41303; a
+//!   message over 4,096 bytes → 413; priority outside 1–5 → 400 code 40007; at most 3 actions
+//!   (<https://docs.ntfy.sh/publish/>, server/errors.go).
+//! - Slack: Block Kit — header ≤ 150, section text ≤ 3,000, ≤ 10 fields of ≤ 2,000, button URL
+//!   ≤ 3,000 and text ≤ 75 characters, ≤ 50 blocks → 400 `invalid_blocks`
+//!   (<https://api.slack.com/reference/block-kit/blocks>).
+//! - PagerDuty Events API v2: summary ≤ 1,024 characters, source and severity required, a valid
+//!   timestamp, the event ≤ 512 KB → 400 "invalid event"
+//!   (<https://developer.pagerduty.com/docs/events-api-v2/trigger-events/>).
+
+use serde_json::{json, Value};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub struct StrictNtfy;
+
+impl Respond for StrictNtfy {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let refuse = |status: u16, code: u32, error: &str| {
+            ResponseTemplate::new(status)
+                .set_body_json(json!({"code": code, "http": status, "error": error}))
+        };
+        if request.body.len() > 8192 {
+            return refuse(413, 41303, "request entity too large");
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(&request.body) else {
+            return refuse(
+                400,
+                40026,
+                "invalid request: request body must be message JSON",
+            );
+        };
+        if message["message"].as_str().map_or(0, str::len) > 4096 {
+            return refuse(413, 41303, "request entity too large");
+        }
+        if let Some(p) = message.get("priority") {
+            if !p.as_u64().is_some_and(|p| (1..=5).contains(&p)) {
+                return refuse(400, 40007, "invalid priority");
+            }
+        }
+        if message["actions"].as_array().is_some_and(|a| a.len() > 3) {
+            return refuse(400, 40018, "invalid request: too many actions");
+        }
+        if message["topic"].as_str().is_none_or(str::is_empty) {
+            return refuse(400, 40009, "invalid topic");
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"id": "x", "event": "message"}))
+    }
+}
+
+pub struct StrictSlack;
+
+fn chars(v: &Value) -> usize {
+    v.as_str().map_or(0, |s| s.chars().count())
+}
+
+/// What Slack would find wrong with a message's blocks.
+pub fn block_kit_errors(body: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut blocks: Vec<&Value> = body["blocks"].as_array().into_iter().flatten().collect();
+    for attachment in body["attachments"].as_array().into_iter().flatten() {
+        blocks.extend(attachment["blocks"].as_array().into_iter().flatten());
+    }
+    if blocks.len() > 50 {
+        errors.push(format!("{} blocks", blocks.len()));
+    }
+    for block in blocks {
+        match block["type"].as_str() {
+            Some("header") => {
+                let n = chars(&block["text"]["text"]);
+                if n == 0 || n > 150 {
+                    errors.push(format!("header of {n}"));
+                }
+            }
+            Some("section") => {
+                if chars(&block["text"]["text"]) > 3000 {
+                    errors.push("section text over 3000".into());
+                }
+                let fields = block["fields"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if fields.len() > 10 || fields.iter().any(|f| chars(&f["text"]) > 2000) {
+                    errors.push("fields".into());
+                }
+            }
+            Some("actions") => {
+                for b in block["elements"].as_array().into_iter().flatten() {
+                    if chars(&b["url"]) > 3000 || chars(&b["text"]["text"]) > 75 {
+                        errors.push("button".into());
+                    }
+                }
+            }
+            Some("context") => {
+                for e in block["elements"].as_array().into_iter().flatten() {
+                    if chars(&e["text"]) > 3000 {
+                        errors.push("context".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    errors
+}
+
+impl Respond for StrictSlack {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return ResponseTemplate::new(400).set_body_string("invalid_payload");
+        };
+        if body["text"].as_str().is_none_or(str::is_empty) && body["attachments"].is_null() {
+            return ResponseTemplate::new(400).set_body_string("no_text");
+        }
+        if !block_kit_errors(&body).is_empty() {
+            return ResponseTemplate::new(400).set_body_string("invalid_blocks");
+        }
+        ResponseTemplate::new(200).set_body_string("ok")
+    }
+}
+
+pub struct StrictPagerDuty;
+
+impl Respond for StrictPagerDuty {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let invalid = |error: String| {
+            ResponseTemplate::new(400).set_body_json(json!({
+                "status": "invalid event", "message": "Event object is invalid", "errors": [error]
+            }))
+        };
+        if request.body.len() > 512 * 1024 {
+            return ResponseTemplate::new(413).set_body_string("Request Entity Too Large");
+        }
+        let Ok(event) = serde_json::from_slice::<Value>(&request.body) else {
+            return invalid("Event object is not valid JSON".into());
+        };
+        if event["routing_key"].as_str().map_or(0, str::len) != 32 {
+            return invalid(
+                "Length of 'routing_key' is incorrect (should be 32 characters)".into(),
+            );
+        }
+        if event["event_action"] == "trigger" {
+            let p = &event["payload"];
+            if chars(&p["summary"]) == 0 || chars(&p["summary"]) > 1024 {
+                return invalid("'payload.summary' is missing or longer than 1024".into());
+            }
+            if chars(&p["source"]) == 0 {
+                return invalid("'payload.source' is missing".into());
+            }
+            if !["critical", "error", "warning", "info"]
+                .contains(&p["severity"].as_str().unwrap_or(""))
+            {
+                return invalid("'payload.severity' is invalid".into());
+            }
+            if let Some(t) = p.get("timestamp") {
+                if t.as_str()
+                    .is_none_or(|t| t.parse::<jiff::Timestamp>().is_err())
+                {
+                    return invalid("'payload.timestamp' is not a valid ISO 8601 date".into());
+                }
+            }
+        }
+        ResponseTemplate::new(202)
+            .set_body_json(json!({"status": "success", "message": "Event processed"}))
+    }
+}
+
+/// A strict fake mounted for every POST (and ntfy's health and account checks).
+pub async fn strict(responder: impl Respond + 'static) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(responder)
+        .mount(&server)
+        .await;
+    server
+}
