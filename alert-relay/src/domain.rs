@@ -260,6 +260,8 @@ pub enum NotificationKind {
     Firing,
     Resolved,
     Acknowledged,
+    /// Alertmanager reported the alerts silenced or inhibited: escalation stopped.
+    Silenced,
 }
 
 /// The text of one notification, rendered from its templates.
@@ -292,6 +294,9 @@ pub struct Notification {
     /// Who acknowledged the incident, on the notice that says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<String>,
+    /// Who silenced the alerts and until when, on the notice that says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_note: Option<String>,
 }
 
 impl Notification {
@@ -385,6 +390,8 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         silence_url: Some("http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D".into()),
         created_at: Timestamp(1_793_502_000_000 + 17 * 60_000),
         acknowledged_by: (kind == NotificationKind::Acknowledged).then(|| "alice".to_owned()),
+        silence_note: (kind == NotificationKind::Silenced)
+            .then(|| "silenced by alice until 2026-11-01T06:00:00Z: disk replaced".to_owned()),
     }
 }
 

@@ -120,7 +120,7 @@ impl RelayMetrics {
             silence_checks: IntCounterVec::new(
                 Opts::new(
                     "relay_silence_checks_total",
-                    "Questions to Alertmanager before an escalation step, by answer (paging, silenced, error).",
+                    "Questions to Alertmanager before an escalation step, by answer (paging, silenced, unknown, error).",
                 ),
                 &["result"],
             )?,
@@ -166,7 +166,7 @@ impl RelayMetrics {
                 .with_label_values(&[result])
                 .inc_by(0);
         }
-        for result in ["paging", "silenced", "error"] {
+        for result in ["paging", "silenced", "unknown", "error"] {
             metrics
                 .silence_checks
                 .with_label_values(&[result])

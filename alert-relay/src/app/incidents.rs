@@ -5,6 +5,7 @@ use super::{inputs, Relay};
 use crate::ack::{AckClaim, AckError};
 use crate::domain::{TargetName, Timestamp};
 use crate::engine::{self, AckOutcome, IncidentRecord};
+use crate::silence::Verdict;
 use crate::store::{self, DeadLetter, Mode, StoreError};
 
 /// Incidents looked at per scheduler pass at most (the rest in the next pass, at once).
@@ -130,13 +131,20 @@ impl Relay {
         let checks = &self.metrics.silence_checks;
         for incident in due {
             match oracle.still_paging(&incident.group).await {
-                Ok(true) => checks.with_label_values(&["paging"]).inc(),
-                Ok(false) => {
+                Ok(Verdict::Paging) => checks.with_label_values(&["paging"]).inc(),
+                Ok(Verdict::Unknown) => {
+                    checks.with_label_values(&["unknown"]).inc();
+                    tracing::debug!(
+                        incident = incident.id,
+                        "Alertmanager does not know these alerts; escalating"
+                    );
+                }
+                Ok(Verdict::Suppressed { note }) => {
                     checks.with_label_values(&["silenced"]).inc();
                     let (id, group) = (incident.id, incident.group_key.clone());
-                    match self.stop_silenced_one(incident, now).await {
+                    match self.stop_silenced_one(incident, note.clone(), now).await {
                         Ok(()) => {
-                            tracing::info!(incident = id, %group, "escalation stopped: Alertmanager reports the alerts silenced, inhibited or gone")
+                            tracing::info!(incident = id, %group, %note, "escalation stopped: Alertmanager reports the alerts silenced or inhibited")
                         }
                         Err(error) => {
                             tracing::error!(%error, incident = id, "cannot record the silence")
@@ -156,6 +164,7 @@ impl Relay {
     async fn stop_silenced_one(
         &self,
         seen: IncidentRecord,
+        note: String,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let runtime = self.runtime();
@@ -166,7 +175,7 @@ impl Relay {
                 let Some(incident) = tx.incident(seen.id)? else {
                     return Ok(Default::default());
                 };
-                let t = engine::silenced(incident, &inputs(&runtime, now));
+                let t = engine::silenced(incident, note.clone(), &inputs(&runtime, now));
                 store::commit(tx, &t, now)?;
                 Ok(t.effects)
             })

@@ -58,6 +58,9 @@ impl Links {
             acknowledged_by: (kind == NotificationKind::Acknowledged)
                 .then(|| incident.machine.acknowledged_by.clone())
                 .flatten(),
+            silence_note: (kind == NotificationKind::Silenced)
+                .then(|| incident.machine.silence_note.clone())
+                .flatten(),
         }
     }
 

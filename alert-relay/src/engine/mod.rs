@@ -212,10 +212,13 @@ pub fn acknowledge(
     (AckOutcome::Acknowledged, t)
 }
 
-/// Alertmanager reports the incident's alerts silenced or inhibited.
-pub fn silenced(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
+/// Alertmanager reports the incident's alerts silenced or inhibited (`note`: by whom, until
+/// when).
+pub fn silenced(incident: IncidentRecord, note: String, inputs: &Inputs<'_>) -> Transition {
     let mut incident = incident;
-    let actions = incident.machine.handle(Event::Silenced, inputs.now);
+    let actions = incident
+        .machine
+        .handle(Event::Silenced { note }, inputs.now);
     let mut t = Transition::default();
     if !actions.is_empty() {
         apply(incident, actions, inputs, &mut t);

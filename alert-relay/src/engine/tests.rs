@@ -153,11 +153,19 @@ fn a_repeat_refreshes_the_alerts_and_never_restarts_escalation() {
 fn firing_after_a_silence_closes_the_old_incident_and_starts_a_new_one() {
     let (links, targets) = (links(), all());
     let inputs = inputs_at(&links, &targets, at(5));
-    let t = silenced(started(), &inputs);
+    let t = silenced(started(), "silenced by bob".into(), &inputs);
     let [IncidentWrite::Update(silenced_record)] = t.incidents.as_slice() else {
         panic!("{:?}", t.incidents)
     };
-    assert!(t.outbox.is_empty(), "a silence notifies nobody");
+    assert_eq!(
+        targets_of(&t),
+        vec![("ntfy.primary", NotificationKind::Silenced)],
+        "those paged learn of the silence"
+    );
+    assert_eq!(
+        t.outbox[0].notification.silence_note.as_deref(),
+        Some("silenced by bob")
+    );
     let (outcome, t) = webhook(
         Some(silenced_record.clone()),
         &plan(),

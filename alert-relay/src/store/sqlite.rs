@@ -194,6 +194,7 @@ fn kind_column(kind: NotificationKind) -> &'static str {
         NotificationKind::Firing => "firing",
         NotificationKind::Resolved => "resolved",
         NotificationKind::Acknowledged => "acknowledged",
+        NotificationKind::Silenced => "silenced",
     }
 }
 

@@ -119,10 +119,27 @@ async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
     // Silenced after it fired: Alertmanager will never send a resolve for it.
     silence(&am, "GatewayDown").await;
 
-    let pushed = wait_pushes(&ntfy, 3).await;
+    // The secondary for the one still paging, and the notice of the silence to the primary.
+    let pushed = wait_pushes(&ntfy, 4).await;
     relay.settled(Duration::from_secs(3600)).await;
     let pushed_later = pushes(&ntfy).await;
-    assert_eq!(pushed_later.len(), 3, "{pushed_later:#?}");
+    assert_eq!(pushed_later.len(), 4, "{pushed_later:#?}");
+    let notice: Vec<&Value> = pushed
+        .iter()
+        .filter(|p| {
+            p["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("SILENCED "))
+        })
+        .collect();
+    assert_eq!(notice.len(), 1, "{pushed:#?}");
+    assert_eq!(notice[0]["topic"], "oncall-primary");
+    assert_eq!(notice[0]["priority"], 2, "quiet: it replaces the page");
+    let message = notice[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("silenced by test until") && message.contains(": maintenance"),
+        "who silenced it and until when, from Alertmanager: {message}"
+    );
     let secondary: Vec<&Value> = pushed
         .iter()
         .filter(|p| p["topic"] == "oncall-secondary")
@@ -143,6 +160,64 @@ async fn a_silenced_alert_stops_escalating_and_an_unsilenced_one_does_not() {
             .metric(r#"relay_silence_checks_total{result="silenced"}"#)
             .await,
         Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_with_backslashes_and_quotes_are_matched_exactly_and_unknown_alerts_keep_paging() {
+    let am = alertmanager().await;
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = relay_with_alertmanager(&ntfy, &am.url, dir.path()).await;
+    let share = r#"\\fileserver\backup "C:\new""#;
+    // Alertmanager holds the alert, firing and not silenced, with a label that needs escaping.
+    let labels = json!({"alertname": "ShareFull", "severity": "critical", "share": share});
+    reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&json!([{"labels": labels}]))
+        .send()
+        .await
+        .expect("post alert");
+    let fingerprint = eventually("alert in alertmanager", Duration::from_secs(10), || async {
+        alerts_named(&am, "ShareFull", "")
+            .await?
+            .first()
+            .and_then(|a| a["fingerprint"].as_str())
+            .map(str::to_owned)
+    })
+    .await;
+    let mut payload = webhook_with("ShareFull", &fingerprint);
+    payload["groupLabels"] = json!({"alertname": "ShareFull", "share": share});
+    payload["alerts"][0]["labels"] = labels.clone();
+    relay.webhook(&payload).await;
+    // A group Alertmanager never heard of (the relay's own kind of alert): not a silence.
+    relay
+        .webhook(&webhook("NeverInAlertmanager", "firing"))
+        .await;
+    let pushed = wait_pushes(&ntfy, 4).await;
+    let secondaries = pushed
+        .iter()
+        .filter(|p| p["topic"] == "oncall-secondary")
+        .count();
+    assert_eq!(secondaries, 2, "both escalated: {pushed:#?}");
+    assert_eq!(
+        relay
+            .metric(r#"relay_escalations_stopped_total{reason="silenced"}"#)
+            .await,
+        Some(0.0),
+        "neither was taken for silenced"
+    );
+    assert!(
+        relay
+            .metric(r#"relay_silence_checks_total{result="paging"}"#)
+            .await
+            >= Some(1.0)
+    );
+    assert!(
+        relay
+            .metric(r#"relay_silence_checks_total{result="unknown"}"#)
+            .await
+            >= Some(1.0)
     );
 }
 

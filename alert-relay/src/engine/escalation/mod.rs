@@ -50,8 +50,9 @@ pub enum Event {
     Resolved,
     /// A human acknowledged (ack link or API).
     Acknowledged { by: String },
-    /// Alertmanager says the alerts are silenced or inhibited.
-    Silenced,
+    /// Alertmanager says the alerts are silenced or inhibited; `note` says by whom and until
+    /// when, as Alertmanager tells it.
+    Silenced { note: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +107,9 @@ pub struct Incident {
     pub stopped_at: Option<Timestamp>,
     #[serde(default)]
     pub acknowledged_by: Option<String>,
+    /// Who silenced it and until when, as Alertmanager said.
+    #[serde(default)]
+    pub silence_note: Option<String>,
 }
 
 impl Incident {
@@ -121,6 +125,7 @@ impl Incident {
             notified: Vec::new(),
             stopped_at: None,
             acknowledged_by: None,
+            silence_note: None,
         };
         let actions = incident.fire_due(now);
         (incident, actions)
@@ -189,13 +194,19 @@ impl Incident {
                 actions
             }
             Event::Acknowledged { by } => {
-                let actions = self.stop(StopReason::Acknowledged, true, now);
+                let actions = self.stop(StopReason::Acknowledged, now);
                 if !actions.is_empty() {
                     self.acknowledged_by = Some(by);
                 }
                 actions
             }
-            Event::Silenced => self.stop(StopReason::Silenced, false, now),
+            Event::Silenced { note } => {
+                let actions = self.stop(StopReason::Silenced, now);
+                if !actions.is_empty() {
+                    self.silence_note = Some(note);
+                }
+                actions
+            }
         }
     }
 
@@ -206,18 +217,23 @@ impl Incident {
         self.stopped_at.get_or_insert(now);
     }
 
-    fn stop(&mut self, reason: StopReason, tell: bool, now: Timestamp) -> Vec<Action> {
+    fn stop(&mut self, reason: StopReason, now: Timestamp) -> Vec<Action> {
         if !self.is_escalating() {
             return Vec::new();
         }
         self.phase = Phase::Stopped(reason);
         self.stopped_at = Some(now);
         let mut actions = Vec::new();
-        if tell && !self.notified.is_empty() {
-            // Everyone paged so far learns that someone is on it.
+        if !self.notified.is_empty() {
+            // Everyone paged so far learns that someone is on it, or that it was silenced
+            // (and PagerDuty closes its incident: Alertmanager sends no resolve for a silence).
+            let kind = match reason {
+                StopReason::Silenced => NotificationKind::Silenced,
+                _ => NotificationKind::Acknowledged,
+            };
             actions.push(Action::Notify {
                 step: self.steps_fired.saturating_sub(1),
-                kind: NotificationKind::Acknowledged,
+                kind,
                 targets: self.notified.clone(),
             });
         }

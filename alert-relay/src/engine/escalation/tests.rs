@@ -151,12 +151,17 @@ fn acknowledge_stops_escalation_until_resolve() {
 }
 
 #[test]
-fn silence_stops_escalation_without_notifying() {
+fn silence_stops_escalation_and_tells_those_paged() {
     let (mut incident, _) = Incident::start(chain(), t(0));
+    let note = "silenced by alice until 12:00".to_owned();
     assert_eq!(
-        incident.handle(Event::Silenced, t(3)),
-        vec![Action::Stopped(StopReason::Silenced)]
+        incident.handle(Event::Silenced { note: note.clone() }, t(3)),
+        vec![
+            notify(0, NotificationKind::Silenced, &["primary"]),
+            Action::Stopped(StopReason::Silenced)
+        ]
     );
+    assert_eq!(incident.silence_note, Some(note));
     assert!(incident.handle(Event::Due, t(15)).is_empty());
 }
 
@@ -262,7 +267,7 @@ fn the_engine_is_deterministic_for_any_event_order() {
         Event::Due,
         Event::Resolved,
         Event::Acknowledged { by: "x".into() },
-        Event::Silenced,
+        Event::Silenced { note: "x".into() },
     ];
     for a in &events {
         for b in &events {

@@ -99,6 +99,7 @@ pub fn build_within<'a>(
         // Low priority: replaces the page silently instead of waking anyone again.
         NotificationKind::Resolved => (2, vec!["white_check_mark"]),
         NotificationKind::Acknowledged => (2, vec!["eyes"]),
+        NotificationKind::Silenced => (2, vec!["mute"]),
     };
     tags.extend(config.tags.iter().map(String::as_str));
     let runbook = fit::url(n.runbook_url(), MAX_URL_BYTES);

@@ -84,6 +84,9 @@ pub fn build_within<'a>(
     let action = match n.kind {
         NotificationKind::Firing => "trigger",
         NotificationKind::Acknowledged => "acknowledge",
+        // Alertmanager sends no resolve for a silenced alert: close PagerDuty's incident, or
+        // its own escalation would page on.
+        NotificationKind::Silenced => "resolve",
         NotificationKind::Resolved => "resolve",
     };
     let mut event = Event {

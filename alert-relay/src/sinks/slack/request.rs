@@ -32,6 +32,7 @@ fn color(n: &Notification) -> &'static str {
     match n.kind {
         NotificationKind::Resolved => "good",
         NotificationKind::Acknowledged => "#764FA5",
+        NotificationKind::Silenced => "#9E9E9E",
         NotificationKind::Firing => {
             match Severity::from_label(n.group.common_labels.get("severity").map(String::as_str)) {
                 Severity::Critical => "danger",

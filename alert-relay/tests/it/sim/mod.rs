@@ -268,7 +268,7 @@ impl Sim {
         for id in due {
             let group = self.model.incidents[&id].group.clone();
             if !am_down && silenced.contains(&group) {
-                self.model.silence(id, self.now);
+                self.model.silence(id, self.now, &configured);
             } else {
                 self.model.fire(id, self.now, &configured);
             }
@@ -342,7 +342,20 @@ impl Sim {
                 self.trace.push(format!("acknowledge incident {id}"));
                 self.acknowledge(id).await?;
             }
-            34..=38 => {
+            34 => {
+                let forget = self.rng.random_bool(0.5);
+                self.trace.push(format!(
+                    "alertmanager {} group {g}",
+                    if forget { "forgets" } else { "remembers" }
+                ));
+                let mut s = self.world.state();
+                if forget {
+                    s.forgotten.insert(group_key(g));
+                } else {
+                    s.forgotten.remove(&group_key(g));
+                }
+            }
+            35..=38 => {
                 let silence = self.rng.random_bool(0.7);
                 self.trace.push(format!(
                     "{} group {g}",

@@ -154,6 +154,7 @@ pub enum Kind {
     Firing,
     Resolved,
     Acknowledged,
+    Silenced,
 }
 
 impl From<NotificationKind> for Kind {
@@ -162,6 +163,7 @@ impl From<NotificationKind> for Kind {
             NotificationKind::Firing => Kind::Firing,
             NotificationKind::Resolved => Kind::Resolved,
             NotificationKind::Acknowledged => Kind::Acknowledged,
+            NotificationKind::Silenced => Kind::Silenced,
         }
     }
 }
@@ -316,12 +318,17 @@ impl Model {
         true
     }
 
-    pub fn silence(&mut self, id: i64, now: Timestamp) {
-        if let Some(i) = self.incidents.get_mut(&id) {
-            if i.escalating() {
-                i.phase = Phase::Stopped(now, true);
-            }
+    /// Alertmanager reports it silenced: escalation stops, and those paged are told.
+    pub fn silence(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) {
+        let Some(i) = self.incidents.get_mut(&id) else {
+            return;
+        };
+        if !i.escalating() {
+            return;
         }
+        i.phase = Phase::Stopped(now, true);
+        let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+        self.expect(id, &notified, Kind::Silenced, step, now, configured);
     }
 
     pub fn resolve(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) {

@@ -10,7 +10,7 @@ use alert_relay::config::Config;
 use alert_relay::domain::{
     AlertGroup, Notification, NotificationKind, Rendered, TargetName, Timestamp,
 };
-use alert_relay::silence::{SilenceFuture, SilenceOracle};
+use alert_relay::silence::{SilenceFuture, SilenceOracle, Verdict};
 use alert_relay::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
 
 /// How a vendor answers, until the seed changes it.
@@ -56,6 +56,8 @@ pub struct State {
     pub modes: BTreeMap<TargetName, Mode>,
     pub received: Vec<Received>,
     pub silenced: BTreeSet<String>,
+    /// Groups Alertmanager has no alerts of (lost state): "unknown" must not stop paging.
+    pub forgotten: BTreeSet<String>,
     pub alertmanager_down: bool,
     /// Set by `AcceptThenCrash`: the driver crashes the relay at once.
     pub crash_requested: bool,
@@ -154,8 +156,15 @@ impl SilenceOracle for SimAlertmanager {
         let s = self.world.state();
         let answer = if s.alertmanager_down {
             Err("connection refused".to_owned())
+        } else if s.silenced.contains(group.group_key.as_str()) {
+            Ok(Verdict::Suppressed {
+                note: "silenced by sim until later".into(),
+            })
+        } else if s.forgotten.contains(group.group_key.as_str()) {
+            // Alertmanager lost its state (restarted without storage): it knows nothing.
+            Ok(Verdict::Unknown)
         } else {
-            Ok(!s.silenced.contains(group.group_key.as_str()))
+            Ok(Verdict::Paging)
         };
         Box::pin(async move { answer })
     }
