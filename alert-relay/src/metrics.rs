@@ -22,6 +22,7 @@ pub struct RelayMetrics {
     pub config_last_reload_successful: IntGauge,
     pub silence_checks: IntCounterVec,
     pub heartbeat_last_seen: GaugeVec,
+    pub quarantined: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -131,6 +132,13 @@ impl RelayMetrics {
                 ),
                 &["policy"],
             )?,
+            quarantined: IntCounterVec::new(
+                Opts::new(
+                    "relay_quarantined_rows_total",
+                    "Stored rows that could not be read and were taken out of service, by table (incidents, outbox).",
+                ),
+                &["table"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -149,6 +157,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.config_last_reload_successful.clone()))?;
         r.register(Box::new(metrics.silence_checks.clone()))?;
         r.register(Box::new(metrics.heartbeat_last_seen.clone()))?;
+        r.register(Box::new(metrics.quarantined.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -171,6 +180,9 @@ impl RelayMetrics {
                 .silence_checks
                 .with_label_values(&[result])
                 .inc_by(0);
+        }
+        for table in ["incidents", "outbox"] {
+            metrics.quarantined.with_label_values(&[table]).inc_by(0);
         }
         metrics.config_last_reload_successful.set(1);
         Ok(metrics)

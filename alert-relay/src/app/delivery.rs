@@ -2,7 +2,7 @@
 //! outcome ([`Relay::deliver_next`], which tests drive step by step), and dead-letter what
 //! waits for a target the policy file no longer has.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Relay;
@@ -33,6 +33,18 @@ pub struct Worker {
     pub backoff: Backoff,
     pub timeout: Duration,
     pub give_up_after: Duration,
+    /// An attempt whose outcome the store could not record (a full disk after the vendor
+    /// took the page): kept here and recorded first, so the page is not sent again.
+    unrecorded: Arc<Mutex<Option<Unrecorded>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Unrecorded {
+    id: i64,
+    finish: Finish,
+    /// Failed tries to record it, and when to try again.
+    failures: u32,
+    next: Timestamp,
 }
 
 impl Relay {
@@ -50,6 +62,7 @@ impl Relay {
                 backoff: Backoff::new(delivery.initial_backoff, delivery.max_backoff),
                 timeout: delivery.timeout,
                 give_up_after: delivery.give_up_after,
+                unrecorded: Arc::default(),
             })
             .collect()
     }
@@ -58,13 +71,30 @@ impl Relay {
     /// went: delivered, retried later (the vendor's `Retry-After`, else backoff), or
     /// dead-lettered (refused for good, or older than `give_up_after`).
     pub async fn deliver_next(&self, w: &Worker, now: Timestamp) -> Result<Step, StoreError> {
+        if let Some(step) = self.record_pending(w, now).await {
+            return Ok(step);
+        }
         let target = w.target.clone();
-        let Some(item) = self
+        let item = match self
             .store
             .run(Mode::Read, move |tx| tx.outbox_head(&target))
             .await?
-        else {
-            return Ok(Step::Empty);
+        {
+            None => return Ok(Step::Empty),
+            Some(Ok(item)) => item,
+            // An unreadable row would block its target's queue for good.
+            Some(Err(bad)) => {
+                let row = bad.clone();
+                self.store
+                    .run(Mode::Durable, move |tx| tx.quarantine(&row, now))
+                    .await?;
+                self.quarantined(&[bad]);
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[w.target.as_str()])
+                    .inc();
+                return Ok(Step::DeadLettered);
+            }
         };
         if item.next_try > now {
             return Ok(Step::Deferred(item.next_try));
@@ -115,9 +145,21 @@ impl Relay {
         };
         let id = item.id;
         let recorded = finish.clone();
-        self.store
+        if let Err(error) = self
+            .store
             .run(Mode::Relaxed, move |tx| tx.finish(id, &recorded, now))
-            .await?;
+            .await
+        {
+            tracing::error!(target = label, incident = n.incident_id, %error, "cannot record the delivery outcome; kept in memory, not sent again");
+            let next = now.plus(w.backoff.ceiling(1));
+            *lock(&w.unrecorded) = Some(Unrecorded {
+                id,
+                finish,
+                failures: 1,
+                next,
+            });
+            return Ok(Step::Deferred(next));
+        }
         let counter = |outcome: &str| {
             self.metrics
                 .notifications
@@ -140,6 +182,38 @@ impl Relay {
             }
         }
         Ok(step)
+    }
+
+    /// Records an outcome the store refused earlier; `Some(step)` while it still cannot (the
+    /// queue waits, backing off, instead of sending the same page again every second).
+    async fn record_pending(&self, w: &Worker, now: Timestamp) -> Option<Step> {
+        let pending = lock(&w.unrecorded).clone()?;
+        if pending.next > now {
+            return Some(Step::Deferred(pending.next));
+        }
+        let (id, finish) = (pending.id, pending.finish.clone());
+        match self
+            .store
+            .run(Mode::Relaxed, move |tx| tx.finish(id, &finish, now))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(target = %w.target, "delivery outcome recorded after the store recovered");
+                *lock(&w.unrecorded) = None;
+                None
+            }
+            Err(error) => {
+                let failures = pending.failures + 1;
+                let next = now.plus(w.backoff.ceiling(failures));
+                tracing::warn!(target = %w.target, %error, retry_in_ms = next.0 - now.0, "still cannot record a delivery outcome");
+                *lock(&w.unrecorded) = Some(Unrecorded {
+                    failures,
+                    next,
+                    ..pending
+                });
+                Some(Step::Deferred(next))
+            }
+        }
     }
 
     /// Dead-letters pending notifications of targets the configuration no longer has (at
@@ -175,4 +249,8 @@ impl Relay {
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

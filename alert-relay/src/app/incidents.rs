@@ -6,7 +6,7 @@ use crate::ack::{AckClaim, AckError};
 use crate::domain::{TargetName, Timestamp};
 use crate::engine::{self, AckOutcome, IncidentRecord};
 use crate::silence::Verdict;
-use crate::store::{self, DeadLetter, Mode, StoreError};
+use crate::store::{self, BadRow, DeadLetter, Mode, Quarantined, StoreError};
 
 /// Incidents looked at per scheduler pass at most (the rest in the next pass, at once).
 const DUE_BATCH: u32 = 500;
@@ -97,14 +97,21 @@ impl Relay {
             .store
             .run(Mode::Durable, move |tx| {
                 let mut effects = engine::Effects::default();
-                for incident in tx.due_incidents(now, DUE_BATCH)? {
+                let due = tx.due_incidents(now, DUE_BATCH)?;
+                // One unreadable row never holds up the others.
+                for bad in &due.bad {
+                    tx.quarantine(bad, now)?;
+                }
+                for incident in due.rows {
                     let t = engine::due(incident, &inputs(&runtime, now));
                     store::commit(tx, &t, now)?;
                     effects.merge(t.effects);
                 }
-                Ok((effects, tx.next_due()?, tx.counts()?))
+                Ok(((effects, due.bad), tx.next_due()?, tx.counts()?))
             })
             .await?;
+        let (effects, bad) = effects;
+        self.quarantined(&bad);
         self.apply_effects(&effects);
         self.metrics.outbox_depth.set(counts.pending);
         self.metrics.incidents_open.set(counts.open);
@@ -119,7 +126,9 @@ impl Relay {
         };
         let due = match self
             .store
-            .run(Mode::Read, move |tx| tx.due_incidents(now, DUE_BATCH))
+            .run(Mode::Read, move |tx| {
+                Ok(tx.due_incidents(now, DUE_BATCH)?.rows)
+            })
             .await
         {
             Ok(due) => due,
@@ -192,7 +201,7 @@ impl Relay {
         self.store
             .run(Mode::Read, move |tx| {
                 let mut out = Vec::new();
-                for record in tx.open_incidents(limit)? {
+                for record in tx.open_incidents(limit)?.rows {
                     if runtime.is_heartbeat(record.policy().as_str()) {
                         continue;
                     }
@@ -204,10 +213,43 @@ impl Relay {
             .await
     }
 
-    /// The latest dead letters, newest first.
-    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+    /// The latest dead letters, newest first, and the incident rows quarantined.
+    pub async fn dead_letters(
+        &self,
+        limit: u32,
+    ) -> Result<(Vec<DeadLetter>, Vec<Quarantined>), StoreError> {
         self.store
-            .run(Mode::Read, move |tx| tx.dead_letters(limit))
+            .run(Mode::Read, move |tx| {
+                Ok((tx.dead_letters(limit)?, tx.quarantined(limit)?))
+            })
             .await
+    }
+
+    /// Takes every unreadable open incident and pending notification out of service (at
+    /// start: a damaged row found later is quarantined where it is met).
+    pub async fn quarantine_undecodable(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let bad = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                let bad = tx.undecodable()?;
+                for row in &bad {
+                    tx.quarantine(row, now)?;
+                }
+                Ok(bad)
+            })
+            .await?;
+        self.quarantined(&bad);
+        Ok(bad.len())
+    }
+
+    /// Counts and logs rows just quarantined.
+    pub(super) fn quarantined(&self, bad: &[BadRow]) {
+        for row in bad {
+            self.metrics
+                .quarantined
+                .with_label_values(&[row.table])
+                .inc();
+            tracing::error!(table = row.table, id = row.id, error = %row.error, "row cannot be read: quarantined (listed with the dead letters); the others go on");
+        }
     }
 }

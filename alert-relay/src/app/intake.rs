@@ -47,22 +47,39 @@ struct Job {
 
 /// The group-commit writer: a thread that ends when its last handle is dropped.
 pub(super) struct IngestWriter {
-    queue: mpsc::Sender<Job>,
+    queue: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for IngestWriter {
+    /// Closes the queue and waits for the writer to finish its batch, so that the store (and
+    /// the data directory's lock) is released when the relay is.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl IngestWriter {
     pub(super) fn start(store: Arc<dyn Store>) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("relay-writer".into())
             .spawn(move || write_loop(store.as_ref(), jobs))?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
     }
 
     async fn submit(&self, work: Unit) -> Result<(IngestOutcome, Effects), StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Batch("the writer stopped".into());
         self.queue
+            .as_ref()
+            .ok_or_else(stopped)?
             .send(Job { work, reply })
             .await
             .map_err(|_| stopped())?;
@@ -176,7 +193,13 @@ impl Relay {
         let runtime = self.runtime();
         let key = self.new_key();
         let work: Unit = Box::new(move |tx| {
-            let open = tx.open_incident(&plan.policy, &group.group_key)?;
+            let found = tx.open_incident(&plan.policy, &group.group_key)?;
+            // An unreadable open incident would block its group for good: quarantined, and the
+            // webhook starts a new incident (paging again rather than never).
+            for bad in &found.bad {
+                tx.quarantine(bad, now)?;
+            }
+            let open = found.rows.into_iter().next();
             let fresh = Fresh {
                 id: tx.next_incident_id()?,
                 key,

@@ -163,7 +163,16 @@ impl Builder {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        Ok(Relay {
+        // Rows that cannot be read are taken out of service before anything else runs.
+        let now = self.started.unwrap_or_else(Timestamp::now);
+        let bad = crate::store::run(store.as_ref(), crate::store::Mode::Durable, |tx| {
+            let bad = tx.undecodable()?;
+            for row in &bad {
+                tx.quarantine(row, now)?;
+            }
+            Ok(bad)
+        })?;
+        let relay = Relay {
             writer: intake::IngestWriter::start(Arc::clone(&store))?,
             store: StoreHandle::new(store),
             runtime: RwLock::new(Arc::new(runtime)),
@@ -175,7 +184,9 @@ impl Builder {
             rng: Mutex::new(rng),
             data_dir: self.data_dir,
             config_path: self.config_path,
-        })
+        };
+        relay.quarantined(&bad);
+        Ok(relay)
     }
 }
 

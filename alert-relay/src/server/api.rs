@@ -140,12 +140,20 @@ pub async fn incidents(State(relay): State<Arc<Relay>>, Query(page): Query<Page>
     }
 }
 
-/// `GET /api/v1/dead-letters[?limit=N]`: notifications given up on, newest first.
+/// `GET /api/v1/dead-letters[?limit=N]`: notifications given up on, newest first, and
+/// incidents whose stored row could not be read (quarantined).
 pub async fn dead_letters(State(relay): State<Arc<Relay>>, Query(page): Query<Page>) -> Response {
     match relay.dead_letters(page.limit()).await {
-        Ok(letters) => {
+        Ok((letters, quarantined)) => {
             let views: Vec<_> = letters.iter().map(dead_letter_view).collect();
-            Json(json!({ "dead_letters": views })).into_response()
+            let quarantined: Vec<_> = quarantined
+                .iter()
+                .map(|q| {
+                    json!({"incident_id": q.id, "reason": q.reason, "quarantined_at": q.at.to_rfc3339()})
+                })
+                .collect();
+            Json(json!({ "dead_letters": views, "quarantined_incidents": quarantined }))
+                .into_response()
         }
         Err(error) => unreadable(&error, "dead letters"),
     }

@@ -53,7 +53,10 @@ fn fire(store: &dyn Store, alertname: &str, now: Timestamp) -> Result<IngestOutc
         .as_str()
         .into();
     run(store, Mode::Durable, |tx| {
-        let open = tx.open_incident(&"critical".into(), &group.group_key)?;
+        let open = tx
+            .open_incident(&"critical".into(), &group.group_key)?
+            .rows
+            .pop();
         let fresh = Fresh {
             id: tx.next_incident_id()?,
             key: IncidentKey([1; 16]),
@@ -92,9 +95,9 @@ fn a_committed_transition_reads_back(store: &dyn Store) {
     );
     let (open, due_now, due_later, next) = run(store, Mode::Read, |tx| {
         Ok((
-            tx.open_incidents(10)?,
-            tx.due_incidents(T0, 10)?,
-            tx.due_incidents(Timestamp(T0.0 + 60_000), 10)?,
+            tx.open_incidents(10)?.rows,
+            tx.due_incidents(T0, 10)?.rows,
+            tx.due_incidents(Timestamp(T0.0 + 60_000), 10)?.rows,
             tx.next_due()?,
         ))
     })
@@ -167,6 +170,7 @@ fn the_outbox_is_first_in_first_out_per_target(store: &dyn Store) {
         run(store, Mode::Relaxed, |tx| tx.outbox_head(&a))
             .expect("head")
             .expect("pending")
+            .expect("readable")
     };
     let first = head(store);
     assert_eq!(first.notification.incident_id, 1);

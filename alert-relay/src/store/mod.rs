@@ -28,6 +28,42 @@ pub enum StoreError {
     Batch(String),
     #[error("{0}")]
     Open(String),
+    #[error("{0}")]
+    Undecodable(BadRow),
+}
+
+/// A row that cannot be read back (damaged, or written by something else): quarantined by
+/// the application layer, never allowed to block the rows around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub table: &'static str,
+    pub id: i64,
+    pub error: String,
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} row {} cannot be read: {}",
+            self.table, self.id, self.error
+        )
+    }
+}
+
+/// Rows of a query, and those of its rows that could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<T> {
+    pub rows: Vec<T>,
+    pub bad: Vec<BadRow>,
+}
+
+/// An incident row taken out of service, for the dead-letter listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub id: i64,
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 /// How durable a transaction must be.
@@ -86,16 +122,22 @@ pub trait Tx {
         &mut self,
         policy: &PolicyName,
         group: &GroupKey,
-    ) -> Result<Option<IncidentRecord>, StoreError>;
+    ) -> Result<Loaded<IncidentRecord>, StoreError>;
+    /// One incident; `Err(Undecodable)` if its row cannot be read.
     fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError>;
     /// Incidents whose next step is due at `now`, earliest first, at most `limit`.
     fn due_incidents(
         &mut self,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<IncidentRecord>, StoreError>;
+    ) -> Result<Loaded<IncidentRecord>, StoreError>;
     /// Open incidents, oldest first, at most `limit`.
-    fn open_incidents(&mut self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError>;
+    fn open_incidents(&mut self, limit: u32) -> Result<Loaded<IncidentRecord>, StoreError>;
+    /// Takes a row that cannot be read out of service: an incident is closed and no longer
+    /// due, an outbox row dead-lettered, both with the reason.
+    fn quarantine(&mut self, row: &BadRow, now: Timestamp) -> Result<(), StoreError>;
+    /// Incident rows quarantined, newest first.
+    fn quarantined(&mut self, limit: u32) -> Result<Vec<Quarantined>, StoreError>;
     /// When the next step of any incident is due.
     fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError>;
     /// The id the next inserted incident gets.
@@ -121,8 +163,13 @@ pub trait Tx {
     ) -> Result<usize, StoreError>;
     /// The targets that have notifications of `incident` still waiting for delivery.
     fn waiting_targets(&mut self, incident: i64) -> Result<Vec<TargetName>, StoreError>;
-    /// The oldest pending notification of `target`.
-    fn outbox_head(&mut self, target: &TargetName) -> Result<Option<OutboxItem>, StoreError>;
+    /// The oldest pending notification of `target` (`Err(BadRow)` if it cannot be read).
+    fn outbox_head(
+        &mut self,
+        target: &TargetName,
+    ) -> Result<Option<Result<OutboxItem, BadRow>>, StoreError>;
+    /// Every open incident and pending notification that cannot be read (a scan at start).
+    fn undecodable(&mut self) -> Result<Vec<BadRow>, StoreError>;
     fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError>;
     /// Targets that have pending notifications.
     fn pending_targets(&mut self) -> Result<Vec<TargetName>, StoreError>;

@@ -8,14 +8,26 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Counts, DeadLetter, Finish, Mode, OutboxItem, Store, StoreError, Tx, Work};
+use super::{
+    BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, Store, StoreError,
+    Tx, Work,
+};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, NewOutbox, NotificationKind};
+
+/// Below this much free space on the data directory's filesystem, the store is not ready:
+/// a webhook would fail to commit (and an acknowledged delivery fail to be recorded).
+pub const MIN_FREE_BYTES: u64 = 4 << 20;
 
 pub struct SqliteStore {
     /// Both connections sit behind this one lock: SQLite never sees two writers at once, so
     /// nobody waits in SQLite's sleeping busy handler (which added 100 ms stalls under load).
     conns: Mutex<Connections>,
+    /// The directory whose filesystem must have room.
+    dir: std::path::PathBuf,
+    /// The exclusive lock on the data directory, held for the store's life (`open`); the
+    /// kernel drops it when the process ends, crash or not.
+    _lock: Option<std::fs::File>,
 }
 
 struct Connections {
@@ -24,7 +36,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -63,14 +75,22 @@ ALTER TABLE incidents ADD COLUMN incident_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS outbox_pending_incident ON outbox(incident_id) WHERE status = 'pending';
 ",
+    "
+ALTER TABLE incidents ADD COLUMN quarantined TEXT;
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+",
 ];
 
 impl SqliteStore {
-    /// Opens (creating) `dir/relay.db`.
+    /// Opens (creating) `dir/relay.db`, taking the directory for this process alone: a
+    /// second relay on the same directory would send every page twice.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
-        Self::open_file(&dir.join("relay.db"))
+        let lock = lock_dir(dir)?;
+        let mut store = Self::open_file(&dir.join("relay.db"))?;
+        store._lock = Some(lock);
+        Ok(store)
     }
 
     pub fn open_file(path: &Path) -> Result<Self, StoreError> {
@@ -80,12 +100,29 @@ impl SqliteStore {
         main.pragma_update(None, "synchronous", "FULL")?;
         main.pragma_update(None, "busy_timeout", 5000)?;
         migrate(&mut main)?;
+        check_integrity(&main, path)?;
         let delivery = Connection::open(path)?;
         delivery.pragma_update(None, "synchronous", "NORMAL")?;
         delivery.pragma_update(None, "busy_timeout", 5000)?;
         Ok(Self {
             conns: Mutex::new(Connections { main, delivery }),
+            dir: path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned(),
+            _lock: None,
         })
+    }
+
+    /// Raw access to both connections (main, delivery), for tests that make writes fail.
+    pub fn with_connections<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let Connections { main, delivery } = &mut *conns;
+        f(main, delivery)
     }
 
     /// Raw access to the main connection, for tests that damage or inspect the file.
@@ -96,6 +133,73 @@ impl SqliteStore {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut conns.main)
     }
+}
+
+/// Takes `dir/lock` exclusively (advisory `flock`) and writes our pid into it; a clear error
+/// naming the holder when another process has it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
+    // A relay that is still exiting (a restart) lets go within moments: wait a little.
+    let mut tries = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 30 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break other,
+        }
+    };
+    if let Err(error) = locked {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(StoreError::Open(match error {
+            std::fs::TryLockError::WouldBlock => format!(
+                "{} is in use by another alert-relay (pid {}): one relay per data directory \
+                 (two would send every page twice); stop it, or give this one its own --data-dir \
+                 (several replicas share state through PostgreSQL instead)",
+                dir.display(),
+                if holder.is_empty() { "unknown" } else { holder }
+            ),
+            std::fs::TryLockError::Error(e) => format!("cannot lock {}: {e}", path.display()),
+        }));
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record our pid in the lock file");
+    }
+    Ok(file)
+}
+
+/// A damaged file is a clear error at start, never a relay that answers `/ready` and then
+/// fails every webhook.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let problems: Vec<String> = {
+        let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if problems.iter().all(|p| p == "ok") {
+        return Ok(());
+    }
+    Err(StoreError::Open(format!(
+        "{} is damaged ({}): stop, keep a copy of the data directory, then restore the last \
+         backup (docs/operations.md, backing up) or move the file aside to start empty",
+        path.display(),
+        problems.join("; ")
+    )))
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -154,9 +258,28 @@ impl Store for SqliteStore {
         Ok(results)
     }
 
+    /// Room on the filesystem, and a write that must allocate new pages (rolled back, so
+    /// it costs no fsync): a full disk or a database at its size limit fails here.
     fn probe(&self) -> Result<(), StoreError> {
-        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.main.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        let stat = rustix::fs::statvfs(&self.dir).map_err(|e| {
+            StoreError::Open(format!(
+                "cannot check free space on {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < MIN_FREE_BYTES {
+            return Err(StoreError::Open(format!(
+                "{} has {free} bytes free, less than the {MIN_FREE_BYTES} needed to accept pages: free some space",
+                self.dir.display()
+            )));
+        }
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conns
+            .main
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("INSERT INTO probe (at) VALUES (zeroblob(65536))", [])?;
+        drop(tx);
         Ok(())
     }
 }
@@ -178,14 +301,18 @@ fn incident_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
     ))
 }
 
-fn decode((id, key, group_key, machine, group): IncidentRow) -> Result<IncidentRecord, StoreError> {
+fn decode((id, key, group_key, machine, group): IncidentRow) -> Result<IncidentRecord, BadRow> {
+    let bad = |error: String| BadRow {
+        table: "incidents",
+        id,
+        error,
+    };
     Ok(IncidentRecord {
         id,
-        key: IncidentKey::from_hex(&key)
-            .ok_or_else(|| StoreError::Task(format!("incident {id} has a malformed key")))?,
+        key: IncidentKey::from_hex(&key).ok_or_else(|| bad("malformed incident key".into()))?,
         group_key: GroupKey(group_key),
-        group: serde_json::from_str(&group)?,
-        machine: serde_json::from_str(&machine)?,
+        group: serde_json::from_str(&group).map_err(|e| bad(format!("alert_group: {e}")))?,
+        machine: serde_json::from_str(&machine).map_err(|e| bad(format!("machine: {e}")))?,
     })
 }
 
@@ -203,12 +330,32 @@ impl SqliteTx<'_> {
         &self,
         filter: &str,
         args: impl rusqlite::Params,
-    ) -> Result<Vec<IncidentRecord>, StoreError> {
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
         let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents {filter}"
         ))?;
-        let rows = stmt.query_map(args, incident_row)?;
-        rows.map(|row| decode(row?)).collect()
+        let mut loaded = Loaded {
+            rows: Vec::new(),
+            bad: Vec::new(),
+        };
+        // A column of the wrong type is as unreadable as bad JSON.
+        let rows = stmt.query_map(args, |row| {
+            Ok(match incident_row(row) {
+                Ok(raw) => decode(raw),
+                Err(e) => Err(BadRow {
+                    table: "incidents",
+                    id: row.get(0).unwrap_or_default(),
+                    error: e.to_string(),
+                }),
+            })
+        })?;
+        for row in rows {
+            match row? {
+                Ok(record) => loaded.rows.push(record),
+                Err(bad) => loaded.bad.push(bad),
+            }
+        }
+        Ok(loaded)
     }
 }
 
@@ -217,32 +364,91 @@ impl Tx for SqliteTx<'_> {
         &mut self,
         policy: &PolicyName,
         group: &GroupKey,
-    ) -> Result<Option<IncidentRecord>, StoreError> {
-        Ok(self
-            .incidents(
-                "WHERE policy = ?1 AND group_key = ?2 AND open = 1",
-                params![policy.as_str(), group.as_str()],
-            )?
-            .pop())
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        self.incidents(
+            "WHERE policy = ?1 AND group_key = ?2 AND open = 1",
+            params![policy.as_str(), group.as_str()],
+        )
     }
 
     fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
-        Ok(self.incidents("WHERE id = ?1", params![id])?.pop())
+        let mut loaded = self.incidents("WHERE id = ?1", params![id])?;
+        if let Some(bad) = loaded.bad.pop() {
+            return Err(StoreError::Undecodable(bad));
+        }
+        Ok(loaded.rows.pop())
     }
 
     fn due_incidents(
         &mut self,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<IncidentRecord>, StoreError> {
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
         self.incidents(
             "WHERE next_due IS NOT NULL AND next_due <= ?1 ORDER BY next_due, id LIMIT ?2",
             params![now.0, limit],
         )
     }
 
-    fn open_incidents(&mut self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError> {
+    fn open_incidents(&mut self, limit: u32) -> Result<Loaded<IncidentRecord>, StoreError> {
         self.incidents("WHERE open = 1 ORDER BY id LIMIT ?1", params![limit])
+    }
+
+    fn quarantine(&mut self, row: &BadRow, now: Timestamp) -> Result<(), StoreError> {
+        let reason = row.to_string();
+        match row.table {
+            "incidents" => self.0.prepare_cached(
+                "UPDATE incidents SET open = 0, next_due = NULL, quarantined = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![row.id, reason, now.0])?,
+            _ => self.0.prepare_cached(
+                "UPDATE outbox SET status = 'dead', done_at = ?2, last_error = ?3 WHERE id = ?1",
+            )?
+            .execute(params![row.id, now.0, reason])?,
+        };
+        Ok(())
+    }
+
+    fn quarantined(&mut self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, quarantined, updated_at FROM incidents WHERE quarantined IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |r| {
+            Ok(Quarantined {
+                id: r.get(0)?,
+                reason: r.get(1)?,
+                at: Timestamp(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn undecodable(&mut self) -> Result<Vec<BadRow>, StoreError> {
+        let mut bad = self.incidents("WHERE open = 1", [])?.bad;
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT id, payload FROM outbox WHERE status = 'pending'")?;
+        let rows = stmt.query_map([], |r| {
+            let id: i64 = r.get(0)?;
+            Ok((id, r.get::<_, String>(1)))
+        })?;
+        for row in rows {
+            let (id, payload) = row?;
+            let error = match payload {
+                Ok(text) => serde_json::from_str::<crate::domain::Notification>(&text)
+                    .err()
+                    .map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = error {
+                bad.push(BadRow {
+                    table: "outbox",
+                    id,
+                    error,
+                });
+            }
+        }
+        Ok(bad)
     }
 
     fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError> {
@@ -342,31 +548,36 @@ impl Tx for SqliteTx<'_> {
         Ok(rows.map(|r| r.map(TargetName)).collect::<Result<_, _>>()?)
     }
 
-    fn outbox_head(&mut self, target: &TargetName) -> Result<Option<OutboxItem>, StoreError> {
-        self.0
+    fn outbox_head(
+        &mut self,
+        target: &TargetName,
+    ) -> Result<Option<Result<OutboxItem, BadRow>>, StoreError> {
+        type Rest = Result<(String, u32, i64, i64), rusqlite::Error>;
+        let head: Option<(i64, Rest)> = self
+            .0
             .prepare_cached(
                 "SELECT id, payload, attempts, created_at, next_try FROM outbox WHERE target = ?1 AND status = 'pending' ORDER BY id LIMIT 1",
             )?
             .query_row(params![target.as_str()], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
+                let rest = (|| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))();
+                Ok((r.get(0)?, rest))
             })
-            .optional()?
-            .map(|(id, payload, attempts, created, next)| {
-                Ok(OutboxItem {
-                    id,
-                    notification: serde_json::from_str(&payload)?,
-                    attempts,
-                    created_at: Timestamp(created),
-                    next_try: Timestamp(next),
-                })
+            .optional()?;
+        Ok(head.map(|(id, rest)| {
+            let bad = |error: String| BadRow {
+                table: "outbox",
+                id,
+                error,
+            };
+            let (payload, attempts, created, next) = rest.map_err(|e| bad(e.to_string()))?;
+            Ok(OutboxItem {
+                id,
+                notification: serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?,
+                attempts,
+                created_at: Timestamp(created),
+                next_try: Timestamp(next),
             })
-            .transpose()
+        }))
     }
 
     fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ mod secrets;
 mod silence;
 mod sim;
 mod steps;
+mod storage;
 mod store_failure;
 mod targets;
 mod vendors;

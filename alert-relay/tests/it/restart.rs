@@ -47,7 +47,9 @@ async fn start(policy: &std::path::Path, data: &std::path::Path) -> Relay {
 /// Waits until the store holds no pending notification: from then on nothing more is sent,
 /// so counting what the vendor received is final.
 async fn wait_outbox_drained(data: &std::path::Path) {
-    let store = SqliteStore::open(data).expect("open the relay's store beside it");
+    // The file, not the directory: the running relay holds the directory's lock.
+    let store =
+        SqliteStore::open_file(&data.join("relay.db")).expect("open the relay's store beside it");
     eventually("an empty outbox", Duration::from_secs(10), || async {
         store::run(&store, Mode::Read, |tx| tx.counts())
             .ok()

@@ -11,6 +11,7 @@ use alert_relay::config::Config;
 use alert_relay::domain::{Notification, Rendered, TargetName, Timestamp};
 use alert_relay::silence::SilenceOracle;
 use alert_relay::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
+use alert_relay::store::SqliteStore;
 
 use crate::helpers::webhook;
 
@@ -22,14 +23,16 @@ enum Answer {
     Hang,
     Retry(Option<u64>),
     Refuse,
+    /// Takes the page, and the disk fills up as it answers.
+    TakeThenDiskFull,
 }
 
 #[derive(Clone, Default)]
-struct Script(Arc<Mutex<(Vec<Answer>, usize)>>);
+struct Script(Arc<Mutex<(Vec<Answer>, usize)>>, Option<Arc<SqliteStore>>);
 
 impl Script {
     fn new(answers: Vec<Answer>) -> Self {
-        Self(Arc::new(Mutex::new((answers, 0))))
+        Self(Arc::new(Mutex::new((answers, 0))), None)
     }
 
     fn attempts(&self) -> usize {
@@ -58,6 +61,12 @@ impl Sink for Scripted {
                 Some(Answer::Refuse) => Outcome::Permanent {
                     reason: "400 Bad Request".into(),
                 },
+                Some(Answer::TakeThenDiskFull) => {
+                    if let Some(store) = &self.0 .1 {
+                        writes(store, false);
+                    }
+                    Outcome::Delivered
+                }
             }
         })
     }
@@ -101,10 +110,25 @@ policies:
         notify: [log.audit]
 "#;
 
+/// Makes every write of `store` fail (as on a full disk) or work again.
+fn writes(store: &SqliteStore, work: bool) {
+    store
+        .with_connections(|main, delivery| {
+            main.pragma_update(None, "query_only", !work)?;
+            delivery.pragma_update(None, "query_only", !work)?;
+            Ok(())
+        })
+        .expect("pragma");
+}
+
 async fn relay_with(script: &Script, dir: &Path) -> Relay {
     let config =
         Config::parse(POLICY, Path::new("steps.yml"), &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    let relay = Relay::builder(config, dir)
+    let mut builder = Relay::builder(config, dir);
+    if let Some(store) = &script.1 {
+        builder = builder.store(Arc::clone(store) as _);
+    }
+    let relay = builder
         .peers(Arc::new(script.clone()))
         .seed(1)
         .started(T0)
@@ -189,7 +213,7 @@ async fn retry_after_wins_over_backoff_and_the_page_is_given_up_after_its_age() 
         relay.deliver_next(&worker, at(31)).await.expect("step"),
         Step::Empty
     );
-    let letters = relay.dead_letters(10).await.expect("letters");
+    let (letters, _) = relay.dead_letters(10).await.expect("letters");
     assert_eq!(letters.len(), 1);
     assert!(
         letters[0].reason.starts_with("gave up after 3 attempts"),
@@ -213,6 +237,37 @@ async fn a_permanent_refusal_is_dead_lettered_at_once_with_the_vendors_reason() 
         Step::Empty
     );
     assert_eq!(script.attempts(), 1, "not retried");
-    let letters = relay.dead_letters(10).await.expect("letters");
+    let (letters, _) = relay.dead_letters(10).await.expect("letters");
     assert_eq!(letters[0].reason, "400 Bad Request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_the_disk_cannot_record_is_kept_and_never_sent_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("data")).expect("store"));
+    let mut script = Script::new(vec![Answer::TakeThenDiskFull]);
+    script.1 = Some(Arc::clone(&store));
+    let relay = relay_with(&script, &dir.path().join("data")).await;
+    let worker = relay.workers().remove(0);
+    let Step::Deferred(first) = relay.deliver_next(&worker, at(0)).await.expect("step") else {
+        panic!("the outcome could not be written: the queue waits")
+    };
+    // Ten seconds of a full disk: tried on the backoff, never re-sent.
+    let mut now = at(0);
+    let mut tries = 0;
+    while now < at(10) {
+        now = now.plus(Duration::from_millis(500));
+        if let Step::Deferred(_) = relay.deliver_next(&worker, now).await.expect("step") {
+            tries += 1;
+        }
+    }
+    assert_eq!(script.attempts(), 1, "the vendor got the page once");
+    assert!(first > at(0) && tries >= 1);
+    writes(&store, true);
+    assert_eq!(
+        relay.deliver_next(&worker, at(20)).await.expect("step"),
+        Step::Empty,
+        "recorded, then nothing left"
+    );
+    assert_eq!(script.attempts(), 1);
 }
