@@ -17,6 +17,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import urllib.request
 import sys
 import tempfile
 import time
@@ -317,6 +318,72 @@ def bench_startup(runs: int = 5):
     emit("startup_and_idle", out)
 
 
+def bench_first_delivery(runs: int = 7):
+    """Webhook -> push latency of the first page after a start, against the next ones: vendor
+    clients are built at start, so the first page should not pay for them."""
+    import http.server
+    import threading
+
+    arrivals = []
+
+    class Ntfy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            arrivals.append(time.perf_counter())
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_GET(self):  # noqa: N802
+            body = b'{"healthy":true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ntfy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    first, later = [], []
+    try:
+        for _ in range(runs):
+            relay = Relay(server.server_address[1])
+            try:
+                time.sleep(0.5)  # the start-up healthcheck has answered
+                for i in range(4):
+                    arrivals.clear()
+                    body = json.dumps({
+                        "version": "4", "groupKey": f"{{}}:{{alertname=\"First{i}\"}}", "status": "firing",
+                        "receiver": "relay", "groupLabels": {"alertname": f"First{i}"},
+                        "commonLabels": {"alertname": f"First{i}", "severity": "critical"},
+                        "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+                        "alerts": [{"status": "firing", "labels": {"alertname": f"First{i}", "severity": "critical"},
+                                    "annotations": {}, "startsAt": "2026-12-02T00:00:00Z", "fingerprint": f"f{i}"}]}).encode()
+                    sent = time.perf_counter()
+                    req = urllib.request.Request(relay.url, data=body, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                    urllib.request.urlopen(req, timeout=10).read()
+                    deadline = time.time() + 10
+                    while not arrivals and time.time() < deadline:
+                        time.sleep(0.0005)
+                    ms = (arrivals[0] - sent) * 1000 if arrivals else float("nan")
+                    (first if i == 0 else later).append(ms)
+            finally:
+                relay.close()
+    finally:
+        server.shutdown()
+    emit("relay_first_delivery", {
+        "runs": runs,
+        "first_after_start_ms_median": round(statistics.median(first), 2),
+        "first_after_start_ms_max": round(max(first), 2),
+        "later_ms_median": round(statistics.median(later), 2),
+        "later_ms_max": round(max(later), 2),
+        "first": [round(x, 2) for x in first],
+    })
+
+
 def bench_slowclients():
     from slowclients import bench_slowclients as run  # scripts/bench/slowclients.py
 
@@ -324,10 +391,10 @@ def bench_slowclients():
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or ["exporter", "middleware", "relay", "storm", "startup", "slowclients"]
+    wanted = argv or ["exporter", "middleware", "relay", "storm", "startup", "slowclients", "firstdelivery"]
     for name in wanted:
         {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
-         "startup": bench_startup, "slowclients": bench_slowclients}[name]()
+         "startup": bench_startup, "slowclients": bench_slowclients, "firstdelivery": bench_first_delivery}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 

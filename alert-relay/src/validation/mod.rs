@@ -197,6 +197,21 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A URL as it may be printed: a password in its userinfo is shown as `***` (logs,
+/// `check-config --probe`, `test-notify`).
+pub struct Redacted<'a>(pub &'a Url);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.password().is_none() {
+            return write!(f, "{}", self.0);
+        }
+        let mut shown = self.0.clone();
+        let _ = shown.set_password(Some("***"));
+        write!(f, "{shown}")
+    }
+}
+
 /// Durations like `0m`, `15m`, `1h30m`, `45s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
@@ -210,4 +225,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(trimmed)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write it like 0m, 15m, 1h30m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_never_printed() {
+        let url = Url::parse("https://user:s3cret@ntfy.example.com/").expect("url");
+        assert_eq!(Redacted(&url).to_string(), "https://user:***@ntfy.example.com/");
+        let plain = Url::parse("https://ntfy.example.com/").expect("url");
+        assert_eq!(Redacted(&plain).to_string(), "https://ntfy.example.com/");
+    }
 }

@@ -224,3 +224,41 @@ async fn incidents_and_ack_from_a_terminal() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no incident 99"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_in_a_vendor_url_never_reaches_the_probe_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    // Nothing listens on port 9: the report names the URL, without its password.
+    let text = policy_yaml("http://relay:hunter2-secret@127.0.0.1:9", "1h");
+    std::fs::write(&file, text).expect("write");
+    let output = tokio::task::spawn_blocking(move || {
+        relay_command(["check-config".as_ref(), file.as_os_str(), "--probe".as_ref()])
+    })
+    .await
+    .expect("join");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(all.contains("FAILED"), "{all}");
+    assert!(all.contains("relay:***@127.0.0.1:9"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+}
+
+#[test]
+fn check_config_warns_about_a_template_that_renders_to_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    let text = policy_yaml("http://127.0.0.1:9", "1h").replace(
+        "    matchers: ['severity=\"critical\"']\n",
+        "    matchers: ['severity=\"critical\"']\n    templates:\n      title: \"{{#if nothing}}x{{/if}}\"\n",
+    );
+    std::fs::write(&file, text).expect("write");
+    let summary = success_stdout(&relay_command(["check-config".as_ref(), file.as_os_str()]));
+    assert!(
+        summary.contains("warning: template critical/title renders to nothing for the sample Firing"),
+        "{summary}"
+    );
+}

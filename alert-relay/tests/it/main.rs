@@ -14,6 +14,7 @@ mod restart;
 mod secrets;
 mod silence;
 mod sim;
+mod slowclients;
 mod steps;
 mod storage;
 mod store_failure;

@@ -13,7 +13,7 @@ pub use request::{build_message, build_within, Budget, MAX_BODY_BYTES, MAX_MESSA
 pub use sink::NtfySink;
 
 use crate::sinks::{Sink, Vendor};
-use crate::validation::{Checker, RawTemplates};
+use crate::validation::{Checker, RawTemplates, Redacted};
 
 pub struct Ntfy;
 
@@ -38,7 +38,7 @@ impl Vendor for Ntfy {
     }
 
     fn describe(config: &NtfyConfig) -> String {
-        format!("ntfy {} topic {}", config.server, config.topic)
+        format!("ntfy {} topic {}", Redacted(&config.server), config.topic)
     }
 }
 

@@ -5,6 +5,7 @@ use super::request::{build_within, Budget};
 use crate::domain::{Notification, Rendered};
 use crate::sinks::http::{deliver_shrinking, describe, first_chars};
 use crate::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
+use crate::validation::Redacted;
 
 pub struct NtfySink {
     config: NtfyConfig,
@@ -46,18 +47,19 @@ impl NtfySink {
     /// are accepted). Neither publishes anything.
     async fn check(&self) -> Health {
         let server = &self.config.server;
+        let shown = Redacted(server);
         let health = match self.ask(server, "v1/health", false).await {
             Ok(answer) => answer.json::<serde_json::Value>().await.unwrap_or_default(),
             Err(why) => return Health::Failed(why),
         };
         if health.get("healthy") != Some(&serde_json::Value::Bool(true)) {
-            return Health::Failed(format!("{server} says it is not healthy: {health}"));
+            return Health::Failed(format!("{shown} says it is not healthy: {health}"));
         }
         if self.config.auth == NtfyAuth::None {
-            return Health::Ok(format!("{server} is healthy (no credentials to check)"));
+            return Health::Ok(format!("{shown} is healthy (no credentials to check)"));
         }
         match self.ask(server, "v1/account", true).await {
-            Ok(_) => Health::Ok(format!("{server} is healthy and accepts the credentials")),
+            Ok(_) => Health::Ok(format!("{shown} is healthy and accepts the credentials")),
             Err(why) => Health::Failed(why),
         }
     }
@@ -82,8 +84,9 @@ impl NtfySink {
     ) -> Result<reqwest::Response, String> {
         let url = server
             .join(path)
-            .map_err(|e| format!("{server}{path}: {e}"))?;
+            .map_err(|e| format!("{}{path}: {e}", Redacted(server)))?;
         let mut request = self.client.get(url.clone());
+        let url = Redacted(&url);
         if with_auth {
             request = self.authorize(request);
         }

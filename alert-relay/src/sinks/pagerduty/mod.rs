@@ -12,7 +12,7 @@ pub use request::{build_event, build_within, dedup_key, MAX_EVENT_BYTES};
 pub use sink::PagerDutySink;
 
 use crate::sinks::{Sink, Vendor};
-use crate::validation::{Checker, RawTemplates};
+use crate::validation::{Checker, RawTemplates, Redacted};
 
 pub struct PagerDuty;
 
@@ -37,7 +37,7 @@ impl Vendor for PagerDuty {
     }
 
     fn describe(config: &PagerDutyConfig) -> String {
-        format!("pagerduty {}", config.url)
+        format!("pagerduty {}", Redacted(&config.url))
     }
 }
 
