@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import REL, Proc, free_port, wait_http  # noqa: E402
+from bench import REL, ROOT, Proc, free_port, wait_http  # noqa: E402
 
 SLOW_CLIENTS = 1500
 SERVER_NOFILE = 1024
@@ -162,8 +162,8 @@ def listen_overflows() -> int:
     return int(dict(zip(lines[0], lines[1])).get("ListenOverflows", 0))
 
 
-def run_one(name: str, argv: list, port: int, ready_path: str, scrape_path: str) -> dict:
-    proc = Proc(argv, preexec_fn=limit_server_fds)
+def run_one(name: str, argv: list, port: int, ready_path: str, scrape_path: str, env: dict | None = None) -> dict:
+    proc = Proc(argv, env=env, preexec_fn=limit_server_fds)
     try:
         wait_http(port, ready_path)
         time.sleep(1)
@@ -222,11 +222,17 @@ def bench_slowclients(emit):
                        [REL / "exporter", "--listen", f"127.0.0.1:{port}", "--state-file", f"{tmp}/state.json"],
                        port, "/ready", "/metrics")
         port = free_port()
+        relay = run_one("alert-relay (exporter::serve)",
+                        [REL / "alert-relay", "serve", "--config", ROOT / "monitoring/alert-relay/escalation-policy.yml",
+                         "--listen", f"127.0.0.1:{port}", "--data-dir", f"{tmp}/relay-data"],
+                        port, "/ready", "/metrics", env={"RELAY_WEBHOOK_TOKEN": "bench-token-0123456789abcdef"})
+        port = free_port()
         base = run_one("demo-gateway (axum::serve)", [REL / "demo-gateway", "--listen", f"127.0.0.1:{port}"],
                        port, "/health", "/metrics")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    emit("slow_clients", {"default_fd_limit_here": {"soft": soft, "hard": hard}, "exporter": ours, "axum_serve": base})
+    emit("slow_clients", {"default_fd_limit_here": {"soft": soft, "hard": hard}, "exporter": ours, "alert_relay": relay,
+                         "axum_serve": base})
 
 
 if __name__ == "__main__":

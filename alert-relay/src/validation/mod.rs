@@ -234,7 +234,10 @@ mod tests {
     #[test]
     fn a_password_in_a_url_is_never_printed() {
         let url = Url::parse("https://user:s3cret@ntfy.example.com/").expect("url");
-        assert_eq!(Redacted(&url).to_string(), "https://user:***@ntfy.example.com/");
+        assert_eq!(
+            Redacted(&url).to_string(),
+            "https://user:***@ntfy.example.com/"
+        );
         let plain = Url::parse("https://ntfy.example.com/").expect("url");
         assert_eq!(Redacted(&plain).to_string(), "https://ntfy.example.com/");
     }

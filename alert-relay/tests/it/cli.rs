@@ -233,7 +233,11 @@ async fn a_password_in_a_vendor_url_never_reaches_the_probe_report() {
     let text = policy_yaml("http://relay:hunter2-secret@127.0.0.1:9", "1h");
     std::fs::write(&file, text).expect("write");
     let output = tokio::task::spawn_blocking(move || {
-        relay_command(["check-config".as_ref(), file.as_os_str(), "--probe".as_ref()])
+        relay_command([
+            "check-config".as_ref(),
+            file.as_os_str(),
+            "--probe".as_ref(),
+        ])
     })
     .await
     .expect("join");
@@ -258,7 +262,8 @@ fn check_config_warns_about_a_template_that_renders_to_nothing() {
     std::fs::write(&file, text).expect("write");
     let summary = success_stdout(&relay_command(["check-config".as_ref(), file.as_os_str()]));
     assert!(
-        summary.contains("warning: template critical/title renders to nothing for the sample Firing"),
+        summary
+            .contains("warning: template critical/title renders to nothing for the sample Firing"),
         "{summary}"
     );
 }

@@ -17,7 +17,9 @@ async fn a_wrong_token_is_refused_on_the_head_before_any_body_is_sent() {
     let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = TestRelay::paging(&ntfy, dir.path()).await;
-    let mut socket = TcpStream::connect(host_port(&relay.url)).await.expect("connect");
+    let mut socket = TcpStream::connect(host_port(&relay.url))
+        .await
+        .expect("connect");
     // A 1 MiB body announced, none of it sent.
     let head = format!(
         "POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer wrong-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

@@ -240,3 +240,45 @@ fn big_webhook() -> serde_json::Value {
     w["commonAnnotations"]["description"] = "d".repeat(20_000).into();
     w
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_ack_link_does_not_acknowledge_a_new_incident_after_the_store_was_reset() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let data = dir.path().join("data");
+    let relay = TestRelay::start_self_linked(&policy, &data).await;
+    relay.webhook(&webhook("Before", "firing")).await;
+    let old_link = wait_pushes(&ntfy, 1).await[0]["actions"][1]["url"]
+        .as_str()
+        .expect("ack link")
+        .to_owned();
+    relay.shutdown().await;
+    // The store is lost (or restored from an old backup); the ack key file is kept.
+    for file in ["relay.db", "relay.db-wal", "relay.db-shm"] {
+        let _ = std::fs::remove_file(data.join(file));
+    }
+    let relay = TestRelay::start_self_linked(&policy, &data).await;
+    relay.webhook(&webhook("After", "firing")).await;
+    let pushed = wait_pushes(&ntfy, 2).await;
+    assert_eq!(
+        pushed[1]["sequence_id"], "relay-1",
+        "the new incident has the old one's id"
+    );
+    let old_link = old_link.replace(
+        &old_link[..old_link.find("/ack/").expect("path")],
+        &relay.url,
+    );
+    let answer = reqwest::Client::new()
+        .post(&old_link)
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(
+        answer.status(),
+        404,
+        "bound to the old incident's key, not its id"
+    );
+    let (_, listing) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    assert_eq!(listing["incidents"][0]["state"], "escalating", "{listing}");
+}
