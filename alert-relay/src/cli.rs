@@ -207,7 +207,28 @@ pub fn simulate(config: &Config, labels: &Labels) -> String {
     let (mut incident, mut actions) = Incident::start(policy.plan.clone(), start);
     let mut now = start;
     let horizon = Timestamp(24 * 3600 * 1000);
+    // A repeat without end is shown a few times, then said in words.
+    let mut repeats_shown = 0;
     loop {
+        if incident.steps_fired == policy.plan.steps.len() && incident.repeats_fired > 3 {
+            repeats_shown += 1;
+        }
+        if repeats_shown > 0 {
+            if let Some(repeat) = &policy.plan.repeat {
+                let every = humantime::format_duration(Duration::from_millis(repeat.every_ms));
+                match repeat.times {
+                    None => out.push_str(&format!(
+                        "  … step {} repeats every {every}, without end\n",
+                        policy.plan.steps.len()
+                    )),
+                    Some(times) => out.push_str(&format!(
+                        "  … step {} repeats every {every}, {times} times in all\n",
+                        policy.plan.steps.len()
+                    )),
+                }
+            }
+            break;
+        }
         for action in &actions {
             if let Action::Notify { step, targets, .. } = action {
                 let who: Vec<&str> = targets.iter().map(TargetName::as_str).collect();
@@ -235,6 +256,12 @@ pub fn simulate(config: &Config, labels: &Labels) -> String {
         }
     }
     out.push_str("stops on resolve, acknowledge or silence");
+    if let Some(timeout) = policy.plan.ack_timeout_ms {
+        out.push_str(&format!(
+            "; an acknowledgement still firing after {} pages the chain again",
+            humantime::format_duration(Duration::from_millis(timeout))
+        ));
+    }
     out.push_str(if policy.plan.send_resolved {
         "; resolves are announced\n"
     } else {

@@ -145,6 +145,10 @@ impl IncidentKey {
 
 pub type Labels = BTreeMap<String, String>;
 
+/// The `receiver` of the alerts the relay raises itself (`HeartbeatMissing`): Alertmanager has
+/// never heard of them, so it is not asked about their silences and offers no silence link.
+pub const OWN_RECEIVER: &str = "alert-relay";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
@@ -297,6 +301,10 @@ pub struct Notification {
     /// Who silenced the alerts and until when, on the notice that says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence_note: Option<String>,
+    /// Why this page goes out besides its step: new alerts joined an acknowledged incident,
+    /// or an acknowledgement ran out while the alerts still fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Notification {
@@ -392,6 +400,7 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         acknowledged_by: (kind == NotificationKind::Acknowledged).then(|| "alice".to_owned()),
         silence_note: (kind == NotificationKind::Silenced)
             .then(|| "silenced by alice until 2026-11-01T06:00:00Z: disk replaced".to_owned()),
+        note: None,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, PolicyName, Timestamp,
+    OWN_RECEIVER,
 };
 
 /// The `alertname` of the relay's own alert.
@@ -145,7 +146,7 @@ pub fn missing_alert(
             policy.as_str()
         )),
         status,
-        receiver: "alert-relay".into(),
+        receiver: OWN_RECEIVER.into(),
         group_labels: pairs(&[("alertname", MISSING_ALERT), ("heartbeat", policy.as_str())]),
         common_labels: labels.clone(),
         common_annotations: annotations.clone(),

@@ -3,7 +3,7 @@
 
 use super::{inputs, Relay};
 use crate::ack::{AckClaim, AckError};
-use crate::domain::{TargetName, Timestamp};
+use crate::domain::{TargetName, Timestamp, OWN_RECEIVER};
 use crate::engine::{self, AckOutcome, IncidentRecord};
 use crate::silence::Verdict;
 use crate::store::{self, BadRow, DeadLetter, Mode, Quarantined, StoreError};
@@ -138,6 +138,8 @@ impl Relay {
             }
         };
         let checks = &self.metrics.silence_checks;
+        // The relay's own alerts are unknown to Alertmanager: not asked, never "silenced".
+        let due = due.into_iter().filter(|i| i.group.receiver != OWN_RECEIVER);
         for incident in due {
             match oracle.still_paging(&incident.group).await {
                 Ok(Verdict::Paging) => checks.with_label_values(&["paging"]).inc(),

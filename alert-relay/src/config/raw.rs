@@ -75,6 +75,9 @@ pub struct RawPolicy {
     #[serde(default)]
     pub templates: RawTemplates,
     pub heartbeat: Option<RawHeartbeat>,
+    /// An acknowledgement holds this long while the alerts still fire; then the chain pages
+    /// again from the first step.
+    pub ack_timeout: Option<String>,
 }
 
 /// A policy whose webhooks are heartbeats (Alertmanager's Watchdog): their absence pages.

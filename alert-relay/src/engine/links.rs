@@ -9,7 +9,9 @@ use url::Url;
 
 use super::IncidentRecord;
 use crate::ack::AckKey;
-use crate::domain::{equality_matcher, Notification, NotificationKind, TargetName, Timestamp};
+use crate::domain::{
+    equality_matcher, Notification, NotificationKind, TargetName, Timestamp, OWN_RECEIVER,
+};
 
 /// What links are built from (the policy file's `server` section and the ack key).
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ impl Links {
             silence_note: (kind == NotificationKind::Silenced)
                 .then(|| incident.machine.silence_note.clone())
                 .flatten(),
+            note: (kind == NotificationKind::Firing)
+                .then(|| incident.machine.notice.clone())
+                .flatten(),
         }
     }
 
@@ -68,6 +73,9 @@ impl Links {
     /// external URL (what browsers reach) first; `alertmanager_url` may be an internal address.
     fn silence_url(&self, incident: &IncidentRecord) -> Option<String> {
         let group = &incident.group;
+        if group.receiver == OWN_RECEIVER {
+            return None;
+        }
         let base = group
             .external_url
             .clone()

@@ -152,8 +152,9 @@ pub fn webhook(
         (Some(mut incident), true)
             if incident.machine.phase != Phase::Stopped(StopReason::Silenced) =>
         {
+            let actions = incident.machine.alerts_joined(&firing_fingerprints(&group));
             incident.group = group;
-            t.incidents.push(IncidentWrite::Update(incident));
+            apply(incident, actions, inputs, &mut t);
             IngestOutcome::Refreshed
         }
         (Some(mut silenced), true) => {
@@ -179,8 +180,19 @@ pub fn webhook(
     (outcome, t)
 }
 
+/// The fingerprints of a group's firing alerts.
+fn firing_fingerprints(group: &AlertGroup) -> Vec<String> {
+    group
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .map(|a| a.fingerprint.0.clone())
+        .collect()
+}
+
 fn start(plan: &Plan, group: AlertGroup, fresh: Fresh, inputs: &Inputs<'_>, t: &mut Transition) {
-    let (machine, actions) = Incident::start(plan.clone(), inputs.now);
+    let (mut machine, actions) = Incident::start(plan.clone(), inputs.now);
+    machine.seen = firing_fingerprints(&group);
     let incident = IncidentRecord {
         id: fresh.id,
         key: fresh.key,
@@ -216,11 +228,13 @@ pub fn acknowledge(
 /// when).
 pub fn silenced(incident: IncidentRecord, note: String, inputs: &Inputs<'_>) -> Transition {
     let mut incident = incident;
+    let before = incident.machine.phase;
     let actions = incident
         .machine
         .handle(Event::Silenced { note }, inputs.now);
     let mut t = Transition::default();
-    if !actions.is_empty() {
+    // An acknowledged incident turns silenced without telling anyone: still written.
+    if !actions.is_empty() || incident.machine.phase != before {
         apply(incident, actions, inputs, &mut t);
     }
     t
@@ -243,6 +257,9 @@ pub fn due(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
 /// Persists the incident and queues what its actions ask for.
 fn apply(incident: IncidentRecord, actions: Vec<Action>, inputs: &Inputs<'_>, t: &mut Transition) {
     let (stopped, notes) = notifications(&incident, actions, inputs);
+    // A resolve supersedes too when escalation had stopped before (pages about new alerts
+    // that joined an acknowledged incident may still wait).
+    let stopped = stopped.or(incident.machine.is_closed().then_some(StopReason::Resolved));
     if let Some(reason) = stopped {
         t.supersede
             .push((incident.id, superseded_reason(&incident, reason)));

@@ -38,6 +38,7 @@ fn plan() -> Plan {
         ],
         repeat: None,
         send_resolved: true,
+        ack_timeout_ms: None,
     }
 }
 

@@ -11,7 +11,7 @@ pub fn bytes(text: &str, limit: usize) -> String {
     cut(text, limit, |s| s.len())
 }
 
-/// `text` in at most `limit` characters, marked as [`bytes`] does.
+/// `text` in at most `limit` characters, marked as [`bytes()`] does.
 pub fn chars(text: &str, limit: usize) -> String {
     if text.chars().count() <= limit {
         return text.to_owned();

@@ -34,6 +34,7 @@ fn plan() -> Plan {
         ],
         repeat: None,
         send_resolved: true,
+        ack_timeout_ms: None,
     }
 }
 

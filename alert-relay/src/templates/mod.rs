@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::{AlertStatus, Notification, NotificationKind};
 
 pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}{{#if silenced}}SILENCED {{/if}}[{{severity}}] {{alertname}}{{#if truncated_count}} ({{total_count}} alerts, {{count}} shown){{else}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}{{/if}}";
-pub const DEFAULT_BODY: &str = "{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if truncated_count}}{{total_count}} alerts, {{count}} shown: Alertmanager left {{truncated_count}} out (max_alerts).\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged{{#if acknowledged_by}} by {{acknowledged_by}}{{/if}}; escalation stopped after {{duration}}.{{else}}{{#if silenced}}Silenced in Alertmanager{{#if silence_note}} ({{silence_note}}){{/if}}; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}{{/if}}";
+pub const DEFAULT_BODY: &str = "{{#if note}}{{note}}\n{{/if}}{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if truncated_count}}{{total_count}} alerts, {{count}} shown: Alertmanager left {{truncated_count}} out (max_alerts).\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged{{#if acknowledged_by}} by {{acknowledged_by}}{{/if}}; escalation stopped after {{duration}}.{{else}}{{#if silenced}}Silenced in Alertmanager{{#if silence_note}} ({{silence_note}}){{/if}}; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}{{/if}}";
 
 pub use crate::domain::Rendered;
 
@@ -160,6 +160,7 @@ pub fn context(n: &Notification) -> Value {
         "acknowledged": n.kind == NotificationKind::Acknowledged,
         "silenced": n.kind == NotificationKind::Silenced,
         "silence_note": n.silence_note,
+        "note": n.note,
         "alertname": label("alertname"),
         "severity": severity,
         "summary": annotation("summary"),

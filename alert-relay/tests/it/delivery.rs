@@ -311,3 +311,109 @@ async fn shutdown_lets_a_delivery_in_progress_finish_and_records_it() {
     assert_eq!(open, 1);
     assert_eq!(pushes(&ntfy).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_alerts_joining_an_acknowledged_incident_page_those_already_paged() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay
+        .webhook(&webhook("HostDiskAlmostFull", "firing"))
+        .await;
+    wait_pushes(&ntfy, 1).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/incidents/1/ack", relay.url))
+        .bearer_auth(TOKEN)
+        .header("x-acknowledged-by", "alice")
+        .send()
+        .await
+        .expect("ack");
+    assert_eq!(answer.status(), 200);
+    let ack = wait_pushes(&ntfy, 2).await.remove(1);
+    assert!(
+        ack["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Acknowledged by alice")),
+        "the ack notice says who: {ack}"
+    );
+    // Two more hosts join the group: Alertmanager's next webhook carries three alerts.
+    let mut three = webhook("HostDiskAlmostFull", "firing");
+    let first = three["alerts"][0].clone();
+    let more: Vec<Value> = (1..=3)
+        .map(|i| {
+            let mut a = first.clone();
+            a["fingerprint"] = format!("fp-{i}").into();
+            a["labels"]["instance"] = format!("host-{i}").into();
+            a
+        })
+        .collect();
+    three["alerts"] = more.into();
+    let (_, answer) = relay.webhook(&three).await;
+    assert_eq!(
+        answer["status"], "refreshed",
+        "the same incident; escalation not restarted"
+    );
+    let news = wait_pushes(&ntfy, 3).await.remove(2);
+    assert_eq!(news["topic"], "oncall-primary");
+    assert_eq!(news["priority"], 5, "a page, not a quiet update");
+    assert!(
+        news["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("2 new alerts joined since alice acknowledged.")),
+        "{news}"
+    );
+    // The same three again: nothing new, nothing sent.
+    relay.webhook(&three).await;
+    let listing = relay.settled(Duration::from_secs(60)).await;
+    assert_eq!(
+        listing["incidents"][0]["state"], "acknowledged",
+        "{listing}"
+    );
+    assert_eq!(pushes(&ntfy).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forgotten_acknowledgement_runs_out_and_pages_the_chain_again() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(
+        &policy,
+        policy_yaml(&ntfy.uri(), "1h").replace("    steps:\n", "    ack_timeout: 2s\n    steps:\n"),
+    )
+    .expect("write");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 1).await;
+    let acked = Instant::now();
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/incidents/1/ack", relay.url))
+        .bearer_auth(TOKEN)
+        .header("x-acknowledged-by", "bob")
+        .send()
+        .await
+        .expect("ack");
+    let (_, listing) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    assert_eq!(listing["incidents"][0]["state"], "acknowledged");
+    assert_eq!(
+        listing["incidents"][0]["next_step"]["targets"],
+        serde_json::json!(["ntfy.primary"]),
+        "the listing shows when the ack runs out: {listing}"
+    );
+    let again = wait_pushes(&ntfy, 3).await.remove(2);
+    assert!(
+        acked.elapsed() >= Duration::from_millis(1900),
+        "not before the timeout"
+    );
+    assert_eq!(again["topic"], "oncall-primary");
+    assert_eq!(again["sequence_id"], "relay-1", "the same incident");
+    assert!(
+        again["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Acknowledged by bob") && m.contains("escalating again")),
+        "{again}"
+    );
+    let (_, listing) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    assert_eq!(listing["incidents"][0]["state"], "escalating", "{listing}");
+}

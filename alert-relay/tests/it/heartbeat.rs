@@ -140,3 +140,54 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
     assert_eq!(pushes(&ntfy).await.len(), 2);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_missing_escalates_the_whole_chain_while_alertmanager_knows_nothing_of_it() {
+    // Alertmanager is up (the relay asks it about silences) but its route to the relay is
+    // broken: no heartbeat arrives. HeartbeatMissing must page the primary, then the secondary.
+    let am = start_alertmanager("route:\n  receiver: none\nreceivers:\n  - name: none\n").await;
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(
+        &policy,
+        policy_yaml(&ntfy.uri(), "1s")
+            .replace(
+                "  max_body_bytes:",
+                &format!("  alertmanager_url: {}\n  max_body_bytes:", am.url),
+            )
+            .replace(
+                "policies:\n",
+                "policies:\n  - name: heartbeat\n    matchers: ['alertname=\"Watchdog\"']\n    heartbeat: {missing_after: 1s}\n    steps:\n      - {after: 0s, notify: [ntfy.primary]}\n    send_resolved: false\n",
+            ),
+    )
+    .expect("write");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    let pushed = wait_pushes(&ntfy, 2).await;
+    let topics: Vec<&str> = pushed.iter().filter_map(|p| p["topic"].as_str()).collect();
+    assert_eq!(
+        topics,
+        vec!["oncall-primary", "oncall-secondary"],
+        "{pushed:#?}"
+    );
+    assert!(pushed.iter().all(|p| p["title"]
+        .as_str()
+        .is_some_and(|t| t.contains("HeartbeatMissing"))));
+    let labels: Vec<&str> = pushed[0]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["label"].as_str())
+        .collect();
+    assert!(
+        !labels.contains(&"Silence"),
+        "a silence in Alertmanager could not stop it: {labels:?}"
+    );
+    assert_eq!(
+        relay
+            .metric(r#"relay_escalations_stopped_total{reason="silenced"}"#)
+            .await,
+        Some(0.0)
+    );
+    drop(am);
+}

@@ -110,6 +110,17 @@ pub(super) fn policy(
             c.template(&format!("{path}.templates.{field}"), text);
         }
     }
+    let ack_timeout_ms = raw.ack_timeout.as_ref().map(|text| {
+        let field = format!("{path}.ack_timeout");
+        let after = c.duration(&field, Some(text), Duration::from_secs(1800));
+        if after < Duration::from_secs(1) {
+            c.error(
+                field,
+                "must be at least 1s: it is how long an acknowledgement holds before the chain pages again, e.g. 30m",
+            );
+        }
+        u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
+    });
     let heartbeat_missing_after = raw.heartbeat.as_ref().map(|h| {
         let field = format!("{path}.heartbeat.missing_after");
         let after = c.duration(&field, Some(&h.missing_after), Duration::from_secs(600));
@@ -129,6 +140,7 @@ pub(super) fn policy(
             steps,
             repeat,
             send_resolved: raw.send_resolved,
+            ack_timeout_ms,
         },
         title_template: raw.templates.title.clone(),
         body_template: raw.templates.body.clone(),

@@ -19,6 +19,10 @@ pub struct Plan {
     /// Repeat the last step every `every_ms` after it, at most `times` times (`None` = forever).
     pub repeat: Option<Repeat>,
     pub send_resolved: bool,
+    /// An acknowledged incident still firing this long after the acknowledgement escalates
+    /// again from the first step (a forgotten ack). `None`: an ack holds until the resolve.
+    #[serde(default)]
+    pub ack_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +114,18 @@ pub struct Incident {
     /// Who silenced it and until when, as Alertmanager said.
     #[serde(default)]
     pub silence_note: Option<String>,
+    /// When the current round of escalation started: the start, or the expiry of an
+    /// acknowledgement (steps count from here; the identity stays `started_at`).
+    #[serde(default)]
+    pub round_started_at: Option<Timestamp>,
+    /// Fingerprints of every alert that fired in this incident: a new one joining an
+    /// acknowledged incident is news for those paged.
+    #[serde(default)]
+    pub seen: Vec<String>,
+    /// What the notifications of the last event should say besides the alerts (set by the
+    /// event that produced them, cleared by the next).
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 impl Incident {
@@ -126,6 +142,9 @@ impl Incident {
             stopped_at: None,
             acknowledged_by: None,
             silence_note: None,
+            round_started_at: None,
+            seen: Vec::new(),
+            notice: None,
         };
         let actions = incident.fire_due(now);
         (incident, actions)
@@ -148,6 +167,9 @@ impl Incident {
     /// When the next step fires and whom it notifies: the next step of the plan, or past the
     /// last one, its repeat. `None` once nothing more is planned or escalation stopped.
     pub fn next_step(&self) -> Option<(Timestamp, &[TargetName])> {
+        if let Some(at) = self.ack_expires() {
+            return Some((at, &self.plan.steps.first()?.targets));
+        }
         if !self.is_escalating() {
             return None;
         }
@@ -164,9 +186,23 @@ impl Incident {
         Some((at, &last_step.targets))
     }
 
+    /// When an acknowledgement runs out, if the incident is acknowledged and the policy has an
+    /// `ack_timeout`.
+    fn ack_expires(&self) -> Option<Timestamp> {
+        if self.phase != Phase::Stopped(StopReason::Acknowledged) {
+            return None;
+        }
+        let timeout = self.plan.ack_timeout_ms?;
+        Some(Timestamp(self.stopped_at?.0.saturating_add(ms(timeout))))
+    }
+
     pub fn handle(&mut self, event: Event, now: Timestamp) -> Vec<Action> {
+        self.notice = None;
         match event {
             Event::Due => {
+                if self.ack_expires().is_some_and(|at| at <= now) {
+                    return self.escalate_again(now);
+                }
                 if self.is_escalating() {
                     self.fire_due(now)
                 } else {
@@ -201,6 +237,13 @@ impl Incident {
                 actions
             }
             Event::Silenced { note } => {
+                if self.phase == Phase::Stopped(StopReason::Acknowledged) {
+                    // Acknowledged, then silenced: the silence wins over an ack timeout. Those
+                    // paged know someone took it; nothing more to tell.
+                    self.phase = Phase::Stopped(StopReason::Silenced);
+                    self.silence_note = Some(note);
+                    return Vec::new();
+                }
                 let actions = self.stop(StopReason::Silenced, now);
                 if !actions.is_empty() {
                     self.silence_note = Some(note);
@@ -208,6 +251,62 @@ impl Incident {
                 actions
             }
         }
+    }
+
+    /// The acknowledgement ran out and the alerts still fire: the chain starts again from the
+    /// first step, saying why.
+    fn escalate_again(&mut self, now: Timestamp) -> Vec<Action> {
+        let by = self
+            .acknowledged_by
+            .take()
+            .unwrap_or_else(|| "someone".into());
+        // Whole minutes (seconds under a minute) read well on a phone.
+        let since = self.stopped_at.map_or(String::new(), |at| {
+            let secs = u64::try_from((now.0 - at.0) / 1000).unwrap_or(0);
+            let secs = if secs >= 60 { secs - secs % 60 } else { secs };
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        });
+        self.phase = Phase::Escalating;
+        self.round_started_at = Some(now);
+        self.steps_fired = 0;
+        self.repeats_fired = 0;
+        self.last_fired_at = None;
+        self.stopped_at = None;
+        let actions = self.fire_due(now);
+        self.notice = Some(format!(
+            "Acknowledged by {by} {since} ago and still firing: escalating again."
+        ));
+        actions
+    }
+
+    /// Notes the alerts of a repeat webhook. New alerts joining an acknowledged incident are
+    /// news: everyone paged hears of them (the chain does not restart; an ack timeout, if the
+    /// policy has one, still runs).
+    pub fn alerts_joined(&mut self, firing: &[String]) -> Vec<Action> {
+        self.notice = None;
+        let legacy = self.seen.is_empty();
+        let new: Vec<&String> = firing.iter().filter(|f| !self.seen.contains(f)).collect();
+        let count = new.len();
+        let fresh: Vec<String> = new.into_iter().cloned().collect();
+        self.seen.extend(fresh);
+        // An incident stored before fingerprints were kept learns them without a page.
+        if legacy
+            || count == 0
+            || self.phase != Phase::Stopped(StopReason::Acknowledged)
+            || self.notified.is_empty()
+        {
+            return Vec::new();
+        }
+        let by = self.acknowledged_by.as_deref().unwrap_or("someone");
+        self.notice = Some(format!(
+            "{count} new alert{} joined since {by} acknowledged.",
+            if count == 1 { "" } else { "s" }
+        ));
+        vec![Action::Notify {
+            step: self.steps_fired.saturating_sub(1),
+            kind: NotificationKind::Firing,
+            targets: self.notified.clone(),
+        }]
     }
 
     /// Closes an incident without telling anyone: a silenced one that fires again is over, and
@@ -282,7 +381,8 @@ impl Incident {
     }
 
     fn at(&self, after_ms: u64) -> Timestamp {
-        Timestamp(self.started_at.0.saturating_add(ms(after_ms)))
+        let base = self.round_started_at.unwrap_or(self.started_at);
+        Timestamp(base.0.saturating_add(ms(after_ms)))
     }
 }
 

@@ -30,6 +30,7 @@ fn chain() -> Plan {
         .collect(),
         repeat: None,
         send_resolved: true,
+        ack_timeout_ms: None,
     }
 }
 
@@ -220,6 +221,7 @@ fn several_targets_in_a_step_and_zero_delays_fire_together() {
         ],
         repeat: None,
         send_resolved: true,
+        ack_timeout_ms: None,
     };
     let (mut incident, actions) = Incident::start(plan, t(0));
     assert_eq!(
@@ -326,4 +328,95 @@ fn the_next_step_names_its_targets_then_the_repeat_of_the_last() {
     let (mut acked, _) = Incident::start(chain(), t(0));
     acked.handle(Event::Acknowledged { by: "alice".into() }, t(1));
     assert_eq!(acked.next_step(), None);
+}
+
+fn with_ack_timeout(minutes: u64) -> Plan {
+    let mut plan = chain();
+    plan.ack_timeout_ms = Some(minutes * 60_000);
+    plan
+}
+
+#[test]
+fn a_forgotten_acknowledgement_runs_out_and_the_chain_pages_again_from_the_start() {
+    let (mut incident, _) = Incident::start(with_ack_timeout(30), t(0));
+    incident.handle(Event::Due, t(15));
+    incident.handle(Event::Acknowledged { by: "alice".into() }, t(20));
+    assert_eq!(
+        incident.next_step(),
+        Some((t(50), targets(&["primary"]).as_slice()))
+    );
+    assert!(
+        incident.handle(Event::Due, t(49)).is_empty(),
+        "the ack still holds"
+    );
+    assert_eq!(
+        incident.handle(Event::Due, t(50)),
+        vec![firing(0, &["primary"])]
+    );
+    assert!(incident.is_escalating());
+    assert_eq!(
+        incident.notice.as_deref(),
+        Some("Acknowledged by alice 30m ago and still firing: escalating again.")
+    );
+    // The steps count from the new round; the identity stays the first start.
+    assert_eq!(incident.next_due(), Some(t(65)));
+    assert_eq!(incident.started_at, t(0));
+    assert!(incident
+        .handle(Event::Due, t(65))
+        .iter()
+        .any(|a| *a == firing(1, &["secondary"])));
+    assert_eq!(incident.notice, None, "the next page is an ordinary one");
+}
+
+#[test]
+fn without_an_ack_timeout_an_acknowledgement_holds_until_the_resolve() {
+    let (mut incident, _) = Incident::start(chain(), t(0));
+    incident.handle(Event::Acknowledged { by: "alice".into() }, t(1));
+    assert_eq!(incident.next_due(), None);
+    assert!(incident.handle(Event::Due, t(10_000)).is_empty());
+}
+
+#[test]
+fn a_silence_after_an_acknowledgement_wins_over_its_timeout() {
+    let (mut incident, _) = Incident::start(with_ack_timeout(30), t(0));
+    incident.handle(Event::Acknowledged { by: "alice".into() }, t(1));
+    let actions = incident.handle(
+        Event::Silenced {
+            note: "by bob".into(),
+        },
+        t(31),
+    );
+    assert!(actions.is_empty(), "those paged know someone took it");
+    assert_eq!(incident.phase, Phase::Stopped(StopReason::Silenced));
+    assert_eq!(incident.next_due(), None);
+    assert!(incident.handle(Event::Due, t(40)).is_empty());
+}
+
+#[test]
+fn new_alerts_joining_an_acknowledged_incident_are_news_for_those_paged() {
+    let (mut incident, _) = Incident::start(chain(), t(0));
+    incident.seen = vec!["a".into()];
+    incident.handle(Event::Due, t(15));
+    assert!(
+        incident.alerts_joined(&["a".into(), "b".into()]).is_empty(),
+        "while escalating, the next step carries them"
+    );
+    incident.handle(Event::Acknowledged { by: "alice".into() }, t(16));
+    assert!(
+        incident.alerts_joined(&["a".into(), "b".into()]).is_empty(),
+        "nothing new"
+    );
+    assert_eq!(
+        incident.alerts_joined(&["a".into(), "c".into(), "d".into()]),
+        vec![firing(1, &["primary", "secondary"])]
+    );
+    assert_eq!(
+        incident.notice.as_deref(),
+        Some("2 new alerts joined since alice acknowledged.")
+    );
+    assert_eq!(
+        incident.phase,
+        Phase::Stopped(StopReason::Acknowledged),
+        "no restart"
+    );
 }

@@ -77,6 +77,7 @@ impl Observer {
                                 kind: n.kind.into(),
                                 step: n.step,
                                 created_at: n.created_at.0,
+                                news: n.note.is_some(),
                             },
                             n.sequence_id,
                         )
@@ -161,16 +162,10 @@ pub fn invariants(
             "dead" if row.reason.as_deref().is_some_and(|r| !r.is_empty()) => {}
             "dead" => return Err(format!("dead-lettered without a reason: {row:?}")),
             "superseded" => {
-                let stopped = model
-                    .incidents
-                    .get(&row.key.incident)
-                    .and_then(|i| i.stopped_at());
-                if row.key.kind != Kind::Firing
-                    || stopped
-                        .is_none_or(|at| row.key.created_at > at.0 || row.done_at != Some(at.0))
-                {
+                let stop = model.stopped_after(&row.key);
+                if row.key.kind != Kind::Firing || stop.is_none_or(|at| row.done_at != Some(at.0)) {
                     return Err(format!(
-                        "superseded without a stop after it: {row:?} (stop {stopped:?})"
+                        "superseded without a stop after it: {row:?} (stop {stop:?})"
                     ));
                 }
             }
@@ -179,11 +174,8 @@ pub fn invariants(
         // Only the stop notices go out after a stop: no firing page of a stopped incident
         // still waits for delivery.
         if row.status == "pending" && row.key.kind == Kind::Firing {
-            let stopped = model
-                .incidents
-                .get(&row.key.incident)
-                .and_then(|i| i.stopped_at());
-            if stopped.is_some_and(|at| at.0 >= row.key.created_at) {
+            let stopped = model.stopped_after(&row.key);
+            if stopped.is_some() {
                 return Err(format!(
                     "a firing page still waits after its incident stopped at {stopped:?}: {row:?}"
                 ));
@@ -210,6 +202,7 @@ pub fn invariants(
             kind: got.kind.into(),
             step: got.step,
             created_at: got.created_at.0,
+            news: got.news,
         };
         let Some(&id) = id_of.get(&key) else {
             return Err(format!(
@@ -243,10 +236,7 @@ pub fn invariants(
             accepted.insert(id);
         }
         if key.kind == Kind::Firing {
-            let stopped = model
-                .incidents
-                .get(&key.incident)
-                .and_then(|i| i.stopped_at());
+            let stopped = model.stopped_after(&key);
             if stopped.is_some_and(|at| got.at.0 > at.0) {
                 return Err(format!("paged after the stop at {stopped:?}: {got:?}"));
             }

@@ -207,6 +207,9 @@ impl Sim {
                         group: key,
                         plan,
                         start: self.now,
+                        round_start: self.now,
+                        seen: self.alerts[g],
+                        stops: Vec::new(),
                         fired: 0,
                         repeats: 0,
                         last_fired: None,
@@ -221,7 +224,13 @@ impl Sim {
                     self.model.resolve(i.id, self.now, &configured);
                 }
             }
-            IngestOutcome::Refreshed | IngestOutcome::Ignored => {}
+            IngestOutcome::Refreshed => {
+                if let Some(i) = &open {
+                    self.model
+                        .refresh(i.id, self.alerts[g], self.now, &configured);
+                }
+            }
+            IngestOutcome::Ignored => {}
         }
         Ok(())
     }
@@ -267,8 +276,11 @@ impl Sim {
             .collect();
         for id in due {
             let group = self.model.incidents[&id].group.clone();
+            let acknowledged = self.model.incidents[&id].ack_expires().is_some();
             if !am_down && silenced.contains(&group) {
                 self.model.silence(id, self.now, &configured);
+            } else if acknowledged {
+                self.model.expire_ack(id, self.now, &configured);
             } else {
                 self.model.fire(id, self.now, &configured);
             }
@@ -314,6 +326,9 @@ impl Sim {
     }
 
     async fn step(&mut self) -> Result<(), String> {
+        // No two events share a millisecond (Alertmanager's webhooks for a group are seconds
+        // apart); the order of events within one is the schedule's.
+        self.now = Timestamp(self.now.0 + 1);
         let roll = self.rng.random_range(0..100);
         let g = self.rng.random_range(0..GROUPS);
         match roll {

@@ -16,6 +16,8 @@ pub struct Plan {
     /// Repeat the last step every `.0` ms, at most `.1` times.
     pub repeat: Option<(i64, u32)>,
     pub send_resolved: bool,
+    /// An acknowledgement holds this long while firing; then the chain starts again.
+    pub ack_timeout: Option<i64>,
 }
 
 /// One version of the policy file.
@@ -39,6 +41,7 @@ pub fn variants() -> Vec<Variant> {
         steps: vec![(0, vec!["slack.ops"])],
         repeat: None,
         send_resolved: false,
+        ack_timeout: None,
     };
     vec![
         Variant {
@@ -53,6 +56,7 @@ pub fn variants() -> Vec<Variant> {
                 ],
                 repeat: Some((30 * MIN, 2)),
                 send_resolved: true,
+                ack_timeout: Some(30 * MIN),
             },
             warning: warning.clone(),
         },
@@ -67,6 +71,7 @@ pub fn variants() -> Vec<Variant> {
                 ],
                 repeat: None,
                 send_resolved: true,
+                ack_timeout: None,
             },
             warning: warning.clone(),
         },
@@ -80,6 +85,7 @@ pub fn variants() -> Vec<Variant> {
                 ],
                 repeat: Some((20 * MIN, 1)),
                 send_resolved: false,
+                ack_timeout: Some(10 * MIN),
             },
             warning,
         },
@@ -129,6 +135,9 @@ pub fn yaml(v: &Variant) -> String {
                 targets.join(", ")
             ));
         }
+        if let Some(timeout) = plan.ack_timeout {
+            out.push_str(&format!("    ack_timeout: {}s\n", timeout / 1000));
+        }
         if let Some((every, times)) = plan.repeat {
             out.push_str(&format!(
                 "    repeat: {{every: {}s, times: {times}}}\n",
@@ -147,6 +156,9 @@ pub struct Key {
     pub kind: Kind,
     pub step: usize,
     pub created_at: i64,
+    /// A page that says why it goes out besides its step (new alerts joined an acknowledged
+    /// incident; an acknowledgement ran out).
+    pub news: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,6 +195,13 @@ pub struct Incident {
     pub group: String,
     pub plan: Plan,
     pub start: Timestamp,
+    /// When the current round started (the start, or the expiry of an acknowledgement).
+    pub round_start: Timestamp,
+    /// How many alerts of the group it has seen firing.
+    pub seen: usize,
+    /// Every stop (acknowledge, silence, resolve), with the model's row count at that time:
+    /// rows queued before a stop are superseded by it.
+    pub stops: Vec<(Timestamp, usize)>,
     pub fired: usize,
     pub repeats: u32,
     pub last_fired: Option<Timestamp>,
@@ -207,12 +226,23 @@ impl Incident {
         }
     }
 
+    /// When an acknowledgement runs out (acknowledged, not silenced, with a timeout).
+    pub fn ack_expires(&self) -> Option<i64> {
+        match (self.phase, self.plan.ack_timeout) {
+            (Phase::Stopped(at, false), Some(timeout)) => Some(at.0 + timeout),
+            _ => None,
+        }
+    }
+
     pub fn next_due(&self) -> Option<i64> {
+        if let Some(at) = self.ack_expires() {
+            return Some(at);
+        }
         if !self.escalating() {
             return None;
         }
         if let Some((after, _)) = self.plan.steps.get(self.fired) {
-            return Some(self.start.0 + after);
+            return Some(self.round_start.0 + after);
         }
         let (every, times) = self.plan.repeat?;
         (self.repeats < times).then(|| self.last_fired.map_or(i64::MAX, |t| t.0 + every))
@@ -224,6 +254,10 @@ impl Incident {
 pub struct Model {
     pub incidents: BTreeMap<i64, Incident>,
     pub expected: BTreeMap<Key, Expectation>,
+    /// The order in which rows were owed (to tell rows queued before a stop from after it).
+    pub order: BTreeMap<Key, usize>,
+    /// Set while the rows being owed are news (see `Key::news`).
+    news: bool,
 }
 
 /// How an expected row must end up.
@@ -258,14 +292,35 @@ impl Model {
                 kind,
                 step,
                 created_at: now.0,
+                news: self.news,
             };
             let how = if configured.contains(target) {
                 Expectation::Deliver
             } else {
                 Expectation::DeadAtOnce
             };
+            let seq = self.order.len();
+            self.order.entry(key.clone()).or_insert(seq);
             self.expected.insert(key, how);
         }
+    }
+
+    fn stop_now(&mut self, id: i64, now: Timestamp) {
+        let seq = self.order.len();
+        if let Some(i) = self.incidents.get_mut(&id) {
+            i.stops.push((now, seq));
+        }
+    }
+
+    /// Whether row `key` was queued before one of its incident's stops: `Some(that stop)`.
+    pub fn stopped_after(&self, key: &Key) -> Option<Timestamp> {
+        let seq = *self.order.get(key)?;
+        let incident = self.incidents.get(&key.incident)?;
+        incident
+            .stops
+            .iter()
+            .find(|(_, at_seq)| seq < *at_seq)
+            .map(|(at, _)| *at)
     }
 
     /// A new incident at `now`: its first steps fire if due.
@@ -286,7 +341,7 @@ impl Model {
         }
         let mut fired_any = false;
         while let Some((after, targets)) = i.plan.steps.get(i.fired).cloned() {
-            if i.start.0 + after > now.0 {
+            if i.round_start.0 + after > now.0 {
                 break;
             }
             self.expect(id, &targets, Kind::Firing, i.fired, now, configured);
@@ -314,8 +369,40 @@ impl Model {
         }
         i.phase = Phase::Stopped(now, false);
         let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+        self.stop_now(id, now);
         self.expect(id, &notified, Kind::Acknowledged, step, now, configured);
         true
+    }
+
+    /// The acknowledgement ran out: the chain starts again from the first step.
+    pub fn expire_ack(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) {
+        let Some(i) = self.incidents.get_mut(&id) else {
+            return;
+        };
+        i.phase = Phase::Escalating;
+        i.round_start = now;
+        i.fired = 0;
+        i.repeats = 0;
+        i.last_fired = None;
+        self.news = true;
+        self.fire(id, now, configured);
+        self.news = false;
+    }
+
+    /// A repeat with `alerts` alerts firing: new ones joining an acknowledged incident are
+    /// paged to everyone notified.
+    pub fn refresh(&mut self, id: i64, alerts: usize, now: Timestamp, configured: &BTreeSet<&str>) {
+        let Some(i) = self.incidents.get_mut(&id) else {
+            return;
+        };
+        let new = alerts > i.seen;
+        i.seen = i.seen.max(alerts);
+        if new && matches!(i.phase, Phase::Stopped(_, false)) && !i.notified.is_empty() {
+            let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+            self.news = true;
+            self.expect(id, &notified, Kind::Firing, step, now, configured);
+            self.news = false;
+        }
     }
 
     /// Alertmanager reports it silenced: escalation stops, and those paged are told.
@@ -323,11 +410,17 @@ impl Model {
         let Some(i) = self.incidents.get_mut(&id) else {
             return;
         };
+        if let Phase::Stopped(at, false) = i.phase {
+            // Acknowledged, then silenced: nobody is told; the silence wins over the timeout.
+            i.phase = Phase::Stopped(at, true);
+            return;
+        }
         if !i.escalating() {
             return;
         }
         i.phase = Phase::Stopped(now, true);
         let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+        self.stop_now(id, now);
         self.expect(id, &notified, Kind::Silenced, step, now, configured);
     }
 
@@ -337,8 +430,10 @@ impl Model {
         };
         let stopped = i.stopped_at().unwrap_or(now);
         i.phase = Phase::Closed(stopped);
-        if i.plan.send_resolved && !i.notified.is_empty() {
-            let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+        let notices = (i.plan.send_resolved && !i.notified.is_empty())
+            .then(|| (i.notified.clone(), i.fired.saturating_sub(1)));
+        self.stop_now(id, now);
+        if let Some((notified, step)) = notices {
             self.expect(id, &notified, Kind::Resolved, step, now, configured);
         }
     }

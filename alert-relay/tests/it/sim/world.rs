@@ -41,6 +41,7 @@ pub struct Received {
     pub kind: NotificationKind,
     pub step: usize,
     pub created_at: Timestamp,
+    pub news: bool,
     pub sequence_id: String,
     /// Simulated time of the request.
     pub at: Timestamp,
@@ -115,6 +116,7 @@ impl World {
             kind: n.kind,
             step: n.step,
             created_at: n.created_at,
+            news: n.note.is_some(),
             sequence_id: n.sequence_id.clone(),
             at,
             accepted,
