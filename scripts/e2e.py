@@ -189,6 +189,29 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
         assert len(found) == 1, found
         return found[0]
 
+    def every_link_opens():
+        """Each link of the real page, followed from this machine as the phone would: the
+        runbook (served by the relay), the silence form, and the alert's source in Prometheus."""
+        body = state["page"]["json"]
+        links = {"click": body.get("click")}
+        for action in body.get("actions", []):
+            if action.get("action") == "view":
+                links[action["label"]] = action["url"]
+        assert set(links) >= {"click", "Runbook", "Silence"}, links
+        for name, url in links.items():
+            page_url = url.split("#", 1)[0]  # the fragment is the browser's
+            status, text = http("GET", page_url)
+            text = text.decode(errors="replace")
+            assert status == 200, (name, url, status)
+            if name in ("click", "Runbook"):
+                assert f"<h1>{HIGH_ERROR_ALERT}" in text or HIGH_ERROR_ALERT in text, (name, text[:300])
+        status, alerts = http("GET", f"{stack.url('alertmanager')}/api/v2/alerts?filter=alertname%3D%22{HIGH_ERROR_ALERT}%22")
+        assert status == 200, status
+        sources = {a.get("generatorURL") for a in json.loads(alerts)}
+        assert sources and all(u and u.startswith(stack.url("prometheus")) for u in sources), sources
+        for url in sources:
+            assert http("GET", url)[0] == 200, url
+
     def ack_stops_escalation():
         page = state["page"]
         ack = next(a for a in page["json"]["actions"] if a["label"] == "Acknowledge")
@@ -201,7 +224,11 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
                      if HIGH_ERROR_ALERT in json.dumps(m["json"])]
         assert not secondary, f"escalated after acknowledge: {secondary}"
         incident = relay_incident()
-        assert incident["state"] == "acknowledged" and incident["next_step"] is None, incident
+        assert incident["state"] == "acknowledged", incident
+        # The shipped policy's ack_timeout (30m, scaled here): the next step is the
+        # acknowledgement running out, paging the first step again.
+        nxt = incident["next_step"]
+        assert nxt and nxt["targets"] == ["ntfy.primary", "log.audit"], incident
 
     def resolved_arrives():
         assert http("DELETE", f"{gw}/admin/faults")[0] == 200
@@ -241,6 +268,7 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
     try:
         check("critical alert reaches the phone with runbook and Acknowledge", push_on_errors)
         if "page" in state:
+            check("every link in the page opens", every_link_opens)
             check("acknowledge stops the escalation", ack_stops_escalation)
             check("resolved notification arrives", resolved_arrives)
         check("deployment and rollback move counters and page", deployment_and_rollback)

@@ -252,7 +252,7 @@ class Stack:
 
         policy = (ROOT / "monitoring" / "alert-relay" / "escalation-policy.yml").read_text()
         if self.escalation_scale != 1.0:
-            policy = scale_durations(policy, ("after", "every"), self.escalation_scale)
+            policy = scale_durations(policy, ("after", "every", "ack_timeout"), self.escalation_scale)
         (cfg / "escalation-policy.yml").write_text(policy)
 
     # ---- processes -----------------------------------------------------------------------
@@ -301,7 +301,8 @@ class Stack:
         }
         self._spawn("relay", [self.bindir / "alert-relay", "serve", "--config",
                               cfg / "escalation-policy.yml", "--listen",
-                              f"127.0.0.1:{self.ports['relay']}", "--data-dir", data / "relay"],
+                              f"127.0.0.1:{self.ports['relay']}", "--data-dir", data / "relay",
+                              "--runbooks", ROOT / "docs" / "runbooks"],
                     env=relay_env)
         # Through the overlay's entrypoint (it fills in the direct ntfy path's URL, then execs).
         self._spawn("alertmanager", ["sh", ENTRYPOINT,

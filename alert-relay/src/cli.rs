@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Loki base URL to ship logs to (e.g. http://loki:3100).
     #[arg(long, env = "LOKI_URL")]
     pub loki_url: Option<Url>,
+    /// A directory of runbooks (`<AlertName>.md`, the bundle's `docs/runbooks/`) to serve at
+    /// `/runbooks/<AlertName>` for the Runbook buttons of pages.
+    #[arg(long, env = "RELAY_RUNBOOKS_DIR")]
+    pub runbooks: Option<PathBuf>,
 }
 
 /// `check-config`: the summary of a valid policy file, printed on success.
@@ -320,9 +324,22 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
         .build()
         .map_err(|e| e.to_string())?;
     let sink = kind.sink(&client);
+    // Visibly a test, of its own identity (no real incident's dedup key or sequence id), at
+    // info severity (no high-urgency PagerDuty page).
+    let now = Timestamp::now();
     let mut n = sample_notification("test", target, NotificationKind::Firing);
     n.ack_url = None;
-    n.sequence_id = format!("relay-test-{}", Timestamp::now().0);
+    n.silence_url = None;
+    n.incident_id = 0;
+    n.incident_started_at = now;
+    n.created_at = now;
+    n.sequence_id = format!("relay-test-{}", now.0);
+    for labels in std::iter::once(&mut n.group.common_labels)
+        .chain(n.group.alerts.iter_mut().map(|a| &mut a.labels))
+    {
+        labels.insert("severity".into(), "info".into());
+        labels.insert("alertname".into(), "AlertRelayTest".into());
+    }
     let text = crate::templates::Rendered {
         title: "TEST from alert-relay".into(),
         body: format!(
@@ -330,12 +347,29 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
         ),
     };
     match sink.send(&n, &text).await {
-        crate::sinks::Outcome::Delivered => {
-            Ok(format!("{target}: delivered ({})", kind.describe()))
-        }
+        crate::sinks::Outcome::Delivered => {}
         crate::sinks::Outcome::Retry { reason, .. } => {
-            Err(format!("{target}: failed, would be retried: {reason}"))
+            return Err(format!("{target}: failed, would be retried: {reason}"))
         }
-        crate::sinks::Outcome::Permanent { reason } => Err(format!("{target}: refused: {reason}")),
+        crate::sinks::Outcome::Permanent { reason } => {
+            return Err(format!("{target}: refused: {reason}"))
+        }
     }
+    let mut out = format!("{target}: delivered ({})", kind.describe());
+    // PagerDuty keeps a trigger open (and its escalation paging) until resolved: clean up.
+    if matches!(kind, crate::config::TargetConfig::PagerDuty(_)) {
+        n.kind = NotificationKind::Resolved;
+        let resolved = crate::templates::Rendered {
+            title: "TEST from alert-relay (resolved)".into(),
+            body: "The test is over.".into(),
+        };
+        match sink.send(&n, &resolved).await {
+            crate::sinks::Outcome::Delivered => out.push_str("; the test incident is resolved"),
+            crate::sinks::Outcome::Retry { reason, .. }
+            | crate::sinks::Outcome::Permanent { reason } => return Err(format!(
+                "{out}, but resolving the test incident failed: {reason}; resolve it in PagerDuty"
+            )),
+        }
+    }
+    Ok(out)
 }

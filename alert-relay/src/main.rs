@@ -73,6 +73,12 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Validate before anything starts: a bad file never half-runs.
     let config = Config::load(&args.config)?;
+    if let Some(dir) = args.runbooks.as_ref().filter(|d| !d.is_dir()) {
+        anyhow::bail!(
+            "--runbooks {}: not a directory (point it at the bundle's docs/runbooks)",
+            dir.display()
+        );
+    }
     let guard = telemetry::init("alert-relay", args.log_format, args.loki_url.as_ref())?;
     let result = async {
         let relay = Relay::new(config, &args.data_dir)
@@ -81,7 +87,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        server::run(listener, relay, telemetry::shutdown_signal()).await
+        let options = server::Options {
+            runbooks: args.runbooks.clone(),
+        };
+        server::run_with(listener, relay, options, telemetry::shutdown_signal()).await
     }
     .await;
     if let Err(error) = &result {

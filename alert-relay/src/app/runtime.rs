@@ -69,6 +69,7 @@ impl Runtime {
                 key,
                 ttl: config.server.ack_link_ttl,
                 alertmanager_url: config.server.alertmanager_url.clone(),
+                grafana_url: config.server.grafana_url.clone(),
             },
             configured: sinks.keys().cloned().collect(),
             templates: Arc::new(Templates::new(&config)),

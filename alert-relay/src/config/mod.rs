@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub ack_link_ttl: Duration,
     /// Alertmanager's external URL (silence links, silence checks).
     pub alertmanager_url: Option<Url>,
+    /// Grafana's URL: silence links go through its alerting UI when set.
+    pub grafana_url: Option<Url>,
     pub max_body_bytes: usize,
 }
 

@@ -29,6 +29,9 @@ pub struct RawServer {
     pub ack_secret_file: Option<EnvString>,
     pub ack_link_ttl: Option<String>,
     pub alertmanager_url: Option<EnvString>,
+    /// Where browsers reach Grafana: silence links then open its alerting UI, which manages
+    /// the Alertmanager's silences (for an Alertmanager that is not published).
+    pub grafana_url: Option<EnvString>,
     pub max_body_bytes: Option<u64>,
 }
 

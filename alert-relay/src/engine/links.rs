@@ -22,6 +22,9 @@ pub struct Links {
     pub ttl: Duration,
     /// Used for silence links when the webhook carried no `externalURL`.
     pub alertmanager_url: Option<Url>,
+    /// When set, silence links open Grafana's alerting UI for the Alertmanager data source
+    /// `alertmanager` instead of Alertmanager's own.
+    pub grafana_url: Option<Url>,
 }
 
 impl Links {
@@ -76,16 +79,28 @@ impl Links {
         if group.receiver == OWN_RECEIVER {
             return None;
         }
-        let base = group
-            .external_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or_else(|| self.alertmanager_url.as_ref().map(|u| u.to_string()))?;
         let labels = if group.group_labels.is_empty() {
             &group.common_labels
         } else {
             &group.group_labels
         };
+        if let Some(grafana) = &self.grafana_url {
+            // Grafana's form takes one `matcher` per label (name, operator, quoted value).
+            let mut url = grafana.join("alerting/silence/new").ok()?;
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("alertmanager", "alertmanager");
+                for (name, value) in labels {
+                    query.append_pair("matcher", &equality_matcher(name, value));
+                }
+            }
+            return Some(url.to_string());
+        }
+        let base = group
+            .external_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.alertmanager_url.as_ref().map(|u| u.to_string()))?;
         let filter = labels
             .iter()
             .map(|(name, value)| equality_matcher(name, value))

@@ -20,6 +20,7 @@ fn links() -> Links {
         key: AckKey::new(b"engine-test-key-of-enough-length!"),
         ttl: Duration::from_secs(3600),
         alertmanager_url: None,
+        grafana_url: None,
     }
 }
 
@@ -349,4 +350,47 @@ fn a_silence_link_escapes_backslashes_and_quotes() {
         .1
         .into_owned();
     assert_eq!(decoded, r#"{share="\\\\fileserver\\backup \"x\""}"#);
+}
+
+#[test]
+fn a_silence_link_through_grafana_carries_one_matcher_per_label() {
+    let (mut links, targets) = (links(), all());
+    links.grafana_url = Some("https://grafana.test/".parse().expect("url"));
+    let mut g = group(AlertStatus::Firing);
+    g.group_labels = Labels::from([
+        ("alertname".to_owned(), "DiskFull".to_owned()),
+        ("share".to_owned(), r"\\fs\b".to_owned()),
+    ]);
+    let (_, t) = webhook(None, &plan(), g, FRESH, &inputs_at(&links, &targets, at(0)));
+    let url = url::Url::parse(
+        t.outbox[0]
+            .notification
+            .silence_url
+            .as_deref()
+            .expect("link"),
+    )
+    .expect("a URL");
+    assert_eq!(url.path(), "/alerting/silence/new");
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("alertmanager".into(), "alertmanager".into()),
+            ("matcher".into(), r#"alertname="DiskFull""#.into()),
+            ("matcher".into(), r#"share="\\\\fs\\b""#.into()),
+        ]
+    );
+}
+
+#[test]
+fn the_relays_own_alert_has_no_silence_link() {
+    let (mut links, targets) = (links(), all());
+    links.alertmanager_url = Some("http://am.test:9093".parse().expect("url"));
+    let mut g = group(AlertStatus::Firing);
+    g.receiver = crate::domain::OWN_RECEIVER.into();
+    let (_, t) = webhook(None, &plan(), g, FRESH, &inputs_at(&links, &targets, at(0)));
+    assert_eq!(t.outbox[0].notification.silence_url, None);
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod auth;
+pub mod runbooks;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -240,10 +241,27 @@ async fn ready(State(relay): State<Shared>) -> Response {
     }
 }
 
+/// What the HTTP side serves besides the relay's own routes.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `docs/runbooks/`, served at `/runbooks/<AlertName>`.
+    pub runbooks: Option<std::path::PathBuf>,
+}
+
 /// Serves until `shutdown`, then lets deliveries in progress finish and returns.
 pub async fn run(
     listener: TcpListener,
     relay: Relay,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(listener, relay, Options::default(), shutdown).await
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
+    listener: TcpListener,
+    relay: Relay,
+    options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let relay = Arc::new(relay);
@@ -264,13 +282,12 @@ pub async fn run(
     drop(runtime);
     // Header, body and idle timeouts and a connection limit that sheds half-sent requests
     // first: slow or stuck clients cannot starve Alertmanager's webhooks.
-    exporter::serve::serve(
-        listener,
-        router(Arc::clone(&relay)),
-        exporter::serve::Limits::default(),
-        shutdown,
-    )
-    .await?;
+    let mut app = router(Arc::clone(&relay));
+    if let Some(dir) = options.runbooks {
+        tracing::info!(dir = %dir.display(), "serving runbooks at /runbooks/<AlertName>");
+        app = app.merge(runbooks::router(dir));
+    }
+    exporter::serve::serve(listener, app, exporter::serve::Limits::default(), shutdown).await?;
     let _ = stop_tx.send(true);
     let deadline = timeout + Duration::from_secs(1);
     if tokio::time::timeout(deadline, async {

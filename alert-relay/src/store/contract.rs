@@ -16,6 +16,7 @@ fn links() -> Links {
         key: AckKey::new(b"contract-test-key-of-enough-length"),
         ttl: std::time::Duration::from_secs(3600),
         alertmanager_url: None,
+        grafana_url: None,
     }
 }
 

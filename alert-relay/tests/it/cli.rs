@@ -1,6 +1,6 @@
 //! The operator's commands: simulate and test-notify, through the real binary.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -265,5 +265,57 @@ fn check_config_warns_about_a_template_that_renders_to_nothing() {
         summary
             .contains("warning: template critical/title renders to nothing for the sample Firing"),
         "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_notify_to_pagerduty_is_an_info_test_that_resolves_itself() {
+    let pd = crate::fakes::strict(crate::fakes::StrictPagerDuty).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    std::fs::write(
+        &file,
+        policy_yaml("http://127.0.0.1:9", "1h").replace(
+            "targets:\n",
+            &format!(
+                "targets:\n  pagerduty:\n    prod: {{routing_key: \"0123456789abcdef0123456789abcdef\", url: \"{}/v2/enqueue\"}}\n",
+                pd.uri()
+            ),
+        ),
+    )
+    .expect("write");
+    let output = tokio::task::spawn_blocking(move || {
+        relay_command([
+            "test-notify".as_ref(),
+            "--config".as_ref(),
+            file.as_os_str(),
+            "pagerduty.prod".as_ref(),
+        ])
+    })
+    .await
+    .expect("join");
+    let report = success_stdout(&output);
+    assert!(report.contains("the test incident is resolved"), "{report}");
+    let events: Vec<Value> = posts(&pd)
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event_action"], "trigger");
+    assert_eq!(
+        events[0]["payload"]["severity"], "info",
+        "no high-urgency page"
+    );
+    assert!(events[0]["payload"]["summary"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("TEST")));
+    assert_eq!(events[1]["event_action"], "resolve");
+    assert_eq!(events[1]["dedup_key"], events[0]["dedup_key"]);
+    assert!(
+        events[0]["dedup_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("alert-relay-0-")),
+        "its own key"
     );
 }

@@ -83,6 +83,12 @@ fn server(c: &mut Checker<'_>, raw: &RawConfig) -> ServerConfig {
         .and_then(|v| c.expand("server.alertmanager_url", v))
         .filter(|v| !v.is_empty())
         .and_then(|v| c.url("server.alertmanager_url", &v));
+    let grafana_url = s
+        .grafana_url
+        .as_ref()
+        .and_then(|v| c.expand("server.grafana_url", v))
+        .filter(|v| !v.is_empty())
+        .and_then(|v| c.url("server.grafana_url", &v));
     let webhook_auth = match &s.webhook_auth {
         None => {
             c.error("server.webhook_auth", "missing: set bearer_token (e.g. ${RELAY_WEBHOOK_TOKEN}), basic, or `none: true` for a loopback demo");
@@ -121,6 +127,7 @@ fn server(c: &mut Checker<'_>, raw: &RawConfig) -> ServerConfig {
         ack_secret,
         ack_link_ttl,
         alertmanager_url,
+        grafana_url,
         max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
     }
 }
