@@ -366,9 +366,11 @@ pub async fn test_notify(config: &Config, target: &str) -> Result<String, String
         match sink.send(&n, &resolved).await {
             crate::sinks::Outcome::Delivered => out.push_str("; the test incident is resolved"),
             crate::sinks::Outcome::Retry { reason, .. }
-            | crate::sinks::Outcome::Permanent { reason } => return Err(format!(
+            | crate::sinks::Outcome::Permanent { reason } => {
+                return Err(format!(
                 "{out}, but resolving the test incident failed: {reason}; resolve it in PagerDuty"
-            )),
+            ))
+            }
         }
     }
     Ok(out)

@@ -55,12 +55,43 @@ impl NtfySink {
         if health.get("healthy") != Some(&serde_json::Value::Bool(true)) {
             return Health::Failed(format!("{shown} says it is not healthy: {health}"));
         }
+        let replaces = self.replaces_by_sequence_id().await;
         if self.config.auth == NtfyAuth::None {
-            return Health::Ok(format!("{shown} is healthy (no credentials to check)"));
+            return Health::Ok(format!(
+                "{shown} is healthy (no credentials to check){replaces}"
+            ));
         }
         match self.ask(server, "v1/account", true).await {
-            Ok(_) => Health::Ok(format!("{shown} is healthy and accepts the credentials")),
+            Ok(_) => Health::Ok(format!(
+                "{shown} is healthy and accepts the credentials{replaces}"
+            )),
             Err(why) => Health::Failed(why),
+        }
+    }
+
+    /// Whether the server replaces a page by its sequence id (ntfy 2.16 and later): without it,
+    /// a resolve or an acknowledge arrives as a new message beside the page. ntfy tells its
+    /// version (`GET /v1/version`, 2.17 and later, with the credentials) or nothing; a warning
+    /// for an older one, a note when it cannot tell.
+    async fn replaces_by_sequence_id(&self) -> String {
+        const NEEDED: (u64, u64) = (2, 16);
+        let answer = match self.ask(&self.config.server, "v1/version", true).await {
+            Ok(answer) => answer.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(_) => {
+                return "; its version is not visible: ntfy 2.16 or later replaces a page by its sequence id (older ones show resolves as new messages)".into()
+            }
+        };
+        let version = answer["version"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches('v');
+        let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) if (major, minor) < NEEDED => format!(
+                "; WARNING: ntfy {version} does not replace a page by its sequence id (2.16 or later does): resolves and acknowledgements arrive as new messages"
+            ),
+            (Some(_), Some(_)) => format!("; ntfy {version} replaces pages by sequence id"),
+            _ => String::new(),
         }
     }
 

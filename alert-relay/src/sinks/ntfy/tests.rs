@@ -368,5 +368,42 @@ async fn without_credentials_only_the_server_is_checked() {
         matches!(&health, Health::Ok(why) if why.contains("no credentials to check")),
         "{health:?}"
     );
-    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
+    let asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(!asked.iter().any(|p| p == "/v1/account"), "{asked:?}");
+}
+
+#[tokio::test]
+async fn the_healthcheck_warns_about_a_server_too_old_to_replace_pages() {
+    for (version, expect) in [
+        (
+            "2.13.0",
+            "WARNING: ntfy 2.13.0 does not replace a page by its sequence id",
+        ),
+        ("v2.17.1", "ntfy 2.17.1 replaces pages by sequence id"),
+    ] {
+        let server = ntfy_with(healthy(), ResponseTemplate::new(200)).await;
+        Mock::given(method("GET"))
+            .and(path("/v1/version"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"version": version})),
+            )
+            .mount(&server)
+            .await;
+        let Health::Ok(detail) = check(config(&server.uri())).await else {
+            panic!("healthy")
+        };
+        assert!(detail.contains(expect), "{detail}");
+    }
+    // No version route (ntfy before 2.17, or a token that is not an admin's): a note.
+    let server = ntfy_with(healthy(), ResponseTemplate::new(200)).await;
+    let Health::Ok(detail) = check(config(&server.uri())).await else {
+        panic!("healthy")
+    };
+    assert!(detail.contains("its version is not visible"), "{detail}");
 }
