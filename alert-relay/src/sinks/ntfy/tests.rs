@@ -326,8 +326,10 @@ async fn healthcheck_asks_health_and_account_and_publishes_nothing() {
         asked,
         [
             ("GET".to_owned(), "/v1/health".to_owned()),
+            ("GET".to_owned(), "/v1/version".to_owned()),
             ("GET".to_owned(), "/v1/account".to_owned())
-        ]
+        ],
+        "GETs only: nothing published"
     );
 }
 
