@@ -305,6 +305,9 @@ pub struct Notification {
     /// or an acknowledgement ran out while the alerts still fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The person this goes to (a target `person.<name>`, or whoever a schedule named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 impl Notification {
@@ -401,6 +404,7 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         silence_note: (kind == NotificationKind::Silenced)
             .then(|| "silenced by alice until 2026-11-01T06:00:00Z: disk replaced".to_owned()),
         note: None,
+        person: None,
     }
 }
 

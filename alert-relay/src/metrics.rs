@@ -23,6 +23,7 @@ pub struct RelayMetrics {
     pub silence_checks: IntCounterVec,
     pub heartbeat_last_seen: GaugeVec,
     pub quarantined: IntCounterVec,
+    pub schedule_gaps: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -139,6 +140,13 @@ impl RelayMetrics {
                 ),
                 &["table"],
             )?,
+            schedule_gaps: IntCounterVec::new(
+                Opts::new(
+                    "relay_schedule_gaps_total",
+                    "Steps that named a schedule while nobody was on call (the next step was paged instead), by schedule.",
+                ),
+                &["schedule"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -158,6 +166,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.silence_checks.clone()))?;
         r.register(Box::new(metrics.heartbeat_last_seen.clone()))?;
         r.register(Box::new(metrics.quarantined.clone()))?;
+        r.register(Box::new(metrics.schedule_gaps.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -204,6 +213,10 @@ impl RelayMetrics {
         }
         for reason in &effects.stopped {
             self.stopped.with_label_values(&[reason.as_str()]).inc();
+        }
+        for schedule in &effects.nobody_on_call {
+            self.schedule_gaps.with_label_values(&[schedule.as_str()]).inc();
+            tracing::error!(%schedule, "a step named a schedule with nobody on call: dead-lettered, the next step paged at once");
         }
         for target in &effects.unconfigured {
             self.dead_letters

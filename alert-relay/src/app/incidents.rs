@@ -78,7 +78,7 @@ impl Relay {
                     }
                 }
                 let (outcome, t) =
-                    engine::acknowledge(incident, by.clone(), &inputs(&runtime, now));
+                    engine::acknowledge(incident, by.clone(), &inputs(&runtime, &tx.overrides(now)?, now));
                 store::commit(tx, &t, now)?;
                 Ok((outcome, t.effects))
             })
@@ -98,12 +98,13 @@ impl Relay {
             .run(Mode::Durable, move |tx| {
                 let mut effects = engine::Effects::default();
                 let due = tx.due_incidents(now, DUE_BATCH)?;
+                let overrides = tx.overrides(now)?;
                 // One unreadable row never holds up the others.
                 for bad in &due.bad {
                     tx.quarantine(bad, now)?;
                 }
                 for incident in due.rows {
-                    let t = engine::due(incident, &inputs(&runtime, now));
+                    let t = engine::due(incident, &inputs(&runtime, &overrides, now));
                     store::commit(tx, &t, now)?;
                     effects.merge(t.effects);
                 }
@@ -186,7 +187,7 @@ impl Relay {
                 let Some(incident) = tx.incident(seen.id)? else {
                     return Ok(Default::default());
                 };
-                let t = engine::silenced(incident, note.clone(), &inputs(&runtime, now));
+                let t = engine::silenced(incident, note.clone(), &inputs(&runtime, &tx.overrides(now)?, now));
                 store::commit(tx, &t, now)?;
                 Ok(t.effects)
             })

@@ -205,7 +205,7 @@ impl Relay {
                 key,
             };
             let (outcome, t) =
-                engine::webhook(open, &plan, group.clone(), fresh, &inputs(&runtime, now));
+                engine::webhook(open, &plan, group.clone(), fresh, &inputs(&runtime, &tx.overrides(now)?, now));
             store::commit(tx, &t, now)?;
             Ok((outcome, t.effects))
         });

@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::domain::{IncidentKey, Timestamp};
-use crate::engine::{Effects, Inputs};
+use crate::engine::{Effects, Inputs, Override};
 use crate::metrics::RelayMetrics;
 use crate::store::{SqliteStore, Store, StoreHandle};
 
@@ -295,11 +295,13 @@ impl Relay {
     }
 }
 
-/// The engine's inputs from a runtime at `now`.
-fn inputs(runtime: &Runtime, now: Timestamp) -> Inputs<'_> {
+/// The engine's inputs from a runtime and the overrides in force at `now`.
+fn inputs<'a>(runtime: &'a Runtime, overrides: &'a [Override], now: Timestamp) -> Inputs<'a> {
     Inputs {
         links: &runtime.links,
         configured: &runtime.configured,
+        schedules: &runtime.config.schedules,
+        overrides,
         now,
     }
 }

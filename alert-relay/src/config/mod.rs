@@ -21,7 +21,7 @@ pub use crate::sinks::slack::SlackConfig;
 pub use crate::sinks::{TargetConfig, TargetTemplates};
 pub use crate::validation::{read_secret_file, ConfigError, ConfigErrors, Secret};
 pub use matcher::Matcher;
-pub use validate::validate;
+pub use validate::{person_target, validate, Person};
 
 /// The validated configuration the relay runs with.
 #[derive(Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct Config {
     pub disabled_targets: BTreeMap<TargetName, String>,
     /// Per-target template overrides.
     pub target_templates: BTreeMap<TargetName, TargetTemplates>,
+    /// People who can be on call (each reached through the target `person.<name>`).
+    pub people: BTreeMap<String, Person>,
+    /// Who is on call, by schedule name (steps notify `schedule.<name>`).
+    pub schedules: BTreeMap<String, crate::engine::oncall::Schedule>,
     pub policies: Vec<Policy>,
 }
 

@@ -16,7 +16,54 @@ pub struct RawConfig {
     #[serde(default)]
     pub targets: RawTargets,
     #[serde(default)]
+    pub people: std::collections::BTreeMap<String, RawPerson>,
+    #[serde(default)]
+    pub schedules: std::collections::BTreeMap<String, RawSchedule>,
+    #[serde(default)]
     pub policies: Vec<RawPolicy>,
+}
+
+/// A person who can be on call, and how to reach them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerson {
+    /// For showing their shifts in their own time (`alert-relay oncall`).
+    pub time_zone: Option<String>,
+    /// Their phone: an ntfy topic (server and token default to ntfy.sh and none).
+    pub ntfy: Option<crate::sinks::ntfy::RawNtfy>,
+}
+
+/// Who is on call, by rotation, in one time zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub time_zone: String,
+    /// Push a notice to the incoming person at each handoff.
+    #[serde(default = "yes")]
+    pub handoff_notices: bool,
+    #[serde(default)]
+    pub rotations: Vec<RawRotation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotation {
+    pub people: Vec<String>,
+    /// `1w`, `2d`, `12h`.
+    pub shift: String,
+    pub handoff: RawHandoff,
+    /// The date of the first shift (`2027-03-01`); with a weekday handoff, the first such day
+    /// on or after it.
+    pub start: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandoff {
+    /// `monday`… for weekly shifts.
+    pub weekday: Option<String>,
+    /// Local time of day, `09:00`.
+    pub time: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

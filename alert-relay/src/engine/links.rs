@@ -69,6 +69,7 @@ impl Links {
             note: (kind == NotificationKind::Firing)
                 .then(|| incident.machine.notice.clone())
                 .flatten(),
+            person: target.as_str().strip_prefix("person.").map(str::to_owned),
         }
     }
 

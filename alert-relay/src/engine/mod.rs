@@ -9,13 +9,15 @@
 
 pub mod escalation;
 pub mod links;
+pub mod oncall;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use escalation::{
     Action, Event, Incident, NotificationKind, Phase, Plan, PlannedStep, Repeat, StopReason,
 };
 pub use links::Links;
+pub use oncall::{person_target, Override, Schedule};
 
 use crate::domain::{
     AlertGroup, AlertStatus, GroupKey, IncidentKey, Notification, PolicyName, TargetName, Timestamp,
@@ -75,6 +77,8 @@ pub struct Effects {
     pub stopped: Vec<StopReason>,
     /// An incident started or changed its next due time: the scheduler must look again.
     pub reschedule: bool,
+    /// Schedules a step named while nobody was on call.
+    pub nobody_on_call: Vec<String>,
 }
 
 impl Effects {
@@ -84,6 +88,7 @@ impl Effects {
         self.steps.extend(other.steps);
         self.stopped.extend(other.stopped);
         self.reschedule |= other.reschedule;
+        self.nobody_on_call.extend(other.nobody_on_call);
     }
 }
 
@@ -105,6 +110,9 @@ pub const UNCONFIGURED: &str =
 pub struct Inputs<'a> {
     pub links: &'a Links,
     pub configured: &'a BTreeSet<TargetName>,
+    /// The schedules a step may notify (`schedule.<name>`), and the overrides in force.
+    pub schedules: &'a BTreeMap<String, Schedule>,
+    pub overrides: &'a [Override],
     pub now: Timestamp,
 }
 
@@ -193,13 +201,14 @@ fn firing_fingerprints(group: &AlertGroup) -> Vec<String> {
 fn start(plan: &Plan, group: AlertGroup, fresh: Fresh, inputs: &Inputs<'_>, t: &mut Transition) {
     let (mut machine, actions) = Incident::start(plan.clone(), inputs.now);
     machine.seen = firing_fingerprints(&group);
-    let incident = IncidentRecord {
+    let mut incident = IncidentRecord {
         id: fresh.id,
         key: fresh.key,
         group_key: group.group_key.clone(),
         group,
         machine,
     };
+    let actions = resolve_schedules(&mut incident, actions, inputs, t);
     t.incidents.push(IncidentWrite::Insert(incident.clone()));
     t.effects.reschedule = true;
     let (_, notes) = notifications(&incident, actions, inputs);
@@ -254,8 +263,116 @@ pub fn due(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
     t
 }
 
+/// Why a step that names a schedule reaches nobody through it.
+fn nobody_on_call(schedule: &str, inputs: &Inputs<'_>, fallback: &[TargetName]) -> String {
+    let when = inputs
+        .schedules
+        .get(schedule)
+        .map_or_else(|| inputs.now.to_rfc3339(), |s| s.local(inputs.now));
+    let next = if fallback.is_empty() {
+        "there is no next step to page instead".to_owned()
+    } else {
+        let names: Vec<&str> = fallback.iter().map(TargetName::as_str).collect();
+        format!("the next step's targets were paged at once instead: {}", names.join(", "))
+    };
+    format!("nobody is on call in schedule {schedule} at {when} (a gap, or the schedule is gone): {next}")
+}
+
+/// Turns each `schedule.<name>` of a firing step into whoever is on call now. Nobody on call
+/// (a gap): a dead letter that says so, and the next step's targets at once (also resolved),
+/// so that the page still reaches someone. `notified` learns the people, not the schedules.
+fn resolve_schedules(
+    incident: &mut IncidentRecord,
+    actions: Vec<Action>,
+    inputs: &Inputs<'_>,
+    t: &mut Transition,
+) -> Vec<Action> {
+    let who = |target: &TargetName| -> Result<TargetName, String> {
+        let Some(name) = target.as_str().strip_prefix("schedule.") else {
+            return Ok(target.clone());
+        };
+        inputs
+            .schedules
+            .get(name)
+            .and_then(|s| s.on_call(inputs.now, inputs.overrides))
+            .map(|shift| person_target(&shift.person))
+            .ok_or_else(|| name.to_owned())
+    };
+    let mut out = Vec::with_capacity(actions.len());
+    for action in actions {
+        let Action::Notify {
+            step,
+            kind: NotificationKind::Firing,
+            targets,
+        } = action
+        else {
+            out.push(action);
+            continue;
+        };
+        if !targets.iter().any(|t| t.as_str().starts_with("schedule.")) {
+            out.push(Action::Notify {
+                step,
+                kind: NotificationKind::Firing,
+                targets,
+            });
+            continue;
+        }
+        let mut resolved: Vec<TargetName> = Vec::new();
+        for target in &targets {
+            match who(target) {
+                Ok(person) => resolved.push(person),
+                Err(schedule) => {
+                    let fallback: Vec<TargetName> = incident
+                        .machine
+                        .plan
+                        .steps
+                        .get(step + 1)
+                        .map(|s| s.targets.iter().filter_map(|t| who(t).ok()).collect())
+                        .unwrap_or_default();
+                    let reason = nobody_on_call(&schedule, inputs, &fallback);
+                    let notification =
+                        inputs
+                            .links
+                            .compose(incident, target, step, NotificationKind::Firing, inputs.now);
+                    t.outbox.push(NewOutbox {
+                        notification,
+                        dead: Some(reason),
+                    });
+                    t.effects.nobody_on_call.push(schedule);
+                    resolved.extend(fallback);
+                }
+            }
+        }
+        let mut unique: Vec<TargetName> = Vec::new();
+        for r in resolved {
+            if !unique.contains(&r) {
+                unique.push(r);
+            }
+        }
+        let notified = &mut incident.machine.notified;
+        notified.retain(|n| !n.as_str().starts_with("schedule."));
+        for r in &unique {
+            if !notified.contains(r) {
+                notified.push(r.clone());
+            }
+        }
+        out.push(Action::Notify {
+            step,
+            kind: NotificationKind::Firing,
+            targets: unique,
+        });
+    }
+    out
+}
+
 /// Persists the incident and queues what its actions ask for.
-fn apply(incident: IncidentRecord, actions: Vec<Action>, inputs: &Inputs<'_>, t: &mut Transition) {
+fn apply(
+    mut incident: IncidentRecord,
+    actions: Vec<Action>,
+    inputs: &Inputs<'_>,
+    t: &mut Transition,
+) {
+    let actions = resolve_schedules(&mut incident, actions, inputs, t);
     let (stopped, notes) = notifications(&incident, actions, inputs);
     // A resolve supersedes too when escalation had stopped before (pages about new alerts
     // that joined an acknowledged incident may still wait).

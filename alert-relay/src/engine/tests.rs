@@ -7,6 +7,9 @@ use super::*;
 use crate::ack::AckKey;
 use crate::domain::{sample_notification, Labels};
 
+static NO_SCHEDULES: std::collections::BTreeMap<String, Schedule> =
+    std::collections::BTreeMap::new();
+
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 const MIN: i64 = 60_000;
 
@@ -72,6 +75,8 @@ fn started() -> IncidentRecord {
     let inputs = Inputs {
         links: &links,
         configured: &targets,
+        schedules: &NO_SCHEDULES,
+        overrides: &[],
         now: at(0),
     };
     let (_, t) = webhook(None, &plan(), group(AlertStatus::Firing), FRESH, &inputs);
@@ -89,6 +94,8 @@ fn inputs_at<'a>(
     Inputs {
         links,
         configured: targets,
+        schedules: &NO_SCHEDULES,
+        overrides: &[],
         now,
     }
 }
@@ -393,4 +400,81 @@ fn the_relays_own_alert_has_no_silence_link() {
     g.receiver = crate::domain::OWN_RECEIVER.into();
     let (_, t) = webhook(None, &plan(), g, FRESH, &inputs_at(&links, &targets, at(0)));
     assert_eq!(t.outbox[0].notification.silence_url, None);
+}
+
+fn primary_schedule(first: &str) -> std::collections::BTreeMap<String, Schedule> {
+    let schedule = Schedule {
+        name: "primary".into(),
+        time_zone: jiff::tz::TimeZone::UTC,
+        zone_name: "UTC".into(),
+        rotations: vec![oncall::Rotation {
+            people: vec!["alice".into(), "bob".into()],
+            shift: oncall::ShiftLength::Hours(1),
+            first: first.parse().expect("civil"),
+        }],
+        handoff_notices: false,
+    };
+    [("primary".to_owned(), schedule)].into()
+}
+
+fn schedule_plan() -> Plan {
+    let mut plan = plan();
+    plan.steps[0].targets = vec!["schedule.primary".into()];
+    plan
+}
+
+#[test]
+fn a_step_naming_a_schedule_pages_whoever_is_on_call_when_it_fires() {
+    let links = links();
+    let targets = configured(&["person.alice", "person.bob", "ntfy.secondary", "slack.ops"]);
+    // T0 is 2027-01-15T08:00:00Z; alice holds the 08:00 hour, bob the 09:00 one.
+    let schedules = primary_schedule("2027-01-15T08:00");
+    let mut inputs = inputs_at(&links, &targets, at(0));
+    inputs.schedules = &schedules;
+    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
+    assert_eq!(targets_of(&t), vec![("person.alice", NotificationKind::Firing)]);
+    assert_eq!(t.outbox[0].notification.person.as_deref(), Some("alice"));
+    let IncidentWrite::Insert(record) = t.incidents[0].clone() else {
+        panic!()
+    };
+    assert_eq!(record.machine.notified, vec![TargetName::from("person.alice")]);
+    // An override: carol covers, and is who the next page of the schedule reaches.
+    let cover = Override {
+        id: 1,
+        schedule: "primary".into(),
+        person: "bob".into(),
+        replaces: Some("alice".into()),
+        starts_at: at(0),
+        ends_at: at(30),
+        created_by: "alice".into(),
+    };
+    let overrides = [cover];
+    inputs.overrides = &overrides;
+    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
+    assert_eq!(targets_of(&t), vec![("person.bob", NotificationKind::Firing)]);
+}
+
+#[test]
+fn nobody_on_call_is_a_dead_letter_and_the_next_step_at_once() {
+    let links = links();
+    let targets = configured(&["person.alice", "person.bob", "ntfy.secondary", "slack.ops"]);
+    // The rotation starts tomorrow: a gap now.
+    let schedules = primary_schedule("2027-01-16T08:00");
+    let mut inputs = inputs_at(&links, &targets, at(0));
+    inputs.schedules = &schedules;
+    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
+    let dead: Vec<_> = t.outbox.iter().filter(|o| o.dead.is_some()).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].notification.target.as_str(), "schedule.primary");
+    let reason = dead[0].dead.as_deref().expect("reason");
+    assert!(reason.contains("nobody is on call in schedule primary"), "{reason}");
+    assert!(reason.contains("ntfy.secondary, slack.ops"), "{reason}");
+    let paged: Vec<&str> = t
+        .outbox
+        .iter()
+        .filter(|o| o.dead.is_none())
+        .map(|o| o.notification.target.as_str())
+        .collect();
+    assert_eq!(paged, vec!["ntfy.secondary", "slack.ops"], "the page still reaches someone");
+    assert_eq!(t.effects.nobody_on_call, vec!["primary".to_owned()]);
 }

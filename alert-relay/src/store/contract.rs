@@ -1,7 +1,7 @@
 //! The contract every backend passes: each check takes a fresh, empty store. Backends run
 //! them all from their own tests ([`check_all`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{commit, run, Counts, Finish, Mode, Store, StoreError};
 use crate::ack::AckKey;
@@ -66,6 +66,8 @@ fn fire(store: &dyn Store, alertname: &str, now: Timestamp) -> Result<IngestOutc
         let inputs = Inputs {
             links: &links,
             configured: &configured,
+            schedules: &BTreeMap::new(),
+            overrides: &[],
             now,
         };
         let (outcome, t) = engine::webhook(open, &plan(), group.clone(), fresh, &inputs);
@@ -128,6 +130,8 @@ fn a_failed_unit_of_work_leaves_nothing(store: &dyn Store) {
         let inputs = Inputs {
             links: &links,
             configured: &configured,
+            schedules: &BTreeMap::new(),
+            overrides: &[],
             now: T0,
         };
         let group = sample_notification("critical", "x", NotificationKind::Firing).group;

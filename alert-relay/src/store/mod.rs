@@ -12,7 +12,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Transition};
+use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Override, Transition};
 
 pub use sqlite::SqliteStore;
 
@@ -186,6 +186,14 @@ pub trait Tx {
     fn use_nonce(&mut self, nonce: &str, incident: i64, now: Timestamp)
         -> Result<bool, StoreError>;
     fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// Overrides not removed that end after `t`, oldest first.
+    fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError>;
+    /// Stores an override (its `id` is ignored); returns its id.
+    fn insert_override(&mut self, o: &Override, now: Timestamp) -> Result<i64, StoreError>;
+    /// Removes an override; `false` if there was none by that id.
+    fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
+    /// Records that a shift's handoff was announced; `false` if it had been already.
+    fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// A unit of work: runs inside one transaction; an `Err` rolls it back.

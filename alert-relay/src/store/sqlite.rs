@@ -13,7 +13,7 @@ use super::{
     Tx, Work,
 };
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, NewOutbox, NotificationKind};
+use crate::engine::{IncidentRecord, NewOutbox, NotificationKind, Override};
 
 /// Below this much free space on the data directory's filesystem, the store is not ready:
 /// a webhook would fail to commit (and an acknowledged delivery fail to be recorded).
@@ -36,7 +36,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -78,6 +78,21 @@ CREATE INDEX IF NOT EXISTS outbox_pending_incident ON outbox(incident_id) WHERE 
     "
 ALTER TABLE incidents ADD COLUMN quarantined TEXT;
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+",
+    "
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    person TEXT NOT NULL,
+    replaces TEXT,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS overrides_live ON overrides(ends_at) WHERE removed_at IS NULL;
+CREATE TABLE IF NOT EXISTS handoffs (shift TEXT PRIMARY KEY, announced_at INTEGER NOT NULL);
 ",
 ];
 
@@ -647,6 +662,48 @@ impl Tx for SqliteTx<'_> {
             "INSERT OR IGNORE INTO ack_nonces (nonce, incident_id, used_at) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![nonce, incident, now.0])?
+            == 1)
+    }
+
+    fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, schedule, person, replaces, starts_at, ends_at, created_by FROM overrides WHERE removed_at IS NULL AND ends_at > ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![t.0], |r| {
+            Ok(Override {
+                id: r.get(0)?,
+                schedule: r.get(1)?,
+                person: r.get(2)?,
+                replaces: r.get(3)?,
+                starts_at: Timestamp(r.get(4)?),
+                ends_at: Timestamp(r.get(5)?),
+                created_by: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_override(&mut self, o: &Override, now: Timestamp) -> Result<i64, StoreError> {
+        self.0.prepare_cached(
+            "INSERT INTO overrides (schedule, person, replaces, starts_at, ends_at, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![o.schedule, o.person, o.replaces, o.starts_at.0, o.ends_at.0, o.created_by, now.0])?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("UPDATE overrides SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL")?
+            .execute(params![id, now.0])?
+            == 1)
+    }
+
+    fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO handoffs (shift, announced_at) VALUES (?1, ?2)")?
+            .execute(params![shift, now.0])?
             == 1)
     }
 

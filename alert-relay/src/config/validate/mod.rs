@@ -10,8 +10,10 @@ use super::*;
 use crate::validation::Checker;
 
 mod policy;
+mod schedules;
 
 use policy::policy;
+pub use schedules::{person_target, Person};
 
 /// Alertmanager sends a whole group in one webhook (up to `max_alerts`, or all of it): a
 /// 10,000-alert group is about 20 MB. Credentials are checked before a body is read, so only
@@ -27,11 +29,20 @@ pub fn validate(
     let server = server(&mut c, &raw);
     let delivery = delivery(&mut c, &raw);
     let crate::sinks::Targets {
-        enabled: targets,
+        enabled: mut targets,
         disabled,
         templates: target_templates,
     } = crate::sinks::validate_targets(&mut c, &raw.targets);
-    let defined: BTreeSet<TargetName> = targets.keys().chain(disabled.keys()).cloned().collect();
+    let (people, person_targets, schedules) = schedules::people_and_schedules(&mut c, &raw);
+    targets.extend(person_targets);
+    // Steps may name a target, a person (person.<name>) or a schedule (schedule.<name>:
+    // whoever is on call when the step fires).
+    let defined: BTreeSet<TargetName> = targets
+        .keys()
+        .chain(disabled.keys())
+        .cloned()
+        .chain(raw.schedules.keys().map(|s| TargetName(format!("schedule.{s}"))))
+        .collect();
     let mut policies = Vec::new();
     let mut names = BTreeSet::new();
     if raw.policies.is_empty() {
@@ -62,6 +73,8 @@ pub fn validate(
             targets,
             disabled_targets: disabled,
             target_templates,
+            people,
+            schedules,
             policies,
         })
     } else {

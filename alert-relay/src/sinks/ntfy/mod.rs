@@ -8,7 +8,7 @@ mod sink;
 
 use std::sync::Arc;
 
-pub use config::{NtfyAuth, NtfyConfig, RawNtfy};
+pub use config::{validate, NtfyAuth, NtfyConfig, RawNtfy};
 pub use request::{build_message, build_within, Budget, MAX_BODY_BYTES, MAX_MESSAGE_BYTES};
 pub use sink::NtfySink;
 

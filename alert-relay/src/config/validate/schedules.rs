@@ -1,0 +1,213 @@
+//! People (each a target `person.<name>` reaching their phone) and schedules (rotations in an
+//! IANA time zone). What can be known wrong in advance is an error with its path: an unknown
+//! zone or person, an empty rotation, a shift of no length, a schedule nobody is on at all.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+
+use crate::config::raw::{RawConfig, RawRotation};
+use crate::config::TargetConfig;
+use crate::domain::TargetName;
+use crate::engine::oncall::{parse_date, parse_time, Rotation, Schedule, ShiftLength};
+use crate::validation::Checker;
+
+/// A person: their target, and the zone they read times in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    pub target: TargetName,
+    pub time_zone: Option<String>,
+}
+
+pub use crate::engine::oncall::person_target;
+
+/// The people (with the target each one adds) and the schedules.
+pub(super) fn people_and_schedules(
+    c: &mut Checker<'_>,
+    raw: &RawConfig,
+) -> (
+    BTreeMap<String, Person>,
+    BTreeMap<TargetName, TargetConfig>,
+    BTreeMap<String, Schedule>,
+) {
+    let mut people = BTreeMap::new();
+    let mut targets = BTreeMap::new();
+    for (name, person) in &raw.people {
+        let path = format!("people.{name}");
+        if !valid_name(name) {
+            c.error(&path, "a person's name is letters, digits, `_` or `-` (it names the target person.<name>)");
+            continue;
+        }
+        if let Some(zone) = &person.time_zone {
+            zone_of(c, &format!("{path}.time_zone"), zone);
+        }
+        let Some(ntfy) = &person.ntfy else {
+            c.error(
+                format!("{path}.ntfy"),
+                "missing: how to reach them, e.g. ntfy: {topic: ${NTFY_TOPIC_ALICE}}",
+            );
+            continue;
+        };
+        match crate::sinks::ntfy::validate(c, &format!("{path}.ntfy"), ntfy) {
+            Some(Ok(config)) => {
+                let target = person_target(name);
+                targets.insert(target.clone(), TargetConfig::Ntfy(config));
+                people.insert(
+                    name.clone(),
+                    Person {
+                        target,
+                        time_zone: person.time_zone.clone(),
+                    },
+                );
+            }
+            Some(Err(why)) => c.error(
+                format!("{path}.ntfy.topic"),
+                format!("{name} could not be paged: {why}"),
+            ),
+            None => {}
+        }
+    }
+    let mut schedules = BTreeMap::new();
+    for (name, raw_schedule) in &raw.schedules {
+        let path = format!("schedules.{name}");
+        if !valid_name(name) {
+            c.error(&path, "a schedule's name is letters, digits, `_` or `-` (steps notify schedule.<name>)");
+            continue;
+        }
+        let Some(time_zone) = zone_of(c, &format!("{path}.time_zone"), &raw_schedule.time_zone) else {
+            continue;
+        };
+        if raw_schedule.rotations.is_empty() {
+            c.error(
+                format!("{path}.rotations"),
+                "no rotation: add one with people, shift, handoff and start",
+            );
+            continue;
+        }
+        let mut rotations = Vec::new();
+        for (i, r) in raw_schedule.rotations.iter().enumerate() {
+            let rpath = format!("{path}.rotations[{i}]");
+            if let Some(rotation) = rotation(c, &rpath, r, &raw.people) {
+                rotations.push(rotation);
+            }
+        }
+        if rotations.len() == raw_schedule.rotations.len() {
+            schedules.insert(
+                name.clone(),
+                Schedule {
+                    name: name.clone(),
+                    time_zone,
+                    zone_name: raw_schedule.time_zone.clone(),
+                    rotations,
+                    handoff_notices: raw_schedule.handoff_notices,
+                },
+            );
+        }
+    }
+    (people, targets, schedules)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn zone_of(c: &mut Checker<'_>, path: &str, zone: &str) -> Option<TimeZone> {
+    match TimeZone::get(zone) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            c.error(
+                path,
+                format!("`{zone}` is not an IANA time zone; write it like Europe/Berlin or America/New_York"),
+            );
+            None
+        }
+    }
+}
+
+fn rotation(
+    c: &mut Checker<'_>,
+    path: &str,
+    raw: &RawRotation,
+    known: &BTreeMap<String, crate::config::raw::RawPerson>,
+) -> Option<Rotation> {
+    let before = c.errors.len();
+    if raw.people.is_empty() {
+        c.error(format!("{path}.people"), "empty: list who takes turns, e.g. [alice, bob]");
+    }
+    for (j, person) in raw.people.iter().enumerate() {
+        if !known.contains_key(person) {
+            let defined: Vec<&str> = known.keys().map(String::as_str).collect();
+            c.error(
+                format!("{path}.people[{j}]"),
+                format!(
+                    "unknown person `{person}` (defined under people: {})",
+                    if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+                ),
+            );
+        }
+    }
+    let shift = shift_length(c, &format!("{path}.shift"), &raw.shift);
+    let time = parse_time(&raw.handoff.time).map_err(|e| c.error(format!("{path}.handoff.time"), e)).ok();
+    let weekday = raw.handoff.weekday.as_deref().and_then(|w| match weekday(w) {
+        Some(day) => Some(day),
+        None => {
+            c.error(
+                format!("{path}.handoff.weekday"),
+                format!("`{w}` is not a weekday; write monday … sunday"),
+            );
+            None
+        }
+    });
+    let start = parse_date(&raw.start).map_err(|e| c.error(format!("{path}.start"), e)).ok();
+    if matches!(shift, Some(ShiftLength::Days(d)) if d % 7 == 0) && raw.handoff.weekday.is_none() {
+        c.error(
+            format!("{path}.handoff.weekday"),
+            "missing: a weekly shift hands off on a weekday, e.g. weekday: monday",
+        );
+    }
+    if c.errors.len() > before {
+        return None;
+    }
+    let (shift, time, mut date) = (shift?, time?, start?);
+    if let Some(day) = weekday {
+        // The first such weekday on or after the start date.
+        while date.weekday() != day {
+            date = date.tomorrow().ok()?;
+        }
+    }
+    Some(Rotation {
+        people: raw.people.clone(),
+        shift,
+        first: date.to_datetime(time),
+    })
+}
+
+fn shift_length(c: &mut Checker<'_>, path: &str, text: &str) -> Option<ShiftLength> {
+    let trimmed = text.trim();
+    let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
+    let n: Option<u32> = number.parse().ok().filter(|n| *n > 0 && *n <= 9000);
+    let length = match (n, unit) {
+        (Some(n), "h") => Some(ShiftLength::Hours(n)),
+        (Some(n), "d") => Some(ShiftLength::Days(n)),
+        (Some(n), "w") => n.checked_mul(7).map(ShiftLength::Days),
+        _ => None,
+    };
+    if length.is_none() {
+        c.error(path, format!("`{text}` is not a shift length; write it like 12h, 1d or 1w"));
+    }
+    length
+}
+
+fn weekday(text: &str) -> Option<Weekday> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "monday" | "mon" => Weekday::Monday,
+        "tuesday" | "tue" => Weekday::Tuesday,
+        "wednesday" | "wed" => Weekday::Wednesday,
+        "thursday" | "thu" => Weekday::Thursday,
+        "friday" | "fri" => Weekday::Friday,
+        "saturday" | "sat" => Weekday::Saturday,
+        "sunday" | "sun" => Weekday::Sunday,
+        _ => return None,
+    })
+}

@@ -1,0 +1,234 @@
+//! Who is on call: rotations in an IANA time zone (shifts of hours, days or weeks, handing off
+//! at a local time of day, correct across daylight-saving changes: a weekly 09:00 handoff
+//! stays 09:00 local when the offset moves), layered in a schedule, with overrides on top.
+//! Pure: the time is an argument, the zone rules come from jiff.
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{Span, ZonedDateTime};
+
+use crate::domain::Timestamp;
+
+/// How long one shift lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShiftLength {
+    /// Clock hours (a DST change makes a night shift one hour longer or shorter in local time).
+    Hours(u32),
+    /// Calendar days (a 23- or 25-hour day when the offset moves): the handoff keeps its local
+    /// time.
+    Days(u32),
+}
+
+/// One rotation: people take turns, one shift each, from the first handoff on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    pub people: Vec<String>,
+    pub shift: ShiftLength,
+    /// The first shift starts here (local date and time in the schedule's zone).
+    pub first: jiff::civil::DateTime,
+}
+
+/// A schedule: rotations as layers (a later one, where it has begun, wins over an earlier).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub name: String,
+    pub time_zone: TimeZone,
+    pub zone_name: String,
+    pub rotations: Vec<Rotation>,
+    /// Push a notice to the incoming person at each handoff.
+    pub handoff_notices: bool,
+}
+
+/// "Alice covers from T1 to T2" (for everyone, or only in place of `replaces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub id: i64,
+    pub schedule: String,
+    pub person: String,
+    pub replaces: Option<String>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub created_by: String,
+}
+
+/// One shift: who, from when until when, and a key that names it for ever (calendar UIDs,
+/// handoff notices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shift {
+    pub person: String,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub key: String,
+    /// The override that put this person here, if any.
+    pub override_id: Option<i64>,
+}
+
+fn to_zoned(t: Timestamp, tz: &TimeZone) -> Option<ZonedDateTime> {
+    Some(jiff::Timestamp::from_millisecond(t.0).ok()?.to_zoned_datetime(tz.clone()))
+}
+
+fn millis(z: &ZonedDateTime) -> Timestamp {
+    Timestamp(z.timestamp().as_millisecond())
+}
+
+impl Rotation {
+    /// The start of shift `k` (0 = the first).
+    fn shift_start(&self, tz: &TimeZone, k: i64) -> Option<ZonedDateTime> {
+        let first = self.first.to_zoned_datetime(tz.clone()).ok()?;
+        match self.shift {
+            ShiftLength::Hours(h) => first.checked_add(Span::new().try_hours(k * i64::from(h)).ok()?).ok(),
+            // Calendar arithmetic on the civil date, then the zone: the handoff keeps its local
+            // time across DST (a gap moves it to the later valid time, as RFC 5545 does).
+            ShiftLength::Days(d) => {
+                let date = self.first.date().checked_add(Span::new().try_days(k * i64::from(d)).ok()?).ok()?;
+                date.to_datetime(self.first.time()).to_zoned_datetime(tz.clone()).ok()
+            }
+        }
+    }
+
+    fn nominal_ms(&self) -> i64 {
+        match self.shift {
+            ShiftLength::Hours(h) => i64::from(h) * 3_600_000,
+            ShiftLength::Days(d) => i64::from(d) * 86_400_000,
+        }
+    }
+
+    /// The shift under way at `t`, if the rotation has begun.
+    pub fn shift_at(&self, tz: &TimeZone, t: Timestamp, layer: usize, schedule: &str) -> Option<Shift> {
+        if self.people.is_empty() {
+            return None;
+        }
+        let first = millis(&self.shift_start(tz, 0)?);
+        if t < first {
+            return None;
+        }
+        // An estimate from the nominal length, corrected for the hours DST adds or takes.
+        let mut k = (t.0 - first.0) / self.nominal_ms().max(1);
+        loop {
+            let start = millis(&self.shift_start(tz, k)?);
+            let end = millis(&self.shift_start(tz, k + 1)?);
+            if t < start {
+                k -= 1;
+            } else if t >= end {
+                k += 1;
+            } else {
+                let n = self.people.len() as i64;
+                return Some(Shift {
+                    person: self.people[usize::try_from(k.rem_euclid(n)).ok()?].clone(),
+                    starts_at: start,
+                    ends_at: end,
+                    key: format!("{schedule}-{layer}-{k}"),
+                    override_id: None,
+                });
+            }
+        }
+    }
+}
+
+impl Schedule {
+    /// Who the rotations put on call at `t` (the last layer that has begun wins).
+    pub fn rotation_shift(&self, t: Timestamp) -> Option<Shift> {
+        self.rotations
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(layer, r)| r.shift_at(&self.time_zone, t, layer, &self.name))
+    }
+
+    /// Who is on call at `t`, overrides included; `None`: a gap (nobody).
+    pub fn on_call(&self, t: Timestamp, overrides: &[Override]) -> Option<Shift> {
+        let base = self.rotation_shift(t);
+        let covering = overrides
+            .iter()
+            .filter(|o| o.schedule == self.name && o.starts_at <= t && t < o.ends_at)
+            .filter(|o| match &o.replaces {
+                None => true,
+                Some(who) => base.as_ref().is_some_and(|s| &s.person == who),
+            })
+            // The most recent override wins.
+            .max_by_key(|o| o.id);
+        match (covering, base) {
+            (Some(o), base) => Some(Shift {
+                person: o.person.clone(),
+                starts_at: o.starts_at.max(base.as_ref().map_or(o.starts_at, |b| b.starts_at)),
+                ends_at: o.ends_at.min(base.as_ref().map_or(o.ends_at, |b| b.ends_at)),
+                key: format!("{}-override-{}", self.name, o.id),
+                override_id: Some(o.id),
+            }),
+            (None, base) => base,
+        }
+    }
+
+    /// The shifts (overrides included) that overlap `[from, to)`, in order; at most `limit`.
+    pub fn shifts(&self, from: Timestamp, to: Timestamp, overrides: &[Override], limit: usize) -> Vec<Shift> {
+        let mut out: Vec<Shift> = Vec::new();
+        let mut t = from;
+        while t < to && out.len() < limit {
+            match self.on_call(t, overrides) {
+                Some(shift) => {
+                    let next = shift.ends_at.max(Timestamp(t.0 + 1));
+                    if out.last().is_some_and(|last: &Shift| last.key == shift.key) {
+                        t = next;
+                        continue;
+                    }
+                    // Boundaries where an override begins inside a shift.
+                    let next = overrides
+                        .iter()
+                        .filter(|o| o.schedule == self.name && o.starts_at > t && o.starts_at < next)
+                        .map(|o| o.starts_at)
+                        .min()
+                        .unwrap_or(next);
+                    out.push(Shift {
+                        starts_at: shift.starts_at.max(t),
+                        ends_at: next.min(shift.ends_at),
+                        ..shift
+                    });
+                    t = next;
+                }
+                None => {
+                    // A gap: look for the next moment someone is on call.
+                    let next = self.next_change(t).unwrap_or(to);
+                    t = next.max(Timestamp(t.0 + 1));
+                }
+            }
+        }
+        out
+    }
+
+    /// The next instant after `t` at which a rotation begins (for gaps before a start).
+    fn next_change(&self, t: Timestamp) -> Option<Timestamp> {
+        self.rotations
+            .iter()
+            .filter_map(|r| r.shift_start(&self.time_zone, 0).map(|z| millis(&z)))
+            .filter(|s| *s > t)
+            .min()
+    }
+
+    /// A time in this schedule's zone, as people read it: `Mon 09:00 Europe/Berlin`.
+    pub fn local(&self, t: Timestamp) -> String {
+        to_zoned(t, &self.time_zone).map_or_else(
+            || t.to_rfc3339(),
+            |z| format!("{} {}", z.strftime("%a %Y-%m-%d %H:%M"), self.zone_name),
+        )
+    }
+}
+
+/// The target that reaches `person` (their ntfy topic): `person.<name>`.
+pub fn person_target(person: &str) -> crate::domain::TargetName {
+    crate::domain::TargetName(format!("person.{person}"))
+}
+
+/// Parses `09:00` into a time of day.
+pub fn parse_time(text: &str) -> Result<Time, String> {
+    text.parse::<Time>()
+        .map_err(|e| format!("`{text}` is not a time of day ({e}); write it like 09:00"))
+}
+
+/// Parses `2027-03-01` into a date.
+pub fn parse_date(text: &str) -> Result<Date, String> {
+    text.parse::<Date>()
+        .map_err(|e| format!("`{text}` is not a date ({e}); write it like 2027-03-01"))
+}
+
+#[cfg(test)]
+mod tests;
