@@ -215,7 +215,9 @@ impl RelayMetrics {
             self.stopped.with_label_values(&[reason.as_str()]).inc();
         }
         for schedule in &effects.nobody_on_call {
-            self.schedule_gaps.with_label_values(&[schedule.as_str()]).inc();
+            self.schedule_gaps
+                .with_label_values(&[schedule.as_str()])
+                .inc();
             tracing::error!(%schedule, "a step named a schedule with nobody on call: dead-lettered, the next step paged at once");
         }
         for target in &effects.unconfigured {

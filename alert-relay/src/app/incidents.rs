@@ -77,8 +77,11 @@ impl Relay {
                         return Ok((AckOutcome::UnknownIncident, Default::default()));
                     }
                 }
-                let (outcome, t) =
-                    engine::acknowledge(incident, by.clone(), &inputs(&runtime, &tx.overrides(now)?, now));
+                let (outcome, t) = engine::acknowledge(
+                    incident,
+                    by.clone(),
+                    &inputs(&runtime, &tx.overrides(now)?, now),
+                );
                 store::commit(tx, &t, now)?;
                 Ok((outcome, t.effects))
             })
@@ -187,7 +190,11 @@ impl Relay {
                 let Some(incident) = tx.incident(seen.id)? else {
                     return Ok(Default::default());
                 };
-                let t = engine::silenced(incident, note.clone(), &inputs(&runtime, &tx.overrides(now)?, now));
+                let t = engine::silenced(
+                    incident,
+                    note.clone(),
+                    &inputs(&runtime, &tx.overrides(now)?, now),
+                );
                 store::commit(tx, &t, now)?;
                 Ok(t.effects)
             })

@@ -204,8 +204,13 @@ impl Relay {
                 id: tx.next_incident_id()?,
                 key,
             };
-            let (outcome, t) =
-                engine::webhook(open, &plan, group.clone(), fresh, &inputs(&runtime, &tx.overrides(now)?, now));
+            let (outcome, t) = engine::webhook(
+                open,
+                &plan,
+                group.clone(),
+                fresh,
+                &inputs(&runtime, &tx.overrides(now)?, now),
+            );
             store::commit(tx, &t, now)?;
             Ok((outcome, t.effects))
         });

@@ -273,7 +273,10 @@ fn nobody_on_call(schedule: &str, inputs: &Inputs<'_>, fallback: &[TargetName]) 
         "there is no next step to page instead".to_owned()
     } else {
         let names: Vec<&str> = fallback.iter().map(TargetName::as_str).collect();
-        format!("the next step's targets were paged at once instead: {}", names.join(", "))
+        format!(
+            "the next step's targets were paged at once instead: {}",
+            names.join(", ")
+        )
     };
     format!("nobody is on call in schedule {schedule} at {when} (a gap, or the schedule is gone): {next}")
 }
@@ -330,10 +333,13 @@ fn resolve_schedules(
                         .map(|s| s.targets.iter().filter_map(|t| who(t).ok()).collect())
                         .unwrap_or_default();
                     let reason = nobody_on_call(&schedule, inputs, &fallback);
-                    let notification =
-                        inputs
-                            .links
-                            .compose(incident, target, step, NotificationKind::Firing, inputs.now);
+                    let notification = inputs.links.compose(
+                        incident,
+                        target,
+                        step,
+                        NotificationKind::Firing,
+                        inputs.now,
+                    );
                     t.outbox.push(NewOutbox {
                         notification,
                         dead: Some(reason),

@@ -64,7 +64,11 @@ pub struct Shift {
 }
 
 fn to_zoned(t: Timestamp, tz: &TimeZone) -> Option<ZonedDateTime> {
-    Some(jiff::Timestamp::from_millisecond(t.0).ok()?.to_zoned_datetime(tz.clone()))
+    Some(
+        jiff::Timestamp::from_millisecond(t.0)
+            .ok()?
+            .to_zoned_datetime(tz.clone()),
+    )
 }
 
 fn millis(z: &ZonedDateTime) -> Timestamp {
@@ -76,12 +80,20 @@ impl Rotation {
     fn shift_start(&self, tz: &TimeZone, k: i64) -> Option<ZonedDateTime> {
         let first = self.first.to_zoned_datetime(tz.clone()).ok()?;
         match self.shift {
-            ShiftLength::Hours(h) => first.checked_add(Span::new().try_hours(k * i64::from(h)).ok()?).ok(),
+            ShiftLength::Hours(h) => first
+                .checked_add(Span::new().try_hours(k * i64::from(h)).ok()?)
+                .ok(),
             // Calendar arithmetic on the civil date, then the zone: the handoff keeps its local
             // time across DST (a gap moves it to the later valid time, as RFC 5545 does).
             ShiftLength::Days(d) => {
-                let date = self.first.date().checked_add(Span::new().try_days(k * i64::from(d)).ok()?).ok()?;
-                date.to_datetime(self.first.time()).to_zoned_datetime(tz.clone()).ok()
+                let date = self
+                    .first
+                    .date()
+                    .checked_add(Span::new().try_days(k * i64::from(d)).ok()?)
+                    .ok()?;
+                date.to_datetime(self.first.time())
+                    .to_zoned_datetime(tz.clone())
+                    .ok()
             }
         }
     }
@@ -94,7 +106,13 @@ impl Rotation {
     }
 
     /// The shift under way at `t`, if the rotation has begun.
-    pub fn shift_at(&self, tz: &TimeZone, t: Timestamp, layer: usize, schedule: &str) -> Option<Shift> {
+    pub fn shift_at(
+        &self,
+        tz: &TimeZone,
+        t: Timestamp,
+        layer: usize,
+        schedule: &str,
+    ) -> Option<Shift> {
         if self.people.is_empty() {
             return None;
         }
@@ -150,8 +168,12 @@ impl Schedule {
         match (covering, base) {
             (Some(o), base) => Some(Shift {
                 person: o.person.clone(),
-                starts_at: o.starts_at.max(base.as_ref().map_or(o.starts_at, |b| b.starts_at)),
-                ends_at: o.ends_at.min(base.as_ref().map_or(o.ends_at, |b| b.ends_at)),
+                starts_at: o
+                    .starts_at
+                    .max(base.as_ref().map_or(o.starts_at, |b| b.starts_at)),
+                ends_at: o
+                    .ends_at
+                    .min(base.as_ref().map_or(o.ends_at, |b| b.ends_at)),
                 key: format!("{}-override-{}", self.name, o.id),
                 override_id: Some(o.id),
             }),
@@ -160,7 +182,13 @@ impl Schedule {
     }
 
     /// The shifts (overrides included) that overlap `[from, to)`, in order; at most `limit`.
-    pub fn shifts(&self, from: Timestamp, to: Timestamp, overrides: &[Override], limit: usize) -> Vec<Shift> {
+    pub fn shifts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        overrides: &[Override],
+        limit: usize,
+    ) -> Vec<Shift> {
         let mut out: Vec<Shift> = Vec::new();
         let mut t = from;
         while t < to && out.len() < limit {
@@ -174,7 +202,9 @@ impl Schedule {
                     // Boundaries where an override begins inside a shift.
                     let next = overrides
                         .iter()
-                        .filter(|o| o.schedule == self.name && o.starts_at > t && o.starts_at < next)
+                        .filter(|o| {
+                            o.schedule == self.name && o.starts_at > t && o.starts_at < next
+                        })
                         .map(|o| o.starts_at)
                         .min()
                         .unwrap_or(next);

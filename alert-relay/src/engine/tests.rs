@@ -431,13 +431,25 @@ fn a_step_naming_a_schedule_pages_whoever_is_on_call_when_it_fires() {
     let schedules = primary_schedule("2027-01-15T08:00");
     let mut inputs = inputs_at(&links, &targets, at(0));
     inputs.schedules = &schedules;
-    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
-    assert_eq!(targets_of(&t), vec![("person.alice", NotificationKind::Firing)]);
+    let (_, t) = webhook(
+        None,
+        &schedule_plan(),
+        group(AlertStatus::Firing),
+        FRESH,
+        &inputs,
+    );
+    assert_eq!(
+        targets_of(&t),
+        vec![("person.alice", NotificationKind::Firing)]
+    );
     assert_eq!(t.outbox[0].notification.person.as_deref(), Some("alice"));
     let IncidentWrite::Insert(record) = t.incidents[0].clone() else {
         panic!()
     };
-    assert_eq!(record.machine.notified, vec![TargetName::from("person.alice")]);
+    assert_eq!(
+        record.machine.notified,
+        vec![TargetName::from("person.alice")]
+    );
     // An override: carol covers, and is who the next page of the schedule reaches.
     let cover = Override {
         id: 1,
@@ -450,8 +462,17 @@ fn a_step_naming_a_schedule_pages_whoever_is_on_call_when_it_fires() {
     };
     let overrides = [cover];
     inputs.overrides = &overrides;
-    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
-    assert_eq!(targets_of(&t), vec![("person.bob", NotificationKind::Firing)]);
+    let (_, t) = webhook(
+        None,
+        &schedule_plan(),
+        group(AlertStatus::Firing),
+        FRESH,
+        &inputs,
+    );
+    assert_eq!(
+        targets_of(&t),
+        vec![("person.bob", NotificationKind::Firing)]
+    );
 }
 
 #[test]
@@ -462,12 +483,21 @@ fn nobody_on_call_is_a_dead_letter_and_the_next_step_at_once() {
     let schedules = primary_schedule("2027-01-16T08:00");
     let mut inputs = inputs_at(&links, &targets, at(0));
     inputs.schedules = &schedules;
-    let (_, t) = webhook(None, &schedule_plan(), group(AlertStatus::Firing), FRESH, &inputs);
+    let (_, t) = webhook(
+        None,
+        &schedule_plan(),
+        group(AlertStatus::Firing),
+        FRESH,
+        &inputs,
+    );
     let dead: Vec<_> = t.outbox.iter().filter(|o| o.dead.is_some()).collect();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].notification.target.as_str(), "schedule.primary");
     let reason = dead[0].dead.as_deref().expect("reason");
-    assert!(reason.contains("nobody is on call in schedule primary"), "{reason}");
+    assert!(
+        reason.contains("nobody is on call in schedule primary"),
+        "{reason}"
+    );
     assert!(reason.contains("ntfy.secondary, slack.ops"), "{reason}");
     let paged: Vec<&str> = t
         .outbox
@@ -475,6 +505,10 @@ fn nobody_on_call_is_a_dead_letter_and_the_next_step_at_once() {
         .filter(|o| o.dead.is_none())
         .map(|o| o.notification.target.as_str())
         .collect();
-    assert_eq!(paged, vec!["ntfy.secondary", "slack.ops"], "the page still reaches someone");
+    assert_eq!(
+        paged,
+        vec!["ntfy.secondary", "slack.ops"],
+        "the page still reaches someone"
+    );
     assert_eq!(t.effects.nobody_on_call, vec!["primary".to_owned()]);
 }

@@ -694,7 +694,9 @@ impl Tx for SqliteTx<'_> {
     fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         Ok(self
             .0
-            .prepare_cached("UPDATE overrides SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL")?
+            .prepare_cached(
+                "UPDATE overrides SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
+            )?
             .execute(params![id, now.0])?
             == 1)
     }

@@ -41,7 +41,11 @@ pub fn validate(
         .keys()
         .chain(disabled.keys())
         .cloned()
-        .chain(raw.schedules.keys().map(|s| TargetName(format!("schedule.{s}"))))
+        .chain(
+            raw.schedules
+                .keys()
+                .map(|s| TargetName(format!("schedule.{s}"))),
+        )
         .collect();
     let mut policies = Vec::new();
     let mut names = BTreeSet::new();

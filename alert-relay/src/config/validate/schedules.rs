@@ -72,10 +72,14 @@ pub(super) fn people_and_schedules(
     for (name, raw_schedule) in &raw.schedules {
         let path = format!("schedules.{name}");
         if !valid_name(name) {
-            c.error(&path, "a schedule's name is letters, digits, `_` or `-` (steps notify schedule.<name>)");
+            c.error(
+                &path,
+                "a schedule's name is letters, digits, `_` or `-` (steps notify schedule.<name>)",
+            );
             continue;
         }
-        let Some(time_zone) = zone_of(c, &format!("{path}.time_zone"), &raw_schedule.time_zone) else {
+        let Some(time_zone) = zone_of(c, &format!("{path}.time_zone"), &raw_schedule.time_zone)
+        else {
             continue;
         };
         if raw_schedule.rotations.is_empty() {
@@ -109,7 +113,10 @@ pub(super) fn people_and_schedules(
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn zone_of(c: &mut Checker<'_>, path: &str, zone: &str) -> Option<TimeZone> {
@@ -133,7 +140,10 @@ fn rotation(
 ) -> Option<Rotation> {
     let before = c.errors.len();
     if raw.people.is_empty() {
-        c.error(format!("{path}.people"), "empty: list who takes turns, e.g. [alice, bob]");
+        c.error(
+            format!("{path}.people"),
+            "empty: list who takes turns, e.g. [alice, bob]",
+        );
     }
     for (j, person) in raw.people.iter().enumerate() {
         if !known.contains_key(person) {
@@ -142,24 +152,36 @@ fn rotation(
                 format!("{path}.people[{j}]"),
                 format!(
                     "unknown person `{person}` (defined under people: {})",
-                    if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+                    if defined.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        defined.join(", ")
+                    }
                 ),
             );
         }
     }
     let shift = shift_length(c, &format!("{path}.shift"), &raw.shift);
-    let time = parse_time(&raw.handoff.time).map_err(|e| c.error(format!("{path}.handoff.time"), e)).ok();
-    let weekday = raw.handoff.weekday.as_deref().and_then(|w| match weekday(w) {
-        Some(day) => Some(day),
-        None => {
-            c.error(
-                format!("{path}.handoff.weekday"),
-                format!("`{w}` is not a weekday; write monday … sunday"),
-            );
-            None
-        }
-    });
-    let start = parse_date(&raw.start).map_err(|e| c.error(format!("{path}.start"), e)).ok();
+    let time = parse_time(&raw.handoff.time)
+        .map_err(|e| c.error(format!("{path}.handoff.time"), e))
+        .ok();
+    let weekday = raw
+        .handoff
+        .weekday
+        .as_deref()
+        .and_then(|w| match weekday(w) {
+            Some(day) => Some(day),
+            None => {
+                c.error(
+                    format!("{path}.handoff.weekday"),
+                    format!("`{w}` is not a weekday; write monday … sunday"),
+                );
+                None
+            }
+        });
+    let start = parse_date(&raw.start)
+        .map_err(|e| c.error(format!("{path}.start"), e))
+        .ok();
     if matches!(shift, Some(ShiftLength::Days(d)) if d % 7 == 0) && raw.handoff.weekday.is_none() {
         c.error(
             format!("{path}.handoff.weekday"),
@@ -194,7 +216,10 @@ fn shift_length(c: &mut Checker<'_>, path: &str, text: &str) -> Option<ShiftLeng
         _ => None,
     };
     if length.is_none() {
-        c.error(path, format!("`{text}` is not a shift length; write it like 12h, 1d or 1w"));
+        c.error(
+            path,
+            format!("`{text}` is not a shift length; write it like 12h, 1d or 1w"),
+        );
     }
     length
 }

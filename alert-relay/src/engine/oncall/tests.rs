@@ -33,9 +33,20 @@ fn who(s: &Schedule, at: &str) -> Option<String> {
 #[test]
 fn the_rotation_example_across_the_switch_to_summer_time() {
     // Monday 09:00 Europe/Berlin; Europe switches to summer time on Sunday 2027-03-28.
-    let s = schedule("Europe/Berlin", vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")]);
-    assert_eq!(who(&s, "2027-03-01T07:59:00Z"), None, "before the first shift: a gap");
-    assert_eq!(who(&s, "2027-03-01T08:00:00Z").as_deref(), Some("alice"), "09:00 CET");
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    assert_eq!(
+        who(&s, "2027-03-01T07:59:00Z"),
+        None,
+        "before the first shift: a gap"
+    );
+    assert_eq!(
+        who(&s, "2027-03-01T08:00:00Z").as_deref(),
+        Some("alice"),
+        "09:00 CET"
+    );
     assert_eq!(who(&s, "2027-03-08T07:59:00Z").as_deref(), Some("alice"));
     assert_eq!(who(&s, "2027-03-08T08:00:00Z").as_deref(), Some("bob"));
     assert_eq!(who(&s, "2027-03-22T08:00:00Z").as_deref(), Some("alice"));
@@ -44,14 +55,24 @@ fn the_rotation_example_across_the_switch_to_summer_time() {
     assert_eq!(who(&s, "2027-03-29T07:00:00Z").as_deref(), Some("bob"));
     assert_eq!(who(&s, "2027-03-29T07:30:00Z").as_deref(), Some("bob"));
     let shift = s.on_call(utc("2027-03-25T12:00:00Z"), &[]).expect("alice");
-    assert_eq!(shift.ends_at, utc("2027-03-29T07:00:00Z"), "a week one hour short");
-    assert_eq!(shift.ends_at.0 - shift.starts_at.0, (7 * 24 - 1) * 3_600_000);
+    assert_eq!(
+        shift.ends_at,
+        utc("2027-03-29T07:00:00Z"),
+        "a week one hour short"
+    );
+    assert_eq!(
+        shift.ends_at.0 - shift.starts_at.0,
+        (7 * 24 - 1) * 3_600_000
+    );
 }
 
 #[test]
 fn the_switch_back_to_winter_time_makes_a_week_an_hour_longer() {
     // Europe returns to winter time on Sunday 2027-10-31.
-    let s = schedule("Europe/Berlin", vec![weekly(&["alice", "bob"], "2027-10-25T09:00")]);
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob"], "2027-10-25T09:00")],
+    );
     let shift = s.on_call(utc("2027-10-28T12:00:00Z"), &[]).expect("alice");
     assert_eq!(shift.person, "alice");
     assert_eq!(shift.starts_at, utc("2027-10-25T07:00:00Z"), "09:00 CEST");
@@ -72,8 +93,10 @@ fn new_york_handoffs_stay_at_local_time_both_ways() {
     assert_eq!(who(&s, "2027-03-14T11:59:00Z").as_deref(), Some("a"));
     assert_eq!(who(&s, "2027-03-14T12:00:00Z").as_deref(), Some("b"));
     // And back on 2027-11-07.
-    assert_eq!(who(&s, "2027-11-07T12:59:00Z").is_some(), true);
-    let before = s.on_call(utc("2027-11-06T20:00:00Z"), &[]).expect("someone");
+    assert!(who(&s, "2027-11-07T12:59:00Z").is_some());
+    let before = s
+        .on_call(utc("2027-11-06T20:00:00Z"), &[])
+        .expect("someone");
     assert_eq!(before.ends_at, utc("2027-11-07T13:00:00Z"), "a 25-hour day");
     assert_eq!(before.ends_at.0 - before.starts_at.0, 25 * 3_600_000);
 }
@@ -93,10 +116,17 @@ fn a_handoff_inside_the_spring_gap_moves_to_the_later_valid_time() {
 
 #[test]
 fn rotations_carry_on_across_the_year_end() {
-    let s = schedule("Pacific/Auckland", vec![weekly(&["a", "b", "c"], "2026-12-21T09:00")]);
+    let s = schedule(
+        "Pacific/Auckland",
+        vec![weekly(&["a", "b", "c"], "2026-12-21T09:00")],
+    );
     // Week 0 a, week 1 (Dec 28) b, week 2 (Jan 4) c, week 3 (Jan 11) a.
     assert_eq!(who(&s, "2027-01-01T00:00:00Z").as_deref(), Some("b"));
-    assert_eq!(who(&s, "2027-01-04T00:00:00Z").as_deref(), Some("c"), "Jan 4 13:00 NZDT");
+    assert_eq!(
+        who(&s, "2027-01-04T00:00:00Z").as_deref(),
+        Some("c"),
+        "Jan 4 13:00 NZDT"
+    );
     assert_eq!(who(&s, "2027-01-11T00:00:00Z").as_deref(), Some("a"));
     let hourly = Rotation {
         people: vec!["x".into(), "y".into()],
@@ -106,12 +136,19 @@ fn rotations_carry_on_across_the_year_end() {
     let s = schedule("UTC", vec![hourly]);
     assert_eq!(who(&s, "2026-12-31T23:59:00Z").as_deref(), Some("y"));
     assert_eq!(who(&s, "2027-01-01T00:00:00Z").as_deref(), Some("x"));
-    assert_eq!(who(&s, "2028-06-15T13:00:00Z").as_deref(), Some("y"), "far ahead");
+    assert_eq!(
+        who(&s, "2028-06-15T13:00:00Z").as_deref(),
+        Some("y"),
+        "far ahead"
+    );
 }
 
 #[test]
 fn an_override_wins_over_the_rotation_for_its_time_only() {
-    let s = schedule("Europe/Berlin", vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")]);
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
     let cover = Override {
         id: 1,
         schedule: "primary".into(),
@@ -124,8 +161,16 @@ fn an_override_wins_over_the_rotation_for_its_time_only() {
     let on = |at: &str, overrides: &[Override]| s.on_call(utc(at), overrides).map(|x| x.person);
     let list = [cover.clone()];
     assert_eq!(on("2027-03-09T12:00:00Z", &list).as_deref(), Some("carol"));
-    assert_eq!(on("2027-03-10T00:00:00Z", &list).as_deref(), Some("bob"), "it ended");
-    assert_eq!(on("2027-03-02T12:00:00Z", &list).as_deref(), Some("alice"), "only in bob's place");
+    assert_eq!(
+        on("2027-03-10T00:00:00Z", &list).as_deref(),
+        Some("bob"),
+        "it ended"
+    );
+    assert_eq!(
+        on("2027-03-02T12:00:00Z", &list).as_deref(),
+        Some("alice"),
+        "only in bob's place"
+    );
     let everyone = Override {
         id: 2,
         replaces: None,
@@ -134,7 +179,10 @@ fn an_override_wins_over_the_rotation_for_its_time_only() {
         ends_at: utc("2027-03-03T00:00:00Z"),
         ..cover
     };
-    assert_eq!(on("2027-03-02T12:00:00Z", &[everyone]).as_deref(), Some("dave"));
+    assert_eq!(
+        on("2027-03-02T12:00:00Z", &[everyone]).as_deref(),
+        Some("dave")
+    );
 }
 
 #[test]
@@ -152,7 +200,10 @@ fn a_later_layer_wins_where_it_has_begun() {
 
 #[test]
 fn shifts_list_what_a_calendar_shows() {
-    let s = schedule("Europe/Berlin", vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")]);
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
     let cover = Override {
         id: 7,
         schedule: "primary".into(),
@@ -162,11 +213,19 @@ fn shifts_list_what_a_calendar_shows() {
         ends_at: utc("2027-03-11T00:00:00Z"),
         created_by: "x".into(),
     };
-    let shifts = s.shifts(utc("2027-02-20T00:00:00Z"), utc("2027-03-22T08:00:00Z"), &[cover], 50);
+    let shifts = s.shifts(
+        utc("2027-02-20T00:00:00Z"),
+        utc("2027-03-22T08:00:00Z"),
+        &[cover],
+        50,
+    );
     let people: Vec<&str> = shifts.iter().map(|s| s.person.as_str()).collect();
     assert_eq!(people, vec!["alice", "bob", "carol", "bob", "carol"]);
     assert_eq!(shifts[0].starts_at, utc("2027-03-01T08:00:00Z"));
     assert_eq!(shifts[2].key, "primary-override-7");
     assert!(shifts.windows(2).all(|w| w[0].ends_at <= w[1].starts_at));
-    assert_eq!(s.local(utc("2027-03-29T07:00:00Z")), "Mon 2027-03-29 09:00 Europe/Berlin");
+    assert_eq!(
+        s.local(utc("2027-03-29T07:00:00Z")),
+        "Mon 2027-03-29 09:00 Europe/Berlin"
+    );
 }
