@@ -266,6 +266,9 @@ pub enum NotificationKind {
     Acknowledged,
     /// Alertmanager reported the alerts silenced or inhibited: escalation stopped.
     Silenced,
+    /// A shift began: the incoming person is told they are on call (no incident; its `note`
+    /// says for which schedule and until when).
+    Handoff,
 }
 
 /// The text of one notification, rendered from its templates.

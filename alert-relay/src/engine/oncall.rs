@@ -12,6 +12,8 @@ use crate::domain::Timestamp;
 /// How long one shift lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShiftLength {
+    /// Clock minutes (short shifts in tests and drills).
+    Minutes(u32),
     /// Clock hours (a DST change makes a night shift one hour longer or shorter in local time).
     Hours(u32),
     /// Calendar days (a 23- or 25-hour day when the offset moves): the handoff keeps its local
@@ -51,6 +53,16 @@ pub struct Override {
     pub created_by: String,
 }
 
+/// Who is on call in one schedule now, and who comes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCall {
+    pub schedule: String,
+    pub zone: String,
+    /// `None`: nobody (a gap).
+    pub now: Option<Shift>,
+    pub next: Vec<Shift>,
+}
+
 /// One shift: who, from when until when, and a key that names it for ever (calendar UIDs,
 /// handoff notices).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +92,9 @@ impl Rotation {
     fn shift_start(&self, tz: &TimeZone, k: i64) -> Option<ZonedDateTime> {
         let first = self.first.to_zoned_datetime(tz.clone()).ok()?;
         match self.shift {
+            ShiftLength::Minutes(m) => first
+                .checked_add(Span::new().try_minutes(k * i64::from(m)).ok()?)
+                .ok(),
             ShiftLength::Hours(h) => first
                 .checked_add(Span::new().try_hours(k * i64::from(h)).ok()?)
                 .ok(),
@@ -100,6 +115,7 @@ impl Rotation {
 
     fn nominal_ms(&self) -> i64 {
         match self.shift {
+            ShiftLength::Minutes(m) => i64::from(m) * 60_000,
             ShiftLength::Hours(h) => i64::from(h) * 3_600_000,
             ShiftLength::Days(d) => i64::from(d) * 86_400_000,
         }
@@ -177,7 +193,71 @@ impl Schedule {
                 key: format!("{}-override-{}", self.name, o.id),
                 override_id: Some(o.id),
             }),
-            (None, base) => base,
+            (None, base) => base.map(|b| self.clipped(b, t, overrides)),
+        }
+    }
+
+    /// A rotation shift as it really runs around `t`: from the end of an override that covered
+    /// its beginning, until an override or a later layer takes over.
+    fn clipped(&self, mut shift: Shift, t: Timestamp, overrides: &[Override]) -> Shift {
+        let applies = |o: &&Override| {
+            o.schedule == self.name && o.replaces.as_ref().is_none_or(|who| *who == shift.person)
+        };
+        if let Some(end) = overrides
+            .iter()
+            .filter(applies)
+            .map(|o| o.ends_at)
+            .filter(|e| *e > shift.starts_at && *e <= t)
+            .max()
+        {
+            shift.starts_at = end;
+        }
+        let next_override = overrides
+            .iter()
+            .filter(applies)
+            .map(|o| o.starts_at)
+            .filter(|s| *s > t && *s < shift.ends_at);
+        let next_layer = self
+            .rotations
+            .iter()
+            .filter_map(|r| r.shift_start(&self.time_zone, 0).map(|z| millis(&z)))
+            .filter(|s| *s > t && *s < shift.ends_at);
+        if let Some(cut) = next_override.chain(next_layer).min() {
+            shift.ends_at = cut;
+        }
+        shift
+    }
+
+    /// Who is on call at `at` and the next `upcoming` shifts (within a year).
+    pub fn report(&self, at: Timestamp, overrides: &[Override], upcoming: usize) -> OnCall {
+        let now = self.on_call(at, overrides);
+        let from = now.as_ref().map_or(at, |s| s.ends_at);
+        let year = Timestamp(at.0 + 366 * 86_400_000);
+        let next = self.shifts(from, year, overrides, upcoming);
+        OnCall {
+            schedule: self.name.clone(),
+            zone: self.zone_name.clone(),
+            now,
+            next,
+        }
+    }
+
+    /// The shift that begins a handoff at or before `now` and not before `now - window`, if
+    /// the person changes there (a notice is due unless it was sent).
+    pub fn handoff(&self, now: Timestamp, window_ms: i64, overrides: &[Override]) -> Option<Shift> {
+        let shift = self.on_call(now, overrides)?;
+        if shift.starts_at.0 < now.0 - window_ms {
+            return None;
+        }
+        let before = self.on_call(Timestamp(shift.starts_at.0 - 1), overrides);
+        (before.map(|b| b.person) != Some(shift.person.clone())).then_some(shift)
+    }
+
+    /// When the person on call may next change after `now`.
+    pub fn next_handoff(&self, now: Timestamp, overrides: &[Override]) -> Option<Timestamp> {
+        match self.on_call(now, overrides) {
+            Some(shift) => Some(shift.ends_at),
+            None => self.next_change(now),
         }
     }
 

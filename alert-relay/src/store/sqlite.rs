@@ -337,6 +337,7 @@ fn kind_column(kind: NotificationKind) -> &'static str {
         NotificationKind::Resolved => "resolved",
         NotificationKind::Acknowledged => "acknowledged",
         NotificationKind::Silenced => "silenced",
+        NotificationKind::Handoff => "handoff",
     }
 }
 

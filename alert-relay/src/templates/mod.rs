@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::{AlertStatus, Notification, NotificationKind};
 
 pub const DEFAULT_TITLE: &str = "{{#if resolved}}RESOLVED {{/if}}{{#if acknowledged}}ACK {{/if}}{{#if silenced}}SILENCED {{/if}}[{{severity}}] {{alertname}}{{#if truncated_count}} ({{total_count}} alerts, {{count}} shown){{else}}{{#if (gt firing_count 1)}} ({{firing_count}} firing){{/if}}{{/if}}";
-pub const DEFAULT_BODY: &str = "{{#if note}}{{note}}\n{{/if}}{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if truncated_count}}{{total_count}} alerts, {{count}} shown: Alertmanager left {{truncated_count}} out (max_alerts).\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged{{#if acknowledged_by}} by {{acknowledged_by}}{{/if}}; escalation stopped after {{duration}}.{{else}}{{#if silenced}}Silenced in Alertmanager{{#if silence_note}} ({{silence_note}}){{/if}}; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}).{{/if}}{{/if}}{{/if}}";
+pub const DEFAULT_BODY: &str = "{{#if note}}{{note}}\n{{/if}}{{#if summary}}{{summary}}\n{{/if}}{{#if description}}{{description}}\n{{/if}}{{#if truncated_count}}{{total_count}} alerts, {{count}} shown: Alertmanager left {{truncated_count}} out (max_alerts).\n{{/if}}{{#if resolved}}Resolved after {{duration}}.{{else}}{{#if acknowledged}}Acknowledged{{#if acknowledged_by}} by {{acknowledged_by}}{{/if}}; escalation stopped after {{duration}}.{{else}}{{#if silenced}}Silenced in Alertmanager{{#if silence_note}} ({{silence_note}}){{/if}}; escalation stopped after {{duration}}.{{else}}Firing for {{duration}} (step {{step}}, policy {{policy}}){{#if person}}, paging {{person}}{{/if}}.{{/if}}{{/if}}{{/if}}";
 
 pub use crate::domain::Rendered;
 
@@ -50,6 +50,9 @@ impl Templates {
 
     /// Renders with the policy's template, else the target's, else the default.
     pub fn render(&self, notification: &Notification) -> Rendered {
+        if notification.kind == NotificationKind::Handoff {
+            return handoff(notification);
+        }
         let context = context(notification);
         let policy = notification.policy.as_str();
         let target = notification.target.as_str();
@@ -110,6 +113,23 @@ impl Templates {
     }
 }
 
+/// A handoff notice is the relay's own message, not an alert's: policies' templates do not
+/// apply. Its `note` says for which schedule and until when.
+fn handoff(n: &Notification) -> Rendered {
+    let schedule = n
+        .group
+        .common_labels
+        .get("schedule")
+        .map_or("a schedule", String::as_str);
+    Rendered {
+        title: format!("On call: {schedule}"),
+        body: n
+            .note
+            .clone()
+            .unwrap_or_else(|| format!("You are on call for {schedule}.")),
+    }
+}
+
 /// What templates can use (documented in docs/configuration.md).
 pub fn context(n: &Notification) -> Value {
     let group = &n.group;
@@ -154,6 +174,7 @@ pub fn context(n: &Notification) -> Value {
             NotificationKind::Resolved => "resolved",
             NotificationKind::Acknowledged => "acknowledged",
             NotificationKind::Silenced => "silenced",
+            NotificationKind::Handoff => "handoff",
         },
         "status": if n.kind == NotificationKind::Resolved { "resolved" } else { "firing" },
         "resolved": n.kind == NotificationKind::Resolved,
@@ -190,6 +211,8 @@ pub fn context(n: &Notification) -> Value {
         "policy": n.policy.as_str(),
         "incident_id": n.incident_id,
         "acknowledged_by": n.acknowledged_by,
+        // The person paged (a step naming person.<name>, or whoever a schedule put on call).
+        "person": n.person,
         "target": n.target.as_str(),
     })
 }

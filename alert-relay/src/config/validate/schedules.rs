@@ -210,6 +210,7 @@ fn shift_length(c: &mut Checker<'_>, path: &str, text: &str) -> Option<ShiftLeng
     let (number, unit) = trimmed.split_at(trimmed.len().saturating_sub(1));
     let n: Option<u32> = number.parse().ok().filter(|n| *n > 0 && *n <= 9000);
     let length = match (n, unit) {
+        (Some(n), "m") => Some(ShiftLength::Minutes(n)),
         (Some(n), "h") => Some(ShiftLength::Hours(n)),
         (Some(n), "d") => Some(ShiftLength::Days(n)),
         (Some(n), "w") => n.checked_mul(7).map(ShiftLength::Days),
@@ -218,7 +219,7 @@ fn shift_length(c: &mut Checker<'_>, path: &str, text: &str) -> Option<ShiftLeng
     if length.is_none() {
         c.error(
             path,
-            format!("`{text}` is not a shift length; write it like 12h, 1d or 1w"),
+            format!("`{text}` is not a shift length; write it like 12h, 1d or 1w (30m for drills)"),
         );
     }
     length

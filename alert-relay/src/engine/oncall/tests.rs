@@ -229,3 +229,140 @@ fn shifts_list_what_a_calendar_shows() {
         "Mon 2027-03-29 09:00 Europe/Berlin"
     );
 }
+
+fn cover(id: i64, person: &str, replaces: Option<&str>, from: &str, to: &str) -> Override {
+    Override {
+        id,
+        schedule: "primary".into(),
+        person: person.into(),
+        replaces: replaces.map(str::to_owned),
+        starts_at: utc(from),
+        ends_at: utc(to),
+        created_by: "test".into(),
+    }
+}
+
+#[test]
+fn a_shift_around_an_override_says_when_it_really_starts_and_ends() {
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    let list = [cover(
+        1,
+        "carol",
+        None,
+        "2027-03-10T00:00:00Z",
+        "2027-03-11T00:00:00Z",
+    )];
+    let before = s.on_call(utc("2027-03-09T00:00:00Z"), &list).expect("bob");
+    assert_eq!(before.person, "bob");
+    assert_eq!(
+        before.ends_at,
+        utc("2027-03-10T00:00:00Z"),
+        "until carol covers, not until his week ends"
+    );
+    let after = s.on_call(utc("2027-03-12T00:00:00Z"), &list).expect("bob");
+    assert_eq!(after.person, "bob");
+    assert_eq!(
+        after.starts_at,
+        utc("2027-03-11T00:00:00Z"),
+        "back from the cover"
+    );
+    assert_eq!(after.ends_at, utc("2027-03-15T08:00:00Z"));
+    // An override for someone else's shift does not cut bob's.
+    let other = [cover(
+        2,
+        "dave",
+        Some("alice"),
+        "2027-03-10T00:00:00Z",
+        "2027-03-11T00:00:00Z",
+    )];
+    let bob = s.on_call(utc("2027-03-09T00:00:00Z"), &other).expect("bob");
+    assert_eq!(bob.ends_at, utc("2027-03-15T08:00:00Z"));
+}
+
+#[test]
+fn a_handoff_is_due_once_the_person_changes_and_only_within_the_window() {
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    let hour = 3_600_000;
+    let due = |at: &str, overrides: &[Override]| {
+        s.handoff(utc(at), hour, overrides)
+            .map(|x| (x.person, x.starts_at))
+    };
+    assert_eq!(
+        due("2027-03-08T08:00:00Z", &[]),
+        Some(("bob".into(), utc("2027-03-08T08:00:00Z")))
+    );
+    assert_eq!(
+        due("2027-03-08T08:59:00Z", &[]),
+        Some(("bob".into(), utc("2027-03-08T08:00:00Z"))),
+        "still within the hour (a relay that was restarted)"
+    );
+    assert_eq!(
+        due("2027-03-08T09:01:00Z", &[]),
+        None,
+        "too late to be news"
+    );
+    assert_eq!(due("2027-03-07T12:00:00Z", &[]), None, "mid-shift");
+    assert_eq!(
+        due("2027-03-01T08:00:00Z", &[]),
+        Some(("alice".into(), utc("2027-03-01T08:00:00Z"))),
+        "the first shift after a gap"
+    );
+    // A cover and the return from it are handoffs too; a cover by the same person is not.
+    let list = [cover(
+        1,
+        "carol",
+        None,
+        "2027-03-10T00:00:00Z",
+        "2027-03-11T00:00:00Z",
+    )];
+    assert_eq!(
+        due("2027-03-10T00:00:00Z", &list).map(|x| x.0).as_deref(),
+        Some("carol")
+    );
+    assert_eq!(
+        due("2027-03-11T00:00:00Z", &list).map(|x| x.0).as_deref(),
+        Some("bob")
+    );
+    let same = [cover(
+        2,
+        "bob",
+        None,
+        "2027-03-10T00:00:00Z",
+        "2027-03-11T00:00:00Z",
+    )];
+    assert_eq!(due("2027-03-10T00:00:00Z", &same), None);
+    assert_eq!(
+        s.next_handoff(utc("2027-03-09T00:00:00Z"), &list),
+        Some(utc("2027-03-10T00:00:00Z"))
+    );
+    assert_eq!(
+        s.next_handoff(utc("2027-02-01T00:00:00Z"), &[]),
+        Some(utc("2027-03-01T08:00:00Z")),
+        "before the first shift: its start"
+    );
+}
+
+#[test]
+fn a_report_names_who_is_on_call_and_who_comes_next() {
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    let r = s.report(utc("2027-03-29T07:30:00Z"), &[], 2);
+    assert_eq!(r.now.as_ref().map(|x| x.person.as_str()), Some("bob"));
+    assert_eq!(
+        r.now.as_ref().map(|x| x.ends_at),
+        Some(utc("2027-04-05T07:00:00Z"))
+    );
+    let next: Vec<&str> = r.next.iter().map(|x| x.person.as_str()).collect();
+    assert_eq!(next, vec!["carol", "alice"]);
+    let gap = s.report(utc("2027-02-01T00:00:00Z"), &[], 1);
+    assert_eq!(gap.now, None);
+    assert_eq!(gap.next[0].person, "alice");
+}

@@ -100,6 +100,8 @@ pub fn build_within<'a>(
         NotificationKind::Resolved => (2, vec!["white_check_mark"]),
         NotificationKind::Acknowledged => (2, vec!["eyes"]),
         NotificationKind::Silenced => (2, vec!["mute"]),
+        // Default priority: it should be seen, not wake anyone.
+        NotificationKind::Handoff => (3, vec!["calendar"]),
     };
     tags.extend(config.tags.iter().map(String::as_str));
     let runbook = fit::url(n.runbook_url(), MAX_URL_BYTES);

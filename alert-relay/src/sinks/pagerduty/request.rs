@@ -88,6 +88,9 @@ pub fn build_within<'a>(
         // its own escalation would page on.
         NotificationKind::Silenced => "resolve",
         NotificationKind::Resolved => "resolve",
+        // Never built: the sink refuses handoff notices (people are reached through ntfy,
+        // and PagerDuty keeps its own schedules).
+        NotificationKind::Handoff => "trigger",
     };
     let mut event = Event {
         routing_key: config.routing_key.expose(),

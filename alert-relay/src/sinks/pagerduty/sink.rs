@@ -60,6 +60,13 @@ fn detail(_: http::StatusCode, body: &str) -> String {
 
 impl Sink for PagerDutySink {
     fn send<'a>(&'a self, notification: &'a Notification, text: &'a Rendered) -> SendFuture<'a> {
+        if notification.kind == crate::domain::NotificationKind::Handoff {
+            return Box::pin(async {
+                Outcome::Permanent {
+                    reason: "a handoff notice goes to a person's ntfy topic, not to PagerDuty (which has schedules of its own)".into(),
+                }
+            });
+        }
         Box::pin(self.enqueue(notification, text))
     }
 

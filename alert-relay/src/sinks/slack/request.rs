@@ -33,6 +33,7 @@ fn color(n: &Notification) -> &'static str {
         NotificationKind::Resolved => "good",
         NotificationKind::Acknowledged => "#764FA5",
         NotificationKind::Silenced => "#9E9E9E",
+        NotificationKind::Handoff => "#439FE0",
         NotificationKind::Firing => {
             match Severity::from_label(n.group.common_labels.get("severity").map(String::as_str)) {
                 Severity::Critical => "danger",
