@@ -36,6 +36,7 @@ pub fn spawn_all(
         Arc::clone(clock),
         stop.clone(),
     ));
+    tasks.spawn(handoffs(Arc::clone(relay), Arc::clone(clock), stop.clone()));
     tasks.spawn(reload_on_sighup(Arc::clone(relay), stop.clone()));
     tasks
 }
@@ -66,6 +67,25 @@ async fn scheduler(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Re
                 tracing::error!(%error, "cannot read due escalation steps; retrying in 1s");
                 Duration::from_secs(1)
             }
+        };
+        if !pause(wait, &wake, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Tells the incoming person at each handoff: wakes at the next handoff (at most a minute
+/// later, and whenever an override or a reload changes who is on call).
+async fn handoffs(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let wake = Arc::clone(&relay.wakers().handoffs);
+    while !*stop.borrow() {
+        if let Err(error) = relay.announce_handoffs(clock.now()).await {
+            tracing::error!(%error, "cannot record handoff notices; retrying in 10s");
+        }
+        let wait = match relay.next_handoff(clock.now()).await {
+            Ok(Some(at)) => until(at, clock.now()).min(Duration::from_secs(60)),
+            Ok(None) => Duration::from_secs(60),
+            Err(_) => Duration::from_secs(10),
         };
         if !pause(wait, &wake, &mut stop).await {
             return;

@@ -71,10 +71,73 @@ pub enum Command {
         #[command(flatten)]
         relay: crate::oncall::RelayClient,
     },
+    /// Who is on call in each schedule, until when, and who comes next: from a running relay
+    /// (overrides included), or from a policy file alone with --config.
+    Oncall {
+        /// Read the schedules from this policy file instead of asking a relay (no overrides).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// An RFC 3339 instant, e.g. 2027-03-29T07:30:00Z (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Only this schedule.
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Print the API's JSON instead of lines (with a relay).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
+    },
+    /// Create, list or remove overrides ("alice covers bob") on a running relay.
+    Override {
+        #[command(subcommand)]
+        action: OverrideAction,
+    },
     /// Exit 0 if a relay answers /health on --listen (for container healthchecks).
     Healthcheck {
         #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:9465")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverrideAction {
+    /// PERSON covers SCHEDULE (in place of --replaces only, or whoever is on call).
+    Add {
+        /// The schedule, as named under schedules: in the policy file.
+        #[arg(long)]
+        schedule: String,
+        /// Who covers.
+        #[arg(long)]
+        person: String,
+        /// Cover only this person's shifts (default: whoever is on call).
+        #[arg(long)]
+        replaces: Option<String>,
+        /// From this RFC 3339 instant (default: now).
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this instant, or for this long after the start (8h, 3d).
+        #[arg(long)]
+        until: String,
+        /// Who creates it (recorded and logged).
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
+    },
+    /// The overrides that have not ended.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
+    },
+    /// Removes an override by its number.
+    Remove {
+        id: i64,
+        #[command(flatten)]
+        relay: crate::oncall::RelayClient,
     },
 }
 
@@ -106,6 +169,11 @@ pub struct ServeArgs {
 
 /// `check-config`: the summary of a valid policy file, printed on success.
 pub fn check_config(file: &Path, config: &Config) -> String {
+    check_config_at(file, config, Timestamp::now())
+}
+
+/// `check-config` as of `now` (the next handoffs are counted from it).
+pub fn check_config_at(file: &Path, config: &Config, now: Timestamp) -> String {
     let templates = Templates::new(config);
     let mut out = format!("{}: valid\n", file.display());
     out.push_str(&format!(
@@ -120,6 +188,7 @@ pub fn check_config(file: &Path, config: &Config) -> String {
     for (name, why) in &config.disabled_targets {
         out.push_str(&format!("switched off: {name} ({why})\n"));
     }
+    out.push_str(&schedules_summary(config, now));
     for policy in &config.policies {
         let matchers: Vec<&str> = policy.matchers.iter().map(|m| m.as_str()).collect();
         out.push_str(&format!(
@@ -199,6 +268,87 @@ pub fn parse_labels(text: &str) -> Result<Labels, String> {
             Ok((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
         })
         .collect()
+}
+
+/// Each schedule's next handoffs, and warnings: a gap now or soon, a schedule no step names.
+fn schedules_summary(config: &Config, now: Timestamp) -> String {
+    let mut out = String::new();
+    let named: std::collections::BTreeSet<&str> = config
+        .policies
+        .iter()
+        .flat_map(|p| p.plan.steps.iter().flat_map(|s| &s.targets))
+        .filter_map(|t| t.as_str().strip_prefix("schedule."))
+        .collect();
+    for schedule in config.schedules.values() {
+        let four_weeks = Timestamp(now.0 + 28 * 86_400_000);
+        let shifts = schedule.shifts(now, Timestamp(now.0 + 366 * 86_400_000), &[], 4);
+        let handoffs: Vec<String> = shifts
+            .iter()
+            .filter(|s| s.starts_at > now)
+            .take(3)
+            .map(|s| format!("{} → {}", schedule.local(s.starts_at), s.person))
+            .collect();
+        let current = schedule.on_call(now, &[]);
+        out.push_str(&format!(
+            "schedule {} ({}): {}; next handoffs: {}{}\n",
+            schedule.name,
+            schedule.zone_name,
+            current.as_ref().map_or_else(
+                || "nobody on call now".to_owned(),
+                |s| format!("{} on call until {}", s.person, schedule.local(s.ends_at))
+            ),
+            if handoffs.is_empty() {
+                "none".to_owned()
+            } else {
+                handoffs.join(", ")
+            },
+            if schedule.handoff_notices {
+                " (each announced by a push)"
+            } else {
+                ""
+            }
+        ));
+        match shifts.first() {
+            None => out.push_str(&format!(
+                "  warning: nobody is on call in {} within a year: steps naming it page the next step at once\n",
+                schedule.name
+            )),
+            Some(first) if first.starts_at > now => out.push_str(&format!(
+                "  warning: nobody is on call in {} until {}{}: until then steps naming it page the next step at once\n",
+                schedule.name,
+                schedule.local(first.starts_at),
+                if first.starts_at > four_weeks { " (more than four weeks away)" } else { "" }
+            )),
+            Some(_) => {}
+        }
+        if !named.contains(schedule.name.as_str()) {
+            out.push_str(&format!(
+                "  warning: no step notifies schedule.{}: it pages nobody\n",
+                schedule.name
+            ));
+        }
+    }
+    out
+}
+
+/// `oncall --config`: who the policy file's rotations put on call at `at` (overrides live in
+/// a relay's store and are not known here).
+pub fn on_call_from_config(
+    config: &Config,
+    at: Option<&str>,
+    schedule: Option<&str>,
+) -> Result<String, String> {
+    let at = match at {
+        Some(text) => Timestamp::parse(text)?,
+        None => Timestamp::now(),
+    };
+    let views = config
+        .schedules
+        .values()
+        .map(|s| crate::server::oncall::OnCallView::new(s, &s.report(at, &[], 3)))
+        .collect();
+    let views = crate::oncall::only(views, schedule)?;
+    Ok(crate::oncall::render_on_call(&views, false))
 }
 
 /// `simulate`: which policy, then who is notified when (first 24 hours).

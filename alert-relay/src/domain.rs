@@ -30,6 +30,17 @@ impl Timestamp {
         self.0
     }
 
+    /// Reads an RFC 3339 instant with its offset (`2027-03-29T07:30:00Z`,
+    /// `2027-03-29T09:30:00+02:00`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse::<jiff::Timestamp>()
+            .map(|t| Timestamp(t.as_millisecond()))
+            .map_err(|e| {
+                format!("`{text}` is not an instant ({e}); write it like 2027-03-29T07:30:00Z")
+            })
+    }
+
     /// `2026-11-23T04:05:06.789Z`; instants before 1970 print as the epoch.
     pub fn to_rfc3339(self) -> String {
         let since_epoch = std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0));

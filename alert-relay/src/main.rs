@@ -54,6 +54,64 @@ fn main() -> ExitCode {
         Command::Ack { id, by, relay } => runtime
             .block_on(alert_relay::oncall::ack(&relay, id, &by))
             .map_err(anyhow::Error::msg),
+        Command::Oncall {
+            config: Some(config),
+            at,
+            schedule,
+            ..
+        } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                cli::on_call_from_config(&c, at.as_deref(), schedule.as_deref())
+                    .map_err(anyhow::Error::msg)
+            }),
+        Command::Oncall {
+            config: None,
+            at,
+            schedule,
+            json,
+            relay,
+        } => runtime
+            .block_on(alert_relay::oncall::on_call(
+                &relay,
+                at.as_deref(),
+                schedule.as_deref(),
+                json,
+            ))
+            .map_err(anyhow::Error::msg),
+        Command::Override { action } => runtime
+            .block_on(async {
+                use cli::OverrideAction;
+                match action {
+                    OverrideAction::Add {
+                        schedule,
+                        person,
+                        replaces,
+                        from,
+                        until,
+                        by,
+                        relay,
+                    } => {
+                        alert_relay::oncall::override_add(
+                            &relay,
+                            &schedule,
+                            &person,
+                            replaces.as_deref(),
+                            from.as_deref(),
+                            &until,
+                            &by,
+                        )
+                        .await
+                    }
+                    OverrideAction::List { json, relay } => {
+                        alert_relay::oncall::override_list(&relay, json).await
+                    }
+                    OverrideAction::Remove { id, relay } => {
+                        alert_relay::oncall::override_remove(&relay, id).await
+                    }
+                }
+            })
+            .map_err(anyhow::Error::msg),
         Command::Healthcheck { listen } => runtime
             .block_on(telemetry::check_health(listen))
             .map(|()| String::new()),

@@ -24,6 +24,7 @@ pub struct RelayMetrics {
     pub heartbeat_last_seen: GaugeVec,
     pub quarantined: IntCounterVec,
     pub schedule_gaps: IntCounterVec,
+    pub handoff_notices: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -147,6 +148,13 @@ impl RelayMetrics {
                 ),
                 &["schedule"],
             )?,
+            handoff_notices: IntCounterVec::new(
+                Opts::new(
+                    "relay_handoff_notices_total",
+                    "Notices queued to tell the incoming person of a schedule they are on call, by schedule.",
+                ),
+                &["schedule"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -167,6 +175,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.heartbeat_last_seen.clone()))?;
         r.register(Box::new(metrics.quarantined.clone()))?;
         r.register(Box::new(metrics.schedule_gaps.clone()))?;
+        r.register(Box::new(metrics.handoff_notices.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

@@ -1,4 +1,4 @@
-//! The on-call commands, `incidents` and `ack`: clients of a running relay's API for the
+//! The on-call commands, `incidents`, `ack`, `oncall` and `override`: clients of a running relay's API for the
 //! engineer at a terminal. Credentials come from the environment or a file, never from the
 //! command line (where `ps` would show them).
 
@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
+
+use crate::server::oncall::OnCallView;
 use url::Url;
 
 /// Where the relay is and how to authenticate (the webhook's credentials).
@@ -64,6 +66,16 @@ impl RelayClient {
         path: &str,
         by: Option<&str>,
     ) -> Result<(reqwest::StatusCode, String), String> {
+        self.call_with(method, path, by, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        by: Option<&str>,
+        json: Option<&serde_json::Value>,
+    ) -> Result<(reqwest::StatusCode, String), String> {
         let url = self
             .url
             .join(path)
@@ -77,6 +89,9 @@ impl RelayClient {
         };
         if let Some(by) = by {
             request = request.header("x-acknowledged-by", by);
+        }
+        if let Some(json) = json {
+            request = request.json(json);
         }
         let response = request
             .send()
@@ -218,6 +233,198 @@ pub async fn ack(client: &RelayClient, id: i64, by: &str) -> Result<String, Stri
         )),
         (404, _) => Err(format!(
             "no incident {id} (alert-relay incidents lists them)"
+        )),
+        _ => Err(format!("the relay answered {status}: {body}")),
+    }
+}
+
+/// Each schedule as a line: who is on call until when, and who comes next.
+pub fn render_on_call(views: &[OnCallView], overrides_known: bool) -> String {
+    if views.is_empty() {
+        return "no schedules in the policy file\n".into();
+    }
+    let mut out = String::new();
+    for v in views {
+        let now = match &v.on_call {
+            Some(s) => format!(
+                "{} until {}{}",
+                s.person,
+                s.end_local,
+                if s.override_id.is_some() {
+                    " (override)"
+                } else {
+                    ""
+                }
+            ),
+            None => "NOBODY (a gap: steps naming it page the next step at once)".into(),
+        };
+        let next: Vec<&str> = v.next.iter().map(|s| s.person.as_str()).collect();
+        out.push_str(&format!("{}: {now}", v.schedule));
+        if !next.is_empty() {
+            out.push_str(&format!("; then {}", next.join(", ")));
+        }
+        out.push('\n');
+    }
+    if !overrides_known {
+        out.push_str("(from the policy file alone: overrides are not shown; ask a running relay without --config)\n");
+    }
+    out
+}
+
+/// The views of `schedule` only (all when `None`); an unknown name is an error that lists
+/// the known ones.
+pub fn only(views: Vec<OnCallView>, schedule: Option<&str>) -> Result<Vec<OnCallView>, String> {
+    let Some(name) = schedule else {
+        return Ok(views);
+    };
+    let known: Vec<String> = views.iter().map(|v| v.schedule.clone()).collect();
+    let picked: Vec<OnCallView> = views.into_iter().filter(|v| v.schedule == name).collect();
+    if picked.is_empty() {
+        return Err(format!(
+            "no schedule `{name}` (known: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    Ok(picked)
+}
+
+#[derive(Deserialize)]
+struct OnCallListing {
+    schedules: Vec<OnCallView>,
+}
+
+/// `alert-relay oncall` against a running relay: overrides included.
+pub async fn on_call(
+    client: &RelayClient,
+    at: Option<&str>,
+    schedule: Option<&str>,
+    json: bool,
+) -> Result<String, String> {
+    let mut path = "api/v1/oncall?upcoming=3".to_owned();
+    if let Some(at) = at {
+        let at = crate::domain::Timestamp::parse(at)?;
+        path.push_str(&format!("&at={}", at.to_rfc3339()));
+    }
+    let (status, body) = client.call(reqwest::Method::GET, &path, None).await?;
+    if !status.is_success() {
+        return Err(format!("the relay answered {status}: {body}"));
+    }
+    if json {
+        return Ok(body + "\n");
+    }
+    let listing: OnCallListing = serde_json::from_str(&body)
+        .map_err(|e| format!("unexpected answer from the relay ({e}): {body}"))?;
+    Ok(render_on_call(&only(listing.schedules, schedule)?, true))
+}
+
+/// `alert-relay override add`: `person` covers `schedule` from `from` (default now) until
+/// `until` (an instant, or a length such as `8h` after the start).
+pub async fn override_add(
+    client: &RelayClient,
+    schedule: &str,
+    person: &str,
+    replaces: Option<&str>,
+    from: Option<&str>,
+    until: &str,
+    by: &str,
+) -> Result<String, String> {
+    let start = match from {
+        Some(text) => crate::domain::Timestamp::parse(text)?,
+        None => crate::domain::Timestamp::now(),
+    };
+    let end = match crate::domain::Timestamp::parse(until) {
+        Ok(end) => end,
+        Err(_) => match humantime::parse_duration(until) {
+            Ok(length) => start.plus(length),
+            Err(_) => {
+                return Err(format!(
+                    "--until `{until}` is neither an instant (2027-03-10T18:00:00Z) nor a length (8h, 3d)"
+                ))
+            }
+        },
+    };
+    let request = serde_json::json!({
+        "schedule": schedule, "person": person, "replaces": replaces,
+        "start": start.to_rfc3339(), "end": end.to_rfc3339(), "created_by": by,
+    });
+    let (status, body) = client
+        .call_with(
+            reqwest::Method::POST,
+            "api/v1/overrides",
+            None,
+            Some(&request),
+        )
+        .await?;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    match status.as_u16() {
+        201 => Ok(format!(
+            "override {}: {person} covers {schedule}{} from {} until {}\n",
+            answer["override"]["id"],
+            replaces
+                .map(|r| format!(" in place of {r}"))
+                .unwrap_or_default(),
+            start.to_rfc3339(),
+            end.to_rfc3339()
+        )),
+        400 => Err(format!(
+            "refused: {}",
+            answer["error"].as_str().unwrap_or(&body)
+        )),
+        _ => Err(format!("the relay answered {status}: {body}")),
+    }
+}
+
+/// `alert-relay override list`.
+pub async fn override_list(client: &RelayClient, json: bool) -> Result<String, String> {
+    let (status, body) = client
+        .call(reqwest::Method::GET, "api/v1/overrides", None)
+        .await?;
+    if !status.is_success() {
+        return Err(format!("the relay answered {status}: {body}"));
+    }
+    if json {
+        return Ok(body + "\n");
+    }
+    let answer: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| format!("unexpected answer from the relay ({e}): {body}"))?;
+    let list = answer["overrides"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Ok("no overrides\n".into());
+    }
+    let mut out = String::new();
+    for o in list {
+        let text = |k: &str| o[k].as_str().unwrap_or("?").to_owned();
+        out.push_str(&format!(
+            "#{} {}: {} covers {} from {} until {} (by {})\n",
+            o["id"],
+            text("schedule"),
+            text("person"),
+            o["replaces"].as_str().unwrap_or("whoever is on call"),
+            text("start"),
+            text("end"),
+            text("created_by"),
+        ));
+    }
+    Ok(out)
+}
+
+/// `alert-relay override remove ID`.
+pub async fn override_remove(client: &RelayClient, id: i64) -> Result<String, String> {
+    let (status, body) = client
+        .call(
+            reqwest::Method::DELETE,
+            &format!("api/v1/overrides/{id}"),
+            None,
+        )
+        .await?;
+    match status.as_u16() {
+        200 => Ok(format!("override {id} removed\n")),
+        404 => Err(format!(
+            "no override {id} (alert-relay override list shows them)"
         )),
         _ => Err(format!("the relay answered {status}: {body}")),
     }

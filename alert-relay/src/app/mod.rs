@@ -13,6 +13,7 @@ mod delivery;
 pub mod heartbeat;
 mod incidents;
 mod intake;
+mod oncall;
 pub mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::store::{SqliteStore, Store, StoreHandle};
 pub use delivery::{Step, Worker};
 pub use incidents::{AckLinkError, OpenIncident};
 pub use intake::{IngestError, Ingested};
+pub use oncall::{NewOverride, OverrideError, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};
 
 /// The wall clock, injectable: loops read it, use cases take `now` as an argument.
@@ -51,6 +53,8 @@ impl Clock for SystemClock {
 #[derive(Clone, Default)]
 pub struct Wakers {
     pub scheduler: Arc<Notify>,
+    /// The handoff loop: an override was created or removed, or the policy reloaded.
+    pub handoffs: Arc<Notify>,
     delivery: Arc<RwLock<Vec<Arc<Notify>>>>,
 }
 
@@ -270,6 +274,7 @@ impl Relay {
         *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
         self.generation.send_modify(|g| *g += 1);
         self.wakers.scheduler.notify_one();
+        self.wakers.handoffs.notify_one();
         self.wakers.wake_delivery();
         Ok(())
     }

@@ -228,17 +228,21 @@ impl Schedule {
         shift
     }
 
-    /// Who is on call at `at` and the next `upcoming` shifts (within a year).
+    /// Who is on call at `at` (until the person changes) and the next `upcoming` shifts
+    /// (within a year).
     pub fn report(&self, at: Timestamp, overrides: &[Override], upcoming: usize) -> OnCall {
-        let now = self.on_call(at, overrides);
-        let from = now.as_ref().map_or(at, |s| s.ends_at);
         let year = Timestamp(at.0 + 366 * 86_400_000);
-        let next = self.shifts(from, year, overrides, upcoming);
+        let mut shifts = self.shifts(at, year, overrides, upcoming + 1);
+        let now = match shifts.first() {
+            Some(first) if first.starts_at <= at && at < first.ends_at => Some(shifts.remove(0)),
+            _ => None,
+        };
+        shifts.truncate(upcoming);
         OnCall {
             schedule: self.name.clone(),
             zone: self.zone_name.clone(),
             now,
-            next,
+            next: shifts,
         }
     }
 
@@ -261,7 +265,9 @@ impl Schedule {
         }
     }
 
-    /// The shifts (overrides included) that overlap `[from, to)`, in order; at most `limit`.
+    /// The shifts (overrides included) that overlap `[from, to)`, in order, at most `limit`;
+    /// back-to-back shifts of one person are one (a person alone in a rotation, an override
+    /// across a rotation's handoff). At most [`MAX_WALK`] rotation shifts are walked.
     pub fn shifts(
         &self,
         from: Timestamp,
@@ -271,29 +277,33 @@ impl Schedule {
     ) -> Vec<Shift> {
         let mut out: Vec<Shift> = Vec::new();
         let mut t = from;
-        while t < to && out.len() < limit {
+        let mut walked = 0;
+        while t < to && out.len() <= limit && walked < MAX_WALK {
+            walked += 1;
             match self.on_call(t, overrides) {
                 Some(shift) => {
-                    let next = shift.ends_at.max(Timestamp(t.0 + 1));
-                    if out.last().is_some_and(|last: &Shift| last.key == shift.key) {
-                        t = next;
-                        continue;
-                    }
                     // Boundaries where an override begins inside a shift.
-                    let next = overrides
+                    let end = overrides
                         .iter()
                         .filter(|o| {
-                            o.schedule == self.name && o.starts_at > t && o.starts_at < next
+                            o.schedule == self.name
+                                && o.starts_at > t
+                                && o.starts_at < shift.ends_at
                         })
                         .map(|o| o.starts_at)
                         .min()
-                        .unwrap_or(next);
-                    out.push(Shift {
-                        starts_at: shift.starts_at.max(t),
-                        ends_at: next.min(shift.ends_at),
-                        ..shift
-                    });
-                    t = next;
+                        .unwrap_or(shift.ends_at)
+                        .max(Timestamp(t.0 + 1));
+                    match out.last_mut() {
+                        Some(last) if last.person == shift.person && last.ends_at == t => {
+                            last.ends_at = end;
+                        }
+                        _ => out.push(Shift {
+                            ends_at: end,
+                            ..shift
+                        }),
+                    }
+                    t = end;
                 }
                 None => {
                     // A gap: look for the next moment someone is on call.
@@ -302,6 +312,7 @@ impl Schedule {
                 }
             }
         }
+        out.truncate(limit);
         out
     }
 
@@ -321,6 +332,80 @@ impl Schedule {
             |z| format!("{} {}", z.strftime("%a %Y-%m-%d %H:%M"), self.zone_name),
         )
     }
+}
+
+/// How many rotation shifts a listing walks at most (a year of hourly shifts).
+pub const MAX_WALK: usize = 10_000;
+
+/// How long after a handoff its notice is still news (a relay restarted within the hour
+/// still tells the incoming person; a shift that began long ago is not announced).
+pub const HANDOFF_WINDOW_MS: i64 = 3_600_000;
+
+/// The notice that tells the incoming person they are on call, and until when (in the
+/// schedule's zone): no incident, its own sequence id, a note as its text.
+pub fn handoff_notice(
+    schedule: &Schedule,
+    shift: &Shift,
+    next: Option<&Shift>,
+    now: Timestamp,
+) -> crate::domain::Notification {
+    use crate::domain::{
+        AlertGroup, AlertStatus, GroupKey, Notification, NotificationKind, PolicyName,
+    };
+    let mut note = format!(
+        "You are on call for {} until {}",
+        schedule.name,
+        schedule.local(shift.ends_at)
+    );
+    match next {
+        Some(next) if next.starts_at == shift.ends_at => {
+            note.push_str(&format!(", then {}", next.person));
+        }
+        _ => {}
+    }
+    note.push('.');
+    if shift.override_id.is_some() {
+        note.push_str(" (An override: you cover this time.)");
+    }
+    let labels: crate::domain::Labels = [("schedule".to_owned(), schedule.name.clone())]
+        .into_iter()
+        .collect();
+    Notification {
+        incident_id: 0,
+        policy: PolicyName(format!("schedule.{}", schedule.name)),
+        target: person_target(&shift.person),
+        kind: NotificationKind::Handoff,
+        step: 0,
+        group: AlertGroup {
+            group_key: GroupKey(format!("schedule.{}", schedule.name)),
+            status: AlertStatus::Firing,
+            receiver: String::new(),
+            group_labels: labels.clone(),
+            common_labels: labels,
+            common_annotations: Default::default(),
+            external_url: None,
+            truncated_alerts: 0,
+            alerts: Vec::new(),
+        },
+        sequence_id: format!(
+            "relay-handoff-{}-{}",
+            schedule.name,
+            shift.starts_at.0.div_euclid(1000)
+        ),
+        incident_started_at: shift.starts_at,
+        ack_url: None,
+        silence_url: None,
+        created_at: now,
+        acknowledged_by: None,
+        silence_note: None,
+        note: Some(note),
+        person: Some(shift.person.clone()),
+    }
+}
+
+/// The key under which a handoff's notice is recorded as sent (once per person and start).
+pub fn handoff_key(schedule: &Schedule, shift: &Shift) -> String {
+    format!("{}:{}:{}", schedule.name, shift.person, shift.starts_at.0)
 }
 
 /// The target that reaches `person` (their ntfy topic): `person.<name>`.

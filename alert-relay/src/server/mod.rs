@@ -6,6 +6,7 @@
 
 pub mod api;
 mod auth;
+pub mod oncall;
 pub mod runbooks;
 pub mod webhook;
 
@@ -40,6 +41,12 @@ pub fn router(relay: Shared) -> Router {
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}/ack", post(ack_api))
         .route("/api/v1/dead-letters", get(api::dead_letters))
+        .route("/api/v1/oncall", get(oncall::on_call))
+        .route("/api/v1/overrides", get(oncall::list).post(oncall::create))
+        .route(
+            "/api/v1/overrides/{id}",
+            axum::routing::delete(oncall::remove),
+        )
         .route("/-/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&relay),

@@ -11,6 +11,7 @@ mod intake;
 mod limits;
 mod reload;
 mod restart;
+mod schedules;
 mod secrets;
 mod silence;
 mod sim;

@@ -366,3 +366,62 @@ fn a_report_names_who_is_on_call_and_who_comes_next() {
     assert_eq!(gap.now, None);
     assert_eq!(gap.next[0].person, "alice");
 }
+
+#[test]
+fn back_to_back_shifts_of_one_person_read_as_one() {
+    let alone = schedule(
+        "UTC",
+        vec![Rotation {
+            people: vec!["carol".into()],
+            shift: ShiftLength::Minutes(1),
+            first: "2027-01-01T00:00".parse().expect("civil"),
+        }],
+    );
+    let r = alone.report(utc("2027-01-01T00:00:30Z"), &[], 1);
+    let now = r.now.expect("carol");
+    assert_eq!(now.person, "carol");
+    assert_eq!(now.starts_at, utc("2027-01-01T00:00:00Z"));
+    assert_eq!(
+        now.ends_at.0 - now.starts_at.0,
+        MAX_WALK as i64 * 60_000,
+        "a walk of bounded length, not one minute"
+    );
+    // An override across the rotation's handoff is one shift of the person covering.
+    let s = schedule(
+        "UTC",
+        vec![Rotation {
+            people: vec!["alice".into(), "bob".into()],
+            shift: ShiftLength::Days(1),
+            first: "2027-01-01T00:00".parse().expect("civil"),
+        }],
+    );
+    let list = [cover(
+        3,
+        "dave",
+        None,
+        "2027-01-01T12:00:00Z",
+        "2027-01-02T12:00:00Z",
+    )];
+    let r = s.report(utc("2027-01-01T13:00:00Z"), &list, 2);
+    let now = r.now.expect("dave");
+    assert_eq!(
+        (now.person.as_str(), now.starts_at, now.ends_at),
+        (
+            "dave",
+            utc("2027-01-01T12:00:00Z"),
+            utc("2027-01-02T12:00:00Z")
+        )
+    );
+    let next: Vec<(&str, Timestamp)> = r
+        .next
+        .iter()
+        .map(|x| (x.person.as_str(), x.starts_at))
+        .collect();
+    assert_eq!(
+        next,
+        vec![
+            ("bob", utc("2027-01-02T12:00:00Z")),
+            ("alice", utc("2027-01-03T00:00:00Z"))
+        ]
+    );
+}

@@ -167,6 +167,7 @@ pub enum Kind {
     Resolved,
     Acknowledged,
     Silenced,
+    Handoff,
 }
 
 impl From<NotificationKind> for Kind {
@@ -176,6 +177,7 @@ impl From<NotificationKind> for Kind {
             NotificationKind::Resolved => Kind::Resolved,
             NotificationKind::Acknowledged => Kind::Acknowledged,
             NotificationKind::Silenced => Kind::Silenced,
+            NotificationKind::Handoff => Kind::Handoff,
         }
     }
 }

@@ -1,0 +1,228 @@
+//! Use cases of schedules: who is on call (the rotations of the policy file and the
+//! overrides in the store), overrides created and removed at run time, and handoff notices.
+
+use super::Relay;
+use crate::domain::Timestamp;
+use crate::engine::oncall::{handoff_key, handoff_notice, OnCall, HANDOFF_WINDOW_MS};
+use crate::engine::{NewOutbox, Override, UNCONFIGURED};
+use crate::store::{Mode, StoreError};
+
+/// The longest override: a cover is for days or weeks; a year is a rotation, not a cover.
+pub const MAX_OVERRIDE_MS: i64 = 366 * 86_400_000;
+
+/// "`person` covers `schedule` (for everyone, or only in place of `replaces`) from
+/// `starts_at` to `ends_at`", as asked through the API or the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOverride {
+    pub schedule: String,
+    pub person: String,
+    pub replaces: Option<String>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub created_by: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// The request names something the policy file does not have, or times that make no
+    /// sense: the caller's mistake, said so that it can be fixed.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Relay {
+    /// Each schedule's person on call at `at` (overrides included) and the next `upcoming`
+    /// shifts.
+    pub async fn on_call(&self, at: Timestamp, upcoming: usize) -> Result<Vec<OnCall>, StoreError> {
+        let runtime = self.runtime();
+        let overrides = self
+            .store
+            .run(Mode::Read, move |tx| tx.overrides(at))
+            .await?;
+        Ok(runtime
+            .config
+            .schedules
+            .values()
+            .map(|s| s.report(at, &overrides, upcoming))
+            .collect())
+    }
+
+    /// Overrides not removed that have not ended at `now`, oldest first.
+    pub async fn overrides(&self, now: Timestamp) -> Result<Vec<Override>, StoreError> {
+        self.store
+            .run(Mode::Read, move |tx| tx.overrides(now))
+            .await
+    }
+
+    /// Records an override after checking it against the policy file; it takes effect at once
+    /// (steps that fire from now on page the person it puts on call).
+    pub async fn add_override(
+        &self,
+        new: NewOverride,
+        now: Timestamp,
+    ) -> Result<Override, OverrideError> {
+        let runtime = self.runtime();
+        let config = &runtime.config;
+        let invalid = |why: String| Err(OverrideError::Invalid(why));
+        if !config.schedules.contains_key(&new.schedule) {
+            let known: Vec<&str> = config.schedules.keys().map(String::as_str).collect();
+            return invalid(format!(
+                "no schedule `{}` (the policy file has: {})",
+                new.schedule,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        for who in std::iter::once(&new.person).chain(new.replaces.as_ref()) {
+            if !config.people.contains_key(who) {
+                let known: Vec<&str> = config.people.keys().map(String::as_str).collect();
+                return invalid(format!(
+                    "no person `{who}` (the policy file has: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        if new.replaces.as_ref() == Some(&new.person) {
+            return invalid(format!("{} cannot cover for themselves", new.person));
+        }
+        if new.ends_at <= new.starts_at {
+            return invalid("the override ends before it starts".into());
+        }
+        if new.ends_at <= now {
+            return invalid("the override is over already".into());
+        }
+        if new.ends_at.0 - new.starts_at.0 > MAX_OVERRIDE_MS {
+            return invalid(
+                "an override lasts at most 366 days: change the rotation in the policy file instead"
+                    .into(),
+            );
+        }
+        let by = new.created_by.trim();
+        if by.is_empty() || by.len() > 200 || by.chars().any(char::is_control) {
+            return invalid(
+                "who creates the override: a name of 1 to 200 printable characters".into(),
+            );
+        }
+        let mut row = Override {
+            id: 0,
+            schedule: new.schedule,
+            person: new.person,
+            replaces: new.replaces,
+            starts_at: new.starts_at,
+            ends_at: new.ends_at,
+            created_by: by.to_owned(),
+        };
+        let insert = row.clone();
+        row.id = self
+            .store
+            .run(Mode::Durable, move |tx| tx.insert_override(&insert, now))
+            .await?;
+        tracing::info!(
+            id = row.id,
+            schedule = %row.schedule,
+            person = %row.person,
+            replaces = row.replaces.as_deref().unwrap_or("anyone"),
+            from = %row.starts_at.to_rfc3339(),
+            until = %row.ends_at.to_rfc3339(),
+            by = %row.created_by,
+            "override created"
+        );
+        self.wakers.handoffs.notify_one();
+        Ok(row)
+    }
+
+    /// Removes an override; `false` if there is none by that id.
+    pub async fn remove_override(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let removed = self
+            .store
+            .run(Mode::Durable, move |tx| tx.remove_override(id, now))
+            .await?;
+        if removed {
+            tracing::info!(id, "override removed");
+            self.wakers.handoffs.notify_one();
+        }
+        Ok(removed)
+    }
+
+    /// Queues a notice for each schedule whose person changed within the last hour and has
+    /// not been told (recorded in the same transaction, so a notice goes out once, after a
+    /// restart too). Returns how many were queued.
+    pub async fn announce_handoffs(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let runtime = self.runtime();
+        let queued = self
+            .store
+            .run(Mode::Durable, move |tx| {
+                let overrides = tx.overrides(Timestamp(now.0 - HANDOFF_WINDOW_MS))?;
+                let mut queued = Vec::new();
+                for schedule in runtime.config.schedules.values() {
+                    if !schedule.handoff_notices {
+                        continue;
+                    }
+                    let Some(shift) = schedule.handoff(now, HANDOFF_WINDOW_MS, &overrides) else {
+                        continue;
+                    };
+                    if !tx.mark_handoff(&handoff_key(schedule, &shift), now)? {
+                        continue;
+                    }
+                    // Until the person changes, and who comes then.
+                    let report = schedule.report(now, &overrides, 1);
+                    let shift = report.now.unwrap_or(shift);
+                    let notification = handoff_notice(schedule, &shift, report.next.first(), now);
+                    let configured = runtime.configured.contains(&notification.target);
+                    tracing::info!(
+                        schedule = %schedule.name,
+                        person = %shift.person,
+                        until = %schedule.local(shift.ends_at),
+                        "handoff: the incoming person is told"
+                    );
+                    tx.insert_outbox(
+                        &NewOutbox {
+                            notification,
+                            dead: (!configured).then(|| UNCONFIGURED.to_owned()),
+                        },
+                        now,
+                    )?;
+                    if configured {
+                        queued.push(schedule.name.clone());
+                    }
+                }
+                Ok(queued)
+            })
+            .await?;
+        for schedule in &queued {
+            self.metrics
+                .handoff_notices
+                .with_label_values(&[schedule.as_str()])
+                .inc();
+        }
+        if !queued.is_empty() {
+            self.wakers.wake_delivery();
+        }
+        Ok(queued.len())
+    }
+
+    /// When the person on call may next change in a schedule that announces handoffs.
+    pub async fn next_handoff(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        let runtime = self.runtime();
+        if !runtime.config.schedules.values().any(|s| s.handoff_notices) {
+            return Ok(None);
+        }
+        let overrides = self.overrides(now).await?;
+        Ok(runtime
+            .config
+            .schedules
+            .values()
+            .filter(|s| s.handoff_notices)
+            .filter_map(|s| s.next_handoff(now, &overrides))
+            .min())
+    }
+}
