@@ -17,6 +17,9 @@ use crate::validation::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What a calendar feed's token signs before the feed's name.
+const FEED_DOMAIN: &[u8] = b"alert-relay calendar feed\0";
+
 const PAYLOAD_LEN: usize = 8 + 8 + 12 + 16;
 /// Links signed before incident keys existed (bound to the id only); they expire within
 /// `ack_link_ttl` of the upgrade.
@@ -122,6 +125,27 @@ impl AckKey {
             URL_SAFE_NO_PAD.encode(payload),
             URL_SAFE_NO_PAD.encode(tag)
         )
+    }
+
+    /// The secret token of a calendar feed (`schedule-primary`, `person-alice`): each feed
+    /// its own, none of them an acknowledge token (a separate domain of the same key).
+    /// Rotating the ack secret revokes them all.
+    pub fn feed_token(&self, feed: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(FEED_DOMAIN);
+        mac.update(feed.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is the feed's (constant time).
+    pub fn verify_feed(&self, feed: &str, token: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(FEED_DOMAIN);
+        mac.update(feed.as_bytes());
+        mac.verify_slice(&tag).is_ok()
     }
 
     /// Checks the signature (constant time) and then the expiry.

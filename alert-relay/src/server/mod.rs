@@ -6,6 +6,7 @@
 
 pub mod api;
 mod auth;
+pub mod calendar;
 pub mod oncall;
 pub mod runbooks;
 pub mod webhook;
@@ -42,6 +43,7 @@ pub fn router(relay: Shared) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack_api))
         .route("/api/v1/dead-letters", get(api::dead_letters))
         .route("/api/v1/oncall", get(oncall::on_call))
+        .route("/api/v1/calendars", get(calendar::list))
         .route("/api/v1/overrides", get(oncall::list).post(oncall::create))
         .route(
             "/api/v1/overrides/{id}",
@@ -55,6 +57,7 @@ pub fn router(relay: Shared) -> Router {
     Router::new()
         .merge(protected)
         .route("/ack/{token}", post(ack_link))
+        .route("/calendar/{feed}", get(calendar::feed))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route(

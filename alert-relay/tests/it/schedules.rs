@@ -422,3 +422,162 @@ async fn the_incoming_person_is_told_at_a_handoff_once() {
     assert_eq!(topic_pushes(&all, "topic-carol").len(), 0);
     relay.shutdown().await;
 }
+
+/// Parses an iCalendar text with Python's `icalendar` (installed by the test command) and
+/// returns its events as JSON: what a calendar app would read.
+fn parse_ical(text: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("feed.ics");
+    std::fs::write(&file, text).expect("write");
+    let script = r#"
+import json, sys
+import icalendar
+cal = icalendar.Calendar.from_ical(open(sys.argv[1], 'rb').read())
+events = []
+for e in cal.walk('VEVENT'):
+    events.append({
+        'uid': str(e['UID']),
+        'summary': str(e['SUMMARY']),
+        'description': str(e['DESCRIPTION']),
+        'start': e.decoded('DTSTART').isoformat(),
+        'end': e.decoded('DTEND').isoformat(),
+        'seconds': (e.decoded('DTEND') - e.decoded('DTSTART')).total_seconds(),
+    })
+print(json.dumps({'name': str(cal.get('X-WR-CALNAME', cal.get('NAME', ''))), 'version': str(cal['VERSION']), 'events': events}))
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "the feed does not parse as iCalendar (is python3-icalendar installed? the test command installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calendar_feeds_parse_and_need_their_own_token() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    std::fs::write(&file, policy(&ntfy.uri())).expect("write");
+    let relay = TestRelay::start(&file, &dir.path().join("data"), None).await;
+    let (status, listed) = api(&relay, reqwest::Method::GET, "/api/v1/calendars", None).await;
+    assert_eq!(status, 200);
+    let url_of = |feed: &str| {
+        listed["calendars"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["feed"] == feed))
+            .and_then(|c| c["url"].as_str())
+            .unwrap_or_else(|| panic!("{feed} in {listed}"))
+            .to_owned()
+    };
+    let primary = url_of("schedule-primary");
+    let alice = url_of("person-alice");
+    let get = |path: String| {
+        let url = format!("{}{path}", relay.url);
+        async move {
+            let r = reqwest::get(url).await.expect("request");
+            let status = r.status().as_u16();
+            let kind = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, kind, r.text().await.unwrap_or_default())
+        }
+    };
+    // The token is the feed's own: none, a wrong one or another feed's are refused.
+    let (token_alice, path_primary) = (
+        alice.split("token=").nth(1).expect("token").to_owned(),
+        primary.split('?').next().expect("path").to_owned(),
+    );
+    assert_eq!(get(path_primary.clone()).await.0, 403);
+    assert_eq!(get(format!("{path_primary}?token=abc")).await.0, 403);
+    assert_eq!(
+        get(format!("{path_primary}?token={token_alice}")).await.0,
+        403
+    );
+    assert_eq!(
+        get(format!("/calendar/schedule-nope.ics?token={token_alice}"))
+            .await
+            .0,
+        404
+    );
+
+    let (status, kind, text) = get(primary.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "text/calendar; charset=utf-8");
+    assert!(text.contains("\r\n"), "lines end in CRLF");
+    assert!(
+        text.lines().all(|l| l.len() <= 75),
+        "content lines are folded at 75 octets"
+    );
+    let cal = parse_ical(&text);
+    assert_eq!(cal["version"], "2.0");
+    let events = cal["events"].as_array().expect("events");
+    // 30 days back and 90 ahead of daily shifts.
+    assert!(
+        (120..=122).contains(&events.len()),
+        "{} events",
+        events.len()
+    );
+    assert!(
+        events.iter().all(|e| e["seconds"] == 86_400.0),
+        "one day each"
+    );
+    assert!(events.iter().all(|e| e["start"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("T00:00:00+00:00"))));
+    let people: Vec<&str> = events
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap_or_default())
+        .collect();
+    assert!(people
+        .windows(2)
+        .all(|w| w[0] != w[1] && w[0].starts_with("On call: ") && w[0].ends_with("(primary)")));
+    let uids: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["uid"].as_str()).collect();
+    assert_eq!(uids.len(), events.len(), "a UID per shift");
+    let again = parse_ical(&get(primary).await.2);
+    assert_eq!(
+        again["events"][0]["uid"], events[0]["uid"],
+        "UIDs are stable"
+    );
+
+    // Alice's own feed: every other day, in each schedule she is in.
+    let (status, _, text) = get(alice).await;
+    assert_eq!(status, 200);
+    let mine = parse_ical(&text);
+    let mine = mine["events"].as_array().expect("events");
+    assert!((60..=61).contains(&mine.len()), "{} events", mine.len());
+    assert!(mine.iter().all(|e| e["summary"] == "On call: primary"));
+
+    // An override shows in the covering person's feed.
+    let (status, _) = api(
+        &relay,
+        reqwest::Method::POST,
+        "/api/v1/overrides",
+        Some(json!({
+            "schedule": "primary", "person": "dave",
+            "start": rfc3339(Duration::from_secs(24 * 3600), true),
+            "end": rfc3339(Duration::from_secs(26 * 3600), true),
+            "created_by": "test"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let cover = parse_ical(&get(url_of("person-dave")).await.2);
+    let cover = cover["events"].as_array().expect("events");
+    assert_eq!(cover.len(), 1);
+    assert_eq!(cover[0]["seconds"], 7200.0);
+    assert!(cover[0]["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("An override")));
+    relay.shutdown().await;
+}
