@@ -45,6 +45,10 @@ pub enum Command {
         /// Labels of the alert, e.g. severity=critical,alertname=HighErrorRate.
         #[arg(long)]
         labels: String,
+        /// When the alert starts firing (RFC 3339; default now): steps that notify a schedule
+        /// show who its rotations put on call when each step fires.
+        #[arg(long)]
+        at: Option<String>,
     },
     /// Send a clearly marked test notification to one target and report its answer.
     TestNotify {
@@ -352,15 +356,15 @@ pub fn on_call_from_config(
 }
 
 /// `simulate`: which policy, then who is notified when (first 24 hours).
-pub fn simulate(config: &Config, labels: &Labels) -> String {
+pub fn simulate(config: &Config, labels: &Labels, at: Timestamp) -> String {
     let Some(policy) = config.policy_for(labels) else {
         return "no policy matches these labels: nothing would be sent\n".into();
     };
     let mut out = format!("policy: {}\n", policy.name);
-    let start = Timestamp(0);
+    let start = at;
     let (mut incident, mut actions) = Incident::start(policy.plan.clone(), start);
     let mut now = start;
-    let horizon = Timestamp(24 * 3600 * 1000);
+    let horizon = Timestamp(start.0 + 24 * 3600 * 1000);
     // A repeat without end is shown a few times, then said in words.
     let mut repeats_shown = 0;
     loop {
@@ -385,9 +389,22 @@ pub fn simulate(config: &Config, labels: &Labels) -> String {
         }
         for action in &actions {
             if let Action::Notify { step, targets, .. } = action {
-                let who: Vec<&str> = targets.iter().map(TargetName::as_str).collect();
+                let who: Vec<String> = targets
+                    .iter()
+                    .map(|t| match t.as_str().strip_prefix("schedule.") {
+                        Some(name) => match config
+                            .schedules
+                            .get(name)
+                            .and_then(|s| s.on_call(now, &[]))
+                        {
+                            Some(shift) => format!("{t} ({})", shift.person),
+                            None => format!("{t} (NOBODY on call: the next step is paged at once)"),
+                        },
+                        None => t.as_str().to_owned(),
+                    })
+                    .collect();
                 let at = humantime::format_duration(Duration::from_millis(
-                    u64::try_from(now.0).unwrap_or(0),
+                    u64::try_from(now.0 - start.0).unwrap_or(0),
                 ))
                 .to_string();
                 out.push_str(&format!(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use alert_relay::cli::{self, Cli, Command, ServeArgs};
 use alert_relay::config::Config;
+use alert_relay::domain::Timestamp;
 use alert_relay::server::{self, Relay};
 use anyhow::Context;
 use clap::Parser;
@@ -33,12 +34,17 @@ fn main() -> ExitCode {
                     .block_on(cli::probe_targets(&config))
                     .map_err(anyhow::Error::msg)
             }),
-        Command::Simulate { config, labels } => Config::load(&config)
+        Command::Simulate { config, labels, at } => Config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
+                let at = match at.as_deref() {
+                    Some(text) => Timestamp::parse(text).map_err(anyhow::Error::msg)?,
+                    None => Timestamp::now(),
+                };
                 Ok(cli::simulate(
                     &c,
                     &cli::parse_labels(&labels).map_err(anyhow::Error::msg)?,
+                    at,
                 ))
             }),
         Command::TestNotify { config, target } => Config::load(&config)

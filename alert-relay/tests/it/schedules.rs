@@ -58,6 +58,22 @@ fn the_shipped_rotation_example_names_who_is_on_call() {
         .starts_with("primary: alice until Mon 2027-03-08 09:00 Europe/Berlin; then bob"));
     assert!(at("2027-03-01T08:00:00Z", "secondary").starts_with("secondary: bob until"));
     assert!(at("2027-02-01T00:00:00Z", "primary").starts_with("primary: NOBODY"));
+    // simulate names who each step pages when it fires: the 15-minute step falls after the
+    // 09:00 CEST handoff, so the secondary is already next week's.
+    let timeline = success_stdout(&example_command(&[
+        "simulate",
+        "--config",
+        EXAMPLE,
+        "--labels",
+        "severity=critical",
+        "--at",
+        "2027-03-29T06:50:00Z",
+    ]));
+    assert!(
+        timeline.contains("+0s       step 1: schedule.primary (alice), log.audit\n")
+            && timeline.contains("+15m      step 2: schedule.secondary (carol)\n"),
+        "{timeline}"
+    );
     let wrong = example_command(&["oncall", "--config", EXAMPLE, "--schedule", "tertiary"]);
     assert_eq!(wrong.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong.stderr)
