@@ -392,14 +392,14 @@ pub fn simulate(config: &Config, labels: &Labels, at: Timestamp) -> String {
                 let who: Vec<String> = targets
                     .iter()
                     .map(|t| match t.as_str().strip_prefix("schedule.") {
-                        Some(name) => match config
-                            .schedules
-                            .get(name)
-                            .and_then(|s| s.on_call(now, &[]))
-                        {
-                            Some(shift) => format!("{t} ({})", shift.person),
-                            None => format!("{t} (NOBODY on call: the next step is paged at once)"),
-                        },
+                        Some(name) => {
+                            match config.schedules.get(name).and_then(|s| s.on_call(now, &[])) {
+                                Some(shift) => format!("{t} ({})", shift.person),
+                                None => {
+                                    format!("{t} (NOBODY on call: the next step is paged at once)")
+                                }
+                            }
+                        }
                         None => t.as_str().to_owned(),
                     })
                     .collect();

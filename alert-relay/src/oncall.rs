@@ -133,6 +133,8 @@ struct IncidentLine {
 struct NextStepLine {
     at: String,
     targets: Vec<String>,
+    #[serde(default)]
+    on_call_now: std::collections::BTreeMap<String, Option<String>>,
 }
 
 fn parse_time(text: &str) -> Option<SystemTime> {
@@ -185,7 +187,15 @@ fn render(listing: &Listing) -> String {
                 if step.targets.is_empty() {
                     "a step with no enabled target".to_owned()
                 } else {
-                    step.targets.join(", ")
+                    step.targets
+                        .iter()
+                        .map(|t| match step.on_call_now.get(t) {
+                            Some(Some(person)) => format!("{t} ({person} now)"),
+                            Some(None) => format!("{t} (nobody now)"),
+                            None => t.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
                 span(now, parse_time(&step.at)),
                 step.at

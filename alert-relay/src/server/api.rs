@@ -2,6 +2,7 @@
 //! comes next?" and the operator's "what did the relay give up on?". Same credentials as the
 //! webhook. The JSON shapes are this API's own, defined here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -55,6 +56,10 @@ struct IncidentView<'a> {
 struct NextStep<'a> {
     at: String,
     targets: Vec<&'a str>,
+    /// Who each `schedule.<name>` among the targets would page now (`null`: nobody); the
+    /// person is chosen when the step fires.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    on_call_now: BTreeMap<&'a str, Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -68,7 +73,7 @@ struct DeadLetterView<'a> {
     dead_at: String,
 }
 
-fn view(open: &OpenIncident) -> IncidentView<'_> {
+fn view<'a>(open: &'a OpenIncident, on_call: &BTreeMap<String, String>) -> IncidentView<'a> {
     let incident = &open.record;
     let machine = &incident.machine;
     let state = match machine.phase {
@@ -102,6 +107,13 @@ fn view(open: &OpenIncident) -> IncidentView<'_> {
         next_step: machine.next_step().map(|(at, targets)| NextStep {
             at: at.to_rfc3339(),
             targets: targets.iter().map(|t| t.as_str()).collect(),
+            on_call_now: targets
+                .iter()
+                .filter_map(|t| {
+                    let name = t.as_str().strip_prefix("schedule.")?;
+                    Some((t.as_str(), on_call.get(name).cloned()))
+                })
+                .collect(),
         }),
     }
 }
@@ -130,10 +142,18 @@ fn unreadable(error: &StoreError, what: &str) -> Response {
 /// `GET /api/v1/incidents[?limit=N]`: open incidents, oldest first (heartbeat policies'
 /// always-open incidents left out).
 pub async fn incidents(State(relay): State<Arc<Relay>>, Query(page): Query<Page>) -> Response {
+    let now = Timestamp::now();
+    let on_call: BTreeMap<String, String> = match relay.on_call(now, 0).await {
+        Ok(report) => report
+            .into_iter()
+            .filter_map(|o| Some((o.schedule, o.now?.person)))
+            .collect(),
+        Err(error) => return unreadable(&error, "overrides"),
+    };
     match relay.open_incidents(page.limit()).await {
         Ok(open) => {
-            let views: Vec<_> = open.iter().map(view).collect();
-            let now = Timestamp::now().to_rfc3339();
+            let views: Vec<_> = open.iter().map(|o| view(o, &on_call)).collect();
+            let now = now.to_rfc3339();
             Json(json!({ "now": now, "incidents": views })).into_response()
         }
         Err(error) => unreadable(&error, "open incidents"),

@@ -214,6 +214,11 @@ async fn a_step_pages_whoever_is_on_call_and_an_override_made_through_the_api_wi
         listing["incidents"][0]["next_step"]["targets"],
         json!(["schedule.drill"])
     );
+    assert_eq!(
+        listing["incidents"][0]["next_step"]["on_call_now"],
+        json!({"schedule.drill": "carol"}),
+        "who the next step would page now"
+    );
 
     let (status, oncall) = api(&relay, reqwest::Method::GET, "/api/v1/oncall", None).await;
     assert_eq!(status, 200);
