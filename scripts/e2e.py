@@ -244,6 +244,55 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
 
         wait_until("the resolved notification", resolved, 120, 0.5)
 
+    def page_names_the_person_on_call():
+        """The shipped policy with its first critical step paging a schedule instead of a
+        topic, loaded by a reload: the page goes to the topic of the person on call now (counted
+        here with zoneinfo, not by the relay's code) and names them."""
+        import yaml
+        from datetime import date, datetime, timedelta
+        from zoneinfo import ZoneInfo
+
+        people = ["alice", "bob", "carol"]
+        policy = yaml.safe_load((stack.workdir / "config" / "escalation-policy.yml").read_text())
+        policy["people"] = {p: {"ntfy": {"url": "${NTFY_URL}", "topic": f"e2e-{p}",
+                                         "token": "${NTFY_TOKEN}"}} for p in people}
+        policy["schedules"] = {"primary": {
+            "time_zone": "Europe/Berlin", "handoff_notices": False,
+            "rotations": [{"people": people, "shift": "1d", "handoff": {"time": "09:00"},
+                           "start": "2026-01-01"}]}}
+        critical = next(p for p in policy["policies"] if p["name"] == "critical")
+        critical["steps"][0]["notify"] = ["schedule.primary" if t == "ntfy.primary" else t
+                                          for t in critical["steps"][0]["notify"]]
+        (stack.workdir / "config" / "escalation-policy.yml").write_text(yaml.safe_dump(policy))
+        token = {"Authorization": f"Bearer {stack.env['RELAY_WEBHOOK_TOKEN']}"}
+        status, body = http("POST", f"{stack.url('relay')}/-/reload", b"", headers=token)
+        assert status == 200, (status, body)
+
+        local = datetime.now(ZoneInfo("Europe/Berlin"))
+        if local.hour == 8 and local.minute >= 59:  # do not straddle the 09:00 handoff
+            time.sleep(70)
+            local = datetime.now(ZoneInfo("Europe/Berlin"))
+        day = local.date() - (timedelta(days=1) if local.hour < 9 else timedelta(0))
+        person = people[(day - date(2026, 1, 1)).days % 3]
+        status, body = http("GET", f"{stack.url('relay')}/api/v1/oncall", headers=token)
+        assert status == 200, (status, body)
+        primary = next(s for s in json.loads(body)["schedules"] if s["schedule"] == "primary")
+        assert primary["on_call"]["person"] == person, (primary, person)
+
+        assert post_json(f"{gw}/admin/faults", {"error_ratio": 1.0})[0] == 200
+
+        def page():
+            for m in ntfy.messages(f"e2e-{person}"):
+                if HIGH_ERROR_ALERT in json.dumps(m["json"]):
+                    return m
+            return None
+
+        msg = wait_until(f"a push to {person}'s topic", page, 120, 0.2)
+        assert f"paging {person}" in msg["json"].get("message", ""), msg["json"]
+        others = [m for p in people if p != person for m in ntfy.messages(f"e2e-{p}")]
+        assert not others, f"someone not on call was paged: {others}"
+        assert http("DELETE", f"{gw}/admin/faults")[0] == 200
+
     def deployment_and_rollback():
         before = prom_query(stack, "sum(deployment_changes_total)")
         base = float(before[0]["value"][1]) if before else 0.0
@@ -271,6 +320,7 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
             check("every link in the page opens", every_link_opens)
             check("acknowledge stops the escalation", ack_stops_escalation)
             check("resolved notification arrives", resolved_arrives)
+            check("a page names the person on call (schedule)", page_names_the_person_on_call)
         check("deployment and rollback move counters and page", deployment_and_rollback)
         check("every dashboard query returns data", dashboards_have_data)
     finally:

@@ -322,6 +322,9 @@ pub struct Notification {
     /// The person this goes to (a target `person.<name>`, or whoever a schedule named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<String>,
+    /// Slack member ids of the people the same step pages (Slack messages mention them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 impl Notification {
@@ -419,6 +422,7 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
             .then(|| "silenced by alice until 2026-11-01T06:00:00Z: disk replaced".to_owned()),
         note: None,
         person: None,
+        mentions: Vec::new(),
     }
 }
 

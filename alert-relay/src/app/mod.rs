@@ -307,6 +307,7 @@ fn inputs<'a>(runtime: &'a Runtime, overrides: &'a [Override], now: Timestamp) -
         configured: &runtime.configured,
         schedules: &runtime.config.schedules,
         overrides,
+        slack_members: &runtime.slack_members,
         now,
     }
 }

@@ -51,6 +51,8 @@ impl Peers for HttpPeers {
 /// Everything derived from one version of the policy file.
 pub struct Runtime {
     pub config: Config,
+    /// People's Slack member ids, by name.
+    pub slack_members: BTreeMap<String, String>,
     pub links: Links,
     /// The targets configured now (a plan may name targets a reload removed since).
     pub configured: BTreeSet<TargetName>,
@@ -61,6 +63,11 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn build(config: Config, data_dir: &Path, peers: &dyn Peers) -> Result<Self, String> {
+        let slack_members = config
+            .people
+            .iter()
+            .filter_map(|(name, p)| Some((name.clone(), p.slack_member_id.clone()?)))
+            .collect();
         let key = AckKey::load_or_create(config.server.ack_secret.as_ref(), data_dir)?;
         let sinks = peers.sinks(&config);
         Ok(Self {
@@ -75,6 +82,7 @@ impl Runtime {
             templates: Arc::new(Templates::new(&config)),
             silences: peers.silences(&config),
             sinks,
+            slack_members,
             config,
         })
     }

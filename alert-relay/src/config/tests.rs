@@ -343,3 +343,104 @@ fn target_healthchecks_run_every_5m_unless_changed_or_switched_off() {
         "{hasty}"
     );
 }
+
+const PEOPLE: &str = r#"
+server:
+  webhook_auth:
+    bearer_token: ${TOKEN}
+people:
+  alice:
+    time_zone: Europe/Berlin
+    ntfy: {url: http://127.0.0.1:1, topic: alice}
+    slack_member_id: U024BE7LH
+  bob:
+    ntfy: {url: http://127.0.0.1:1, topic: bob}
+schedules:
+  primary:
+    time_zone: Europe/Berlin
+    rotations:
+      - people: [alice, bob]
+        shift: 1w
+        handoff: {weekday: monday, time: "09:00"}
+        start: 2027-03-01
+policies:
+  - name: critical
+    steps:
+      - after: 0m
+        notify: [schedule.primary]
+      - after: 15m
+        notify: [person.bob]
+"#;
+
+#[test]
+fn people_and_schedules_build_targets_and_rotations() {
+    let config = parse(PEOPLE).expect("valid");
+    assert!(config
+        .targets
+        .contains_key(&TargetName::from("person.alice")));
+    assert_eq!(
+        config.people["alice"].slack_member_id.as_deref(),
+        Some("U024BE7LH")
+    );
+    let primary = &config.schedules["primary"];
+    assert_eq!(primary.rotations[0].people, vec!["alice", "bob"]);
+    assert_eq!(
+        primary.rotations[0].first,
+        "2027-03-01T09:00"
+            .parse::<jiff::civil::DateTime>()
+            .expect("civil")
+    );
+}
+
+#[test]
+fn schedule_mistakes_are_each_reported_with_path_line_and_fix() {
+    let cases = [
+        (
+            PEOPLE.replace("people: [alice, bob]", "people: [alice, mallory]"),
+            "policy.yml:16: schedules.primary.rotations[0].people[1]: unknown person `mallory` (defined under people: alice, bob)",
+        ),
+        (
+            PEOPLE.replace("    time_zone: Europe/Berlin\n    rotations", "    time_zone: Europe/Berln\n    rotations"),
+            "schedules.primary.time_zone: `Europe/Berln` is not an IANA time zone",
+        ),
+        (
+            PEOPLE.replace("shift: 1w", "shift: 1 week"),
+            "schedules.primary.rotations[0].shift: `1 week` is not a shift length; write it like 12h, 1d or 1w",
+        ),
+        (
+            PEOPLE.replace("{weekday: monday, time: \"09:00\"}", "{time: \"09:00\"}"),
+            "schedules.primary.rotations[0].handoff.weekday: missing: a weekly shift hands off on a weekday",
+        ),
+        (
+            PEOPLE.replace("time: \"09:00\"", "time: \"9am\""),
+            "schedules.primary.rotations[0].handoff.time: `9am` is not a time of day",
+        ),
+        (
+            PEOPLE.replace("start: 2027-03-01", "start: 2027-02-30"),
+            "schedules.primary.rotations[0].start: `2027-02-30` is not a date",
+        ),
+        (
+            PEOPLE.replace("people: [alice, bob]", "people: []"),
+            "schedules.primary.rotations[0].people: empty",
+        ),
+        (
+            PEOPLE.replace("slack_member_id: U024BE7LH", "slack_member_id: \"@alice\""),
+            "people.alice.slack_member_id: `@alice` is not a Slack member id",
+        ),
+        (
+            PEOPLE.replace("notify: [schedule.primary]", "notify: [schedule.oncall]"),
+            "unknown target `schedule.oncall`",
+        ),
+        (
+            PEOPLE.replace("    ntfy: {url: http://127.0.0.1:1, topic: bob}\n", "    time_zone: UTC\n"),
+            "people.bob.ntfy: missing: how to reach them",
+        ),
+    ];
+    for (text, expected) in cases {
+        let message = errors(&text);
+        assert!(
+            message.contains(expected),
+            "expected `{expected}` in:\n{message}"
+        );
+    }
+}

@@ -70,6 +70,7 @@ impl Links {
                 .then(|| incident.machine.notice.clone())
                 .flatten(),
             person: target.as_str().strip_prefix("person.").map(str::to_owned),
+            mentions: Vec::new(),
         }
     }
 

@@ -113,6 +113,8 @@ pub struct Inputs<'a> {
     /// The schedules a step may notify (`schedule.<name>`), and the overrides in force.
     pub schedules: &'a BTreeMap<String, Schedule>,
     pub overrides: &'a [Override],
+    /// People's Slack member ids, by name: a step's Slack messages mention those it pages.
+    pub slack_members: &'a BTreeMap<String, String>,
     pub now: Timestamp,
 }
 
@@ -409,10 +411,19 @@ fn notifications(
                 if kind == NotificationKind::Firing {
                     t.effects.steps.push(incident.policy().clone());
                 }
+                // The people this step pages, for Slack to mention.
+                let mentions: Vec<String> = targets
+                    .iter()
+                    .filter_map(|t| t.as_str().strip_prefix("person."))
+                    .filter_map(|p| inputs.slack_members.get(p).cloned())
+                    .collect();
                 for target in targets {
-                    let notification = inputs
+                    let mut notification = inputs
                         .links
                         .compose(incident, &target, step, kind, inputs.now);
+                    if kind == NotificationKind::Firing && target.as_str().starts_with("slack.") {
+                        notification.mentions = mentions.clone();
+                    }
                     let configured = inputs.configured.contains(&target);
                     if configured {
                         t.effects.queued += 1;

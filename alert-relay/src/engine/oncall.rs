@@ -400,6 +400,7 @@ pub fn handoff_notice(
         silence_note: None,
         note: Some(note),
         person: Some(shift.person.clone()),
+        mentions: Vec::new(),
     }
 }
 

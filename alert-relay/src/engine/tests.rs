@@ -9,6 +9,7 @@ use crate::domain::{sample_notification, Labels};
 
 static NO_SCHEDULES: std::collections::BTreeMap<String, Schedule> =
     std::collections::BTreeMap::new();
+static NO_MEMBERS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 const MIN: i64 = 60_000;
@@ -77,6 +78,7 @@ fn started() -> IncidentRecord {
         configured: &targets,
         schedules: &NO_SCHEDULES,
         overrides: &[],
+        slack_members: &NO_MEMBERS,
         now: at(0),
     };
     let (_, t) = webhook(None, &plan(), group(AlertStatus::Firing), FRESH, &inputs);
@@ -96,6 +98,7 @@ fn inputs_at<'a>(
         configured: targets,
         schedules: &NO_SCHEDULES,
         overrides: &[],
+        slack_members: &NO_MEMBERS,
         now,
     }
 }
@@ -511,4 +514,34 @@ fn nobody_on_call_is_a_dead_letter_and_the_next_step_at_once() {
         "the page still reaches someone"
     );
     assert_eq!(t.effects.nobody_on_call, vec!["primary".to_owned()]);
+}
+
+#[test]
+fn slack_messages_of_a_step_mention_the_people_it_pages() {
+    let links = links();
+    let targets = configured(&["person.alice", "person.bob", "slack.ops"]);
+    let schedules = primary_schedule("2027-01-15T08:00");
+    let members: std::collections::BTreeMap<String, String> =
+        [("alice".to_owned(), "U024BE7LH".to_owned())].into();
+    let mut inputs = inputs_at(&links, &targets, at(0));
+    inputs.schedules = &schedules;
+    inputs.slack_members = &members;
+    let mut plan = plan();
+    plan.steps[0].targets = vec!["schedule.primary".into(), "slack.ops".into()];
+    let (_, t) = webhook(None, &plan, group(AlertStatus::Firing), FRESH, &inputs);
+    let slack = t
+        .outbox
+        .iter()
+        .find(|r| r.notification.target.as_str() == "slack.ops")
+        .expect("a Slack row");
+    assert_eq!(slack.notification.mentions, vec!["U024BE7LH".to_owned()]);
+    let phone = t
+        .outbox
+        .iter()
+        .find(|r| r.notification.target.as_str() == "person.alice")
+        .expect("alice's row");
+    assert!(
+        phone.notification.mentions.is_empty(),
+        "only Slack mentions"
+    );
 }

@@ -68,6 +68,7 @@ fn fire(store: &dyn Store, alertname: &str, now: Timestamp) -> Result<IngestOutc
             configured: &configured,
             schedules: &BTreeMap::new(),
             overrides: &[],
+            slack_members: &BTreeMap::new(),
             now,
         };
         let (outcome, t) = engine::webhook(open, &plan(), group.clone(), fresh, &inputs);
@@ -132,6 +133,7 @@ fn a_failed_unit_of_work_leaves_nothing(store: &dyn Store) {
             configured: &configured,
             schedules: &BTreeMap::new(),
             overrides: &[],
+            slack_members: &BTreeMap::new(),
             now: T0,
         };
         let group = sample_notification("critical", "x", NotificationKind::Firing).group;

@@ -52,6 +52,27 @@ impl Respond for StrictNtfy {
     }
 }
 
+/// ntfy that answers 503 until told to recover, then as [`StrictNtfy`]: a switch with no
+/// moment in between where a request would meet no answer at all.
+#[derive(Clone, Default)]
+pub struct Recovering(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Recovering {
+    pub fn recover(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Respond for Recovering {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            StrictNtfy.respond(request)
+        } else {
+            ResponseTemplate::new(503)
+        }
+    }
+}
+
 pub struct StrictSlack;
 
 fn chars(v: &Value) -> usize {

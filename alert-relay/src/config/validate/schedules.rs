@@ -18,6 +18,8 @@ use crate::validation::Checker;
 pub struct Person {
     pub target: TargetName,
     pub time_zone: Option<String>,
+    /// Mentioned in the Slack messages of steps that page them.
+    pub slack_member_id: Option<String>,
 }
 
 pub use crate::engine::oncall::person_target;
@@ -42,6 +44,24 @@ pub(super) fn people_and_schedules(
         if let Some(zone) = &person.time_zone {
             zone_of(c, &format!("{path}.time_zone"), zone);
         }
+        let slack_member_id = person.slack_member_id.as_ref().and_then(|raw| {
+            let field = format!("{path}.slack_member_id");
+            let id = c.expand(&field, raw)?;
+            if id.is_empty() {
+                return None;
+            }
+            let valid = id.len() <= 32
+                && id.starts_with(['U', 'W'])
+                && id.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
+            if !valid {
+                c.error(
+                    field,
+                    format!("`{id}` is not a Slack member id (U or W, then capitals and digits, e.g. U024BE7LH: Slack profile → ⋮ → Copy member ID)"),
+                );
+                return None;
+            }
+            Some(id)
+        });
         let Some(ntfy) = &person.ntfy else {
             c.error(
                 format!("{path}.ntfy"),
@@ -58,6 +78,7 @@ pub(super) fn people_and_schedules(
                     Person {
                         target,
                         time_zone: person.time_zone.clone(),
+                        slack_member_id,
                     },
                 );
             }

@@ -112,6 +112,12 @@ pub fn build_message(n: &Notification, text: &Rendered) -> Value {
         json!({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(&text.body, MAX_SECTION_CHARS)}}),
         json!({"type": "section", "fields": fields}),
     ];
+    if let Some(who) = mentions(n) {
+        blocks.insert(
+            1,
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Paging* {who}")}}),
+        );
+    }
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
@@ -121,18 +127,42 @@ pub fn build_message(n: &Notification, text: &Rendered) -> Value {
         ), MAX_CONTEXT_CHARS)}]}),
     );
     json!({
-        "text": fallback(text),
+        "text": fallback(n, text),
         "attachments": [{"color": color(n), "blocks": blocks}],
     })
 }
 
 /// The smaller message sent when Slack refused the blocks: the text alone.
-pub fn build_plain(text: &Rendered) -> Value {
-    json!({ "text": fallback(text) })
+pub fn build_plain(n: &Notification, text: &Rendered) -> Value {
+    json!({ "text": fallback(n, text) })
 }
 
-fn fallback(text: &Rendered) -> String {
-    mrkdwn(&format!("{}: {}", text.title, text.body), MAX_TEXT_CHARS)
+/// `<@U024BE7LH> <@W0123>`: the people the step pages, as Slack mentions (which notify them).
+/// Only well-formed member ids (checked at load; a stored row is checked again), at most 20.
+fn mentions(n: &Notification) -> Option<String> {
+    let ids: Vec<String> = n
+        .mentions
+        .iter()
+        .filter(|id| {
+            (1..=32).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+        .take(20)
+        .map(|id| format!("<@{id}>"))
+        .collect();
+    (!ids.is_empty()).then(|| ids.join(" "))
+}
+
+/// The top-level text, which Slack shows in notifications: the mentions (unescaped, so that
+/// they notify), then the escaped title and body.
+fn fallback(n: &Notification, text: &Rendered) -> String {
+    let body = mrkdwn(&format!("{}: {}", text.title, text.body), MAX_TEXT_CHARS);
+    match mentions(n) {
+        Some(who) => fit::chars(&format!("{who} {body}"), MAX_TEXT_CHARS),
+        None => body,
+    }
 }
 
 /// A header is `plain_text` (no escaping), at most 150 characters and never empty.

@@ -26,7 +26,7 @@ impl SlackSink {
         // alone goes out rather than nothing.
         deliver_shrinking(
             request(&build_message(n, text)),
-            || request(&build_plain(text)),
+            || request(&build_plain(n, text)),
             "slack",
             detail,
             |status, body| {

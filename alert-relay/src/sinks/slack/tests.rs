@@ -303,3 +303,33 @@ async fn invalid_blocks_gets_the_text_alone_instead_of_a_dead_letter() {
         serde_json::json!({"text": "[critical] GatewayHighErrorRate: The gateway answers 5xx."})
     );
 }
+
+#[test]
+fn the_people_a_step_pages_are_mentioned_so_that_slack_notifies_them() {
+    let mut n = sample_notification("critical", "slack.oncall", NotificationKind::Firing);
+    n.mentions = vec!["U024BE7LH".into(), "W0123ABC".into(), "<!channel>".into()];
+    let body = build_message(&n, &text());
+    assert_eq!(
+        body["text"],
+        "<@U024BE7LH> <@W0123ABC> [critical] GatewayHighErrorRate: The gateway answers 5xx.",
+        "a malformed id is dropped, never sent as markup"
+    );
+    let blocks = body["attachments"][0]["blocks"].as_array().expect("blocks");
+    assert_eq!(
+        blocks[1]["text"]["text"],
+        "*Paging* <@U024BE7LH> <@W0123ABC>"
+    );
+    // The smaller retry after invalid_blocks keeps them.
+    assert!(build_plain(&n, &text())["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("<@U024BE7LH> <@W0123ABC> ")));
+    n.mentions.clear();
+    assert_eq!(
+        build_message(&n, &text())["attachments"][0]["blocks"][1]["type"],
+        "section"
+    );
+    assert!(!build_message(&n, &text())["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("<@"));
+}
