@@ -21,9 +21,11 @@ from pathlib import Path
 import yaml
 
 BUNDLE_SERVICES = {"prometheus", "alertmanager", "grafana", "loki", "alloy", "exporter", "alert-relay"}
+# Added by compose/monitoring-ha.yml: checked like the others when present.
+HA_SERVICES = {"alertmanager-b", "alert-relay-b", "postgres"}
 NO_HEALTHCHECK = {"loki": "distroless image without a shell"}
 PUBLISHED = {"grafana"}
-LOOPBACK_ONLY = {"prometheus", "alertmanager", "alert-relay"}
+LOOPBACK_ONLY = {"prometheus", "alertmanager", "alert-relay", "alertmanager-b", "alert-relay-b"}
 # Host paths that exist on a Docker host, not in a checkout.
 HOST_RUNTIME_PATHS = {"/var/run/docker.sock"}
 
@@ -99,7 +101,7 @@ def main() -> int:
             tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
             if not tag or tag == "latest":
                 problems.append(f"{name}: image {image!r} is not pinned to a version")
-        if name in BUNDLE_SERVICES and "healthcheck" not in service and name not in NO_HEALTHCHECK:
+        if name in BUNDLE_SERVICES | HA_SERVICES and "healthcheck" not in service and name not in NO_HEALTHCHECK:
             problems.append(f"{name}: no healthcheck")
     problems.extend(secret_problems(config, args.root))
     for problem in problems:
