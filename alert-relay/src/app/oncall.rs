@@ -10,18 +10,6 @@ use crate::store::{Mode, StoreError};
 /// The longest override: a cover is for days or weeks; a year is a rotation, not a cover.
 pub const MAX_OVERRIDE_MS: i64 = 366 * 86_400_000;
 
-/// "`person` covers `schedule` (for everyone, or only in place of `replaces`) from
-/// `starts_at` to `ends_at`", as asked through the API or the CLI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOverride {
-    pub schedule: String,
-    pub person: String,
-    pub replaces: Option<String>,
-    pub starts_at: Timestamp,
-    pub ends_at: Timestamp,
-    pub created_by: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
     /// The request names something the policy file does not have, or times that make no
@@ -58,9 +46,10 @@ impl Relay {
 
     /// Records an override after checking it against the policy file; it takes effect at once
     /// (steps that fire from now on page the person it puts on call).
+    /// `new.id` is ignored: the store gives it one.
     pub async fn add_override(
         &self,
-        new: NewOverride,
+        new: Override,
         now: Timestamp,
     ) -> Result<Override, OverrideError> {
         let runtime = self.runtime();
@@ -113,13 +102,8 @@ impl Relay {
             );
         }
         let mut row = Override {
-            id: 0,
-            schedule: new.schedule,
-            person: new.person,
-            replaces: new.replaces,
-            starts_at: new.starts_at,
-            ends_at: new.ends_at,
             created_by: by.to_owned(),
+            ..new
         };
         let insert = row.clone();
         row.id = self

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{error, Shared};
-use crate::app::{NewOverride, OverrideError};
+use crate::app::OverrideError;
 use crate::domain::Timestamp;
 use crate::engine::oncall::{OnCall, Schedule, Shift};
 use crate::engine::Override;
@@ -156,7 +156,8 @@ pub async fn create(
         Ok(times) => times,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let new = NewOverride {
+    let new = Override {
+        id: 0,
         schedule: request.schedule,
         person: request.person,
         replaces: request.replaces.filter(|r| !r.is_empty()),
