@@ -207,6 +207,14 @@ impl RelayMetrics {
     }
 
     /// Starts the per-target series at 0.
+    /// The schedule's series at zero, so that they exist before the first gap or handoff.
+    pub fn init_schedule(&self, schedule: &str) {
+        self.schedule_gaps.with_label_values(&[schedule]).inc_by(0);
+        self.handoff_notices
+            .with_label_values(&[schedule])
+            .inc_by(0);
+    }
+
     pub fn init_target(&self, target: &str) {
         for outcome in ["delivered", "retried", "dead_letter"] {
             self.notifications

@@ -163,6 +163,9 @@ impl Builder {
         for target in runtime.sinks.keys() {
             metrics.init_target(target.as_str());
         }
+        for schedule in runtime.config.schedules.keys() {
+            metrics.init_schedule(schedule);
+        }
         let rng = match self.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -270,6 +273,9 @@ impl Relay {
         let runtime = Runtime::build(config, &self.data_dir, self.peers.as_ref())?;
         for target in runtime.sinks.keys() {
             self.metrics.init_target(target.as_str());
+        }
+        for schedule in runtime.config.schedules.keys() {
+            self.metrics.init_schedule(schedule);
         }
         *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
         self.generation.send_modify(|g| *g += 1);
