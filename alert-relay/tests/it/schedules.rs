@@ -429,6 +429,13 @@ async fn the_incoming_person_is_told_at_a_handoff_once() {
             .await,
         Some(1.0)
     );
+    assert_eq!(
+        relay
+            .metric("relay_schedule_gaps_total{schedule=\"primary\"}")
+            .await,
+        Some(0.0),
+        "series exist from the start"
+    );
     // Restarted, the relay does not tell dave again; carol was never told (no change).
     relay.shutdown().await;
     let relay = TestRelay::start(&file, &data, None).await;
