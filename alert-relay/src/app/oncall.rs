@@ -124,15 +124,62 @@ impl Relay {
         Ok(row)
     }
 
-    /// Removes an override; `false` if there is none by that id.
+    /// Removes an override; `false` if there is none by that id. When it was in force, the
+    /// person the rotation puts back on call is told, as at a handoff.
     pub async fn remove_override(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
-        let removed = self
+        let runtime = self.runtime();
+        let (removed, queued) = self
             .store
-            .run(Mode::Durable, move |tx| tx.remove_override(id, now))
+            .run(Mode::Durable, move |tx| {
+                let before = tx.overrides(now)?;
+                if !tx.remove_override(id, now)? {
+                    return Ok((false, None));
+                }
+                let after = tx.overrides(now)?;
+                let Some(o) = before.iter().find(|o| o.id == id) else {
+                    return Ok((true, None));
+                };
+                let Some(schedule) = runtime.config.schedules.get(&o.schedule) else {
+                    return Ok((true, None));
+                };
+                let covering = schedule
+                    .on_call(now, &before)
+                    .is_some_and(|s| s.override_id == Some(id));
+                if !covering || !schedule.handoff_notices {
+                    return Ok((true, None));
+                }
+                let report = schedule.report(now, &after, 1);
+                let Some(shift) = report.now.filter(|s| s.person != o.person) else {
+                    return Ok((true, None));
+                };
+                // Told once: the handoff loop must not announce the same shift again.
+                tx.mark_handoff(&handoff_key(schedule, &shift), now)?;
+                let mut notification = handoff_notice(schedule, &shift, report.next.first(), now);
+                notification.sequence_id = format!("{}-r{id}", notification.sequence_id);
+                notification.note = notification
+                    .note
+                    .map(|n| format!("{n} (Override {id}, {} covering, was removed.)", o.person));
+                let configured = runtime.configured.contains(&notification.target);
+                tx.insert_outbox(
+                    &NewOutbox {
+                        notification,
+                        dead: (!configured).then(|| UNCONFIGURED.to_owned()),
+                    },
+                    now,
+                )?;
+                Ok((true, configured.then(|| schedule.name.clone())))
+            })
             .await?;
         if removed {
             tracing::info!(id, "override removed");
             self.wakers.handoffs.notify_one();
+        }
+        if let Some(schedule) = queued {
+            self.metrics
+                .handoff_notices
+                .with_label_values(&[schedule.as_str()])
+                .inc();
+            self.wakers.wake_delivery();
         }
         Ok(removed)
     }

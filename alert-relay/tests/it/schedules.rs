@@ -395,7 +395,7 @@ async fn the_incoming_person_is_told_at_a_handoff_once() {
     let data = dir.path().join("data");
     let relay = TestRelay::start(&file, &data, None).await;
     // carol holds the drill alone (a new one-minute shift each minute, no change of person:
-    // no notice); dave covering is a handoff.
+    // no notice); dave covering is a handoff, and so is his override's removal.
     let (status, created) = api(
         &relay,
         reqwest::Method::POST,
@@ -436,7 +436,23 @@ async fn the_incoming_person_is_told_at_a_handoff_once() {
         Some(0.0),
         "series exist from the start"
     );
-    // Restarted, the relay does not tell dave again; carol was never told (no change).
+    // The override removed while in force: carol is back, and told so.
+    let id = created["override"]["id"].as_i64().expect("id");
+    let (status, _) = api(
+        &relay,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/overrides/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let back = wait_topic(&ntfy, "topic-carol", 1).await;
+    let message = back[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("You are on call for drill until ") && message.contains("was removed"),
+        "{message}"
+    );
+    // Restarted, the relay tells nobody again.
     relay.shutdown().await;
     let relay = TestRelay::start(&file, &data, None).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -447,7 +463,7 @@ async fn the_incoming_person_is_told_at_a_handoff_once() {
         1,
         "once, restarts included"
     );
-    assert_eq!(topic_pushes(&all, "topic-carol").len(), 0);
+    assert_eq!(topic_pushes(&all, "topic-carol").len(), 1);
     relay.shutdown().await;
 }
 
