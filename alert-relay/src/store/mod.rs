@@ -2,11 +2,13 @@
 //! [`Store`] runs a unit of work in a transaction, [`Tx`] is what the work may read and write.
 //! The store makes no domain decisions: what to write is decided by the engine, and
 //! [`commit`] writes an engine [`Transition`] as it is. Backends: [`sqlite`] (the embedded
-//! default). [`contract`] holds the tests every backend must pass.
+//! default) and [`postgres`] (state off the machine). [`contract`] holds the tests every
+//! backend must pass.
 //!
 //! Calls are blocking; async code goes through [`StoreHandle`] (`spawn_blocking`).
 
 pub mod contract;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,12 +16,15 @@ use std::sync::Arc;
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Override, Transition};
 
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(PgError),
     #[error("stored JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the store task failed: {0}")]
@@ -30,6 +35,39 @@ pub enum StoreError {
     Open(String),
     #[error("{0}")]
     Undecodable(BadRow),
+}
+
+/// A PostgreSQL error shown with its cause: the server's message, detail and hint (the
+/// driver's own `Display` stops at "db error").
+#[derive(Debug)]
+pub struct PgError(pub tokio_postgres::Error);
+
+impl PgError {
+    /// The SQLSTATE code of a server error (`23505` for a unique violation, …).
+    pub fn code(&self) -> Option<&str> {
+        self.0.code().map(|c| c.code())
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            return write!(f, "{}", db.to_string().replace('\n', "; "));
+        }
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(PgError(error))
+    }
 }
 
 /// A row that cannot be read back (damaged, or written by something else): quarantined by
