@@ -9,7 +9,10 @@ use super::Relay;
 use crate::domain::{TargetName, Timestamp};
 use crate::engine::UNCONFIGURED;
 use crate::sinks::{Backoff, Outcome, Sink};
-use crate::store::{Finish, Mode, StoreError};
+use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError};
+
+/// How soon to ask again for a target that another relay is delivering.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
 use crate::templates::Templates;
 
 /// What one delivery step did.
@@ -70,16 +73,57 @@ impl Relay {
     /// Tries the oldest pending notification of the worker's target once, and records how it
     /// went: delivered, retried later (the vendor's `Retry-After`, else backoff), or
     /// dead-lettered (refused for good, or older than `give_up_after`).
+    ///
+    /// Relays sharing one store deliver a target one at a time ([`Store::claim_target`]): the
+    /// worker claims it for this call and releases it at the end, so a relay that stops or
+    /// changes its targets holds nothing.
+    ///
+    /// [`Store::claim_target`]: crate::store::Store::claim_target
     pub async fn deliver_next(&self, w: &Worker, now: Timestamp) -> Result<Step, StoreError> {
         if let Some(step) = self.record_pending(w, now).await {
             return Ok(step);
         }
         let target = w.target.clone();
-        let item = match self
+        let (claim, head) = self
             .store
-            .run(Mode::Read, move |tx| tx.outbox_head(&target))
-            .await?
-        {
+            .blocking(move |store| {
+                let claim = store.claim_target(&target)?;
+                if claim == Claim::Theirs {
+                    return Ok((claim, None));
+                }
+                let head = store::run(store, Mode::Read, |tx| tx.outbox_head(&target));
+                if head.is_err() && claim == Claim::Ours {
+                    // The read's error is the one to report.
+                    let _ = store.release_target(&target);
+                }
+                Ok((claim, Some(head?)))
+            })
+            .await?;
+        let Some(head) = head else {
+            return Ok(Step::Deferred(now.plus(CLAIM_RETRY)));
+        };
+        let step = self.deliver_head(w, head, now).await;
+        if claim == Claim::Ours {
+            let target = w.target.clone();
+            if let Err(error) = self
+                .store
+                .blocking(move |store| store.release_target(&target))
+                .await
+            {
+                tracing::warn!(target = %w.target, %error, "cannot release the delivery claim (the store drops it with the connection)");
+            }
+        }
+        step
+    }
+
+    /// Tries `head`, the oldest pending notification of the worker's target, if it is due.
+    async fn deliver_head(
+        &self,
+        w: &Worker,
+        head: Option<Result<OutboxItem, BadRow>>,
+        now: Timestamp,
+    ) -> Result<Step, StoreError> {
+        let item = match head {
             None => return Ok(Step::Empty),
             Some(Ok(item)) => item,
             // An unreadable row would block its target's queue for good.

@@ -234,6 +234,18 @@ pub trait Tx {
     fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// Which relay delivers a target's notifications now, among relays sharing one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The store belongs to this relay alone: nothing to claim or release.
+    Alone,
+    /// This relay's until released: deliver, in queue order.
+    Ours,
+    /// Another relay (or another worker of this one) is delivering this target: ask again
+    /// a little later.
+    Theirs,
+}
+
 /// A unit of work: runs inside one transaction; an `Err` rolls it back.
 pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + 'a;
 
@@ -252,6 +264,21 @@ pub trait Store: Send + Sync {
 
     /// A cheap write that is rolled back: can the store accept a webhook now?
     fn probe(&self) -> Result<(), StoreError>;
+
+    /// Claims the delivery of `target`'s queue for this relay until [`Store::release_target`]:
+    /// among relays sharing the store, one delivers a target at a time, so none sends a
+    /// notification another is sending, and the queue stays in order. A claim held by a relay that died is free again within a
+    /// bounded time. A store that one relay holds alone (SQLite) answers `Alone`.
+    fn claim_target(&self, target: &TargetName) -> Result<Claim, StoreError> {
+        let _ = target;
+        Ok(Claim::Alone)
+    }
+
+    /// Gives up this relay's claim on `target` (its queue is empty).
+    fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
+        let _ = target;
+        Ok(())
+    }
 }
 
 /// Runs `work` in one transaction of `mode` and returns what it returned.
@@ -307,6 +334,18 @@ impl StoreHandle {
     {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || run(store.as_ref(), mode, work))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` with the store on a blocking thread (calls that are not one transaction).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }

@@ -1,11 +1,16 @@
-//! The real binary with its state in PostgreSQL (`serve --database-url`): a webhook pages
-//! end to end, survives `kill -9`, and nothing lands in the data directory but the key.
+//! The relay with its state in PostgreSQL: the real binary (`serve --database-url`) pages
+//! end to end, survives `kill -9`, and keeps nothing in the data directory but the key;
+//! two relays on one database send each page once.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use alert_relay::config::Config;
 use alert_relay::store::postgres::scratch::ScratchDatabase;
 use alert_relay::store::{self, Mode, PostgresStore};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -145,4 +150,71 @@ fn a_bad_database_url_stops_serve_at_once_with_a_fix_and_no_password() {
         !dir.path().join("data").join("relay.db").exists(),
         "never falls back to SQLite"
     );
+}
+
+/// ntfy, as strict as ever, taking a while to answer: both relays' workers reach the head
+/// of the queue while a page to it is still on its way.
+struct SlowNtfy;
+
+impl Respond for SlowNtfy {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        crate::fakes::StrictNtfy
+            .respond(request)
+            .set_delay(Duration::from_millis(100))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_relays_on_one_database_send_each_page_once() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlowNtfy)
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let text = std::fs::read_to_string(&policy).expect("policy");
+    let mut relays = Vec::new();
+    for name in ["a", "b"] {
+        let config = Config::parse(&text, &policy, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let relay = alert_relay::server::Relay::builder(config, &dir.path().join(name))
+            .store(Arc::new(db.open()))
+            .build()
+            .expect("relay");
+        relays.push(TestRelay::serve(relay).await);
+    }
+    // Webhooks to both, so that both relays' workers deliver the one queue at once.
+    const INCIDENTS: usize = 12;
+    for i in 0..INCIDENTS {
+        let (status, body) = relays[i % 2]
+            .webhook(&webhook(&format!("Alert{i}"), "firing"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let store = db.open();
+    eventually("every page sent", Duration::from_secs(30), || async {
+        store::run(&store, Mode::Read, |tx| tx.counts())
+            .ok()
+            .filter(|c| c.pending == 0 && c.open == INCIDENTS as i64)
+    })
+    .await;
+    // Recorded as sent: nothing more goes out from here, so the count is final.
+    let pushes = pushes(&ntfy).await;
+    let mut ids: Vec<&str> = pushes
+        .iter()
+        .map(|p| p["sequence_id"].as_str().expect("a sequence id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (pushes.len(), ids.len()),
+        (INCIDENTS, INCIDENTS),
+        "each page once: {ids:?}"
+    );
+    for relay in relays {
+        relay.shutdown().await;
+    }
 }

@@ -1,6 +1,6 @@
 //! The shared backend: PostgreSQL through `tokio-postgres` and a `deadpool` pool, for
-//! relays that keep their state off the machine (and, later, several replicas on one
-//! database).
+//! relays that keep their state off the machine, and for several relays sharing one
+//! database.
 //!
 //! **Blocking on an async driver.** The [`Store`] contract is synchronous and is called
 //! from three kinds of threads: tokio's blocking pool (`StoreHandle`), the intake writer's
@@ -24,14 +24,29 @@
 //! a unit of work that met a failed statement and still returned `Ok` is rolled back and
 //! reported, never committed by half.
 //!
-//! **Several relays on one database.** Incidents read for writing are locked
-//! (`FOR UPDATE`), so two relays never both advance the same incident from the same state,
-//! and the id of a new incident is taken under a transaction-scoped advisory lock.
-//! Delivery is not yet claimed per row: two relays would both send a pending notification
-//! (with the same idempotency key); claiming with `FOR UPDATE SKIP LOCKED` is the next step.
+//! **Several relays on one database.** What one relay's lock serialises in the process,
+//! the database serialises between relays:
+//! - *Incidents*: read for writing with `FOR UPDATE`, so two relays never both advance an
+//!   incident from the same state. The scheduler takes due incidents with
+//!   `FOR UPDATE SKIP LOCKED`: relays firing at once share them out instead of queueing, and
+//!   one locked by another relay's webhook is fired on the next pass.
+//! - *Intake*: from its first read of an open incident to the commit, a webhook's
+//!   transaction holds a transaction-scoped advisory lock, so two relays given the same
+//!   webhook (both Alertmanagers of a pair) never both start an incident for one group or
+//!   choose the same id; the second finds the first's incident and refreshes it.
+//! - *Delivery* (`claims`): a target's queue is delivered by one relay at a time, claimed
+//!   for each delivery step with a session-level advisory lock on a connection of the
+//!   store's own. Not `SKIP LOCKED` on outbox rows: skipping a locked head would send the
+//!   next notification before it and break the queue's order; a claim per target keeps it.
+//!   A dead relay's claims end with its session: at once when its process dies, within
+//!   the server's TCP keepalive (about 25 s) when its machine or network does; its
+//!   transactions too (and any left idle for a minute). A notification being sent when its
+//!   relay died is sent again by the next with the same idempotency key.
 //!
-//! **Left for later**: TLS to the server (plain TCP or a unix socket for now, no OpenSSL).
+//! **Left for later**: TLS to the server (plain TCP or a unix socket for now, no OpenSSL);
+//! heartbeats are still counted in each relay's memory, not in the database.
 
+mod claims;
 mod database_url;
 mod schema;
 pub mod scratch;
@@ -46,7 +61,9 @@ use tokio_postgres::NoTls;
 
 pub use database_url::DatabaseUrl;
 
-use super::{Mode, Store, StoreError, Work};
+use super::{Claim, Mode, Store, StoreError, Work};
+use crate::domain::TargetName;
+use claims::Claims;
 use tx::PgTx;
 
 /// Connections at most: one writer at a time, the rest for reads and `/ready`.
@@ -60,6 +77,8 @@ pub struct PostgresStore {
     writer: Mutex<()>,
     /// Where it connects, password hidden, for error messages.
     shown: String,
+    /// The targets this relay delivers now, locked against other relays.
+    claims: Claims,
 }
 
 /// The runtime that drives every connection of every store in the process.
@@ -102,6 +121,7 @@ impl PostgresStore {
     pub fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let shown = url.to_string();
         let config = url.config().map_err(StoreError::Open)?;
+        let claims = Claims::new(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -123,6 +143,7 @@ impl PostgresStore {
             pool,
             writer: Mutex::new(()),
             shown,
+            claims,
         };
         let session = store.session()?;
         schema::migrate(session.client()).map_err(|e| match e {
@@ -292,7 +313,17 @@ impl Store for PostgresStore {
         session.release();
         Ok(())
     }
+
+    fn claim_target(&self, target: &TargetName) -> Result<Claim, StoreError> {
+        self.claims.claim(target)
+    }
+
+    fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
+        self.claims.release(target)
+    }
 }
 
+#[cfg(test)]
+mod replicas;
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,8 @@ use crate::store::{
     BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, StoreError, Tx,
 };
 
-/// Taken before the id of a new incident is chosen: relays sharing the database choose
-/// one after the other (released at commit).
+/// Taken before intake reads an open incident or chooses the id of a new one: relays
+/// sharing the database take webhooks in one after the other (released at commit).
 const INCIDENT_ID_LOCK: i64 = 0x7265_6c61_795f_6964;
 
 pub(super) struct PgTx<'a> {
@@ -23,7 +23,7 @@ pub(super) struct PgTx<'a> {
     mode: Mode,
     /// The first statement that failed: PostgreSQL has aborted the transaction since.
     failed: Option<String>,
-    /// Whether this transaction holds [`INCIDENT_ID_LOCK`].
+    /// Whether this transaction holds [`INCIDENT_ID_LOCK`] (taken once, held to the end).
     id_locked: bool,
 }
 
@@ -91,13 +91,25 @@ impl<'a> PgTx<'a> {
         }
     }
 
-    /// Incidents read to be changed are locked until commit; plain reads take no lock.
-    fn lock(&self) -> &'static str {
-        if self.mode == Mode::Read {
-            ""
-        } else {
-            " FOR UPDATE"
+    /// Incidents read to be changed are locked until commit (`skip`: those another relay
+    /// has locked are left to it); plain reads take no lock.
+    fn lock(&self, skip: bool) -> &'static str {
+        match (self.mode, skip) {
+            (Mode::Read, _) => "",
+            (_, false) => " FOR UPDATE",
+            (_, true) => " FOR UPDATE SKIP LOCKED",
         }
+    }
+
+    /// Intake on several relays, one after the other from the first read of an open incident
+    /// to the commit: two relays given the same webhook never both start an incident for its
+    /// group, nor choose the same id.
+    fn lock_intake(&mut self) -> Result<(), StoreError> {
+        if self.mode != Mode::Read && !self.id_locked {
+            self.execute("SELECT pg_advisory_xact_lock($1)", &[&INCIDENT_ID_LOCK])?;
+            self.id_locked = true;
+        }
+        Ok(())
     }
 
     fn note<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
@@ -141,10 +153,11 @@ impl<'a> PgTx<'a> {
         &mut self,
         filter: &str,
         args: &[&(dyn ToSql + Sync)],
+        skip_locked: bool,
     ) -> Result<Loaded<IncidentRecord>, StoreError> {
         let sql = format!(
             "SELECT id, incident_key, group_key, machine, alert_group FROM incidents {filter}{}",
-            self.lock()
+            self.lock(skip_locked)
         );
         let mut loaded = Loaded {
             rows: Vec::new(),
@@ -170,14 +183,16 @@ impl Tx for PgTx<'_> {
         policy: &PolicyName,
         group: &GroupKey,
     ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        self.lock_intake()?;
         self.incidents(
             "WHERE policy = $1 AND group_key = $2 AND open",
             &[&policy.as_str(), &text(group.as_str())],
+            false,
         )
     }
 
     fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
-        let mut loaded = self.incidents("WHERE id = $1", &[&id])?;
+        let mut loaded = self.incidents("WHERE id = $1", &[&id], false)?;
         if let Some(bad) = loaded.bad.pop() {
             return Err(StoreError::Undecodable(bad));
         }
@@ -189,14 +204,20 @@ impl Tx for PgTx<'_> {
         now: Timestamp,
         limit: u32,
     ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        // Several relays' schedulers share the due incidents instead of queueing on them.
         self.incidents(
             "WHERE next_due IS NOT NULL AND next_due <= $1 ORDER BY next_due, id LIMIT $2",
             &[&now.0, &i64::from(limit)],
+            true,
         )
     }
 
     fn open_incidents(&mut self, limit: u32) -> Result<Loaded<IncidentRecord>, StoreError> {
-        self.incidents("WHERE open ORDER BY id LIMIT $1", &[&i64::from(limit)])
+        self.incidents(
+            "WHERE open ORDER BY id LIMIT $1",
+            &[&i64::from(limit)],
+            false,
+        )
     }
 
     fn quarantine(&mut self, row: &BadRow, now: Timestamp) -> Result<(), StoreError> {
@@ -232,7 +253,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn undecodable(&mut self) -> Result<Vec<BadRow>, StoreError> {
-        let mut bad = self.incidents("WHERE open", &[])?.bad;
+        let mut bad = self.incidents("WHERE open", &[], false)?.bad;
         for row in self.rows(
             "SELECT id, payload FROM outbox WHERE status = 'pending'",
             &[],
@@ -264,10 +285,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn next_incident_id(&mut self) -> Result<i64, StoreError> {
-        if self.mode != Mode::Read && !self.id_locked {
-            self.execute("SELECT pg_advisory_xact_lock($1)", &[&INCIDENT_ID_LOCK])?;
-            self.id_locked = true;
-        }
+        self.lock_intake()?;
         self.one("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents", &[])
     }
 

@@ -32,7 +32,7 @@ enum Source {
     /// The SQLite file beside the relay.
     Sqlite(Connection),
     /// A store of the checker's own on the relay's database.
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
 }
 
 /// Reads the relay's database beside it; payloads are parsed once per row.
@@ -56,7 +56,7 @@ impl Observer {
 
     pub fn postgres(store: PostgresStore) -> Self {
         Self {
-            source: Source::Postgres(store),
+            source: Source::Postgres(Box::new(store)),
             keys: BTreeMap::new(),
         }
     }
