@@ -9,7 +9,7 @@ use super::Relay;
 use crate::domain::{TargetName, Timestamp};
 use crate::engine::UNCONFIGURED;
 use crate::sinks::{Backoff, Outcome, Sink};
-use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError};
+use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError, StoreHandle};
 
 /// How soon to ask again for a target that another relay is delivering.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
@@ -102,17 +102,12 @@ impl Relay {
         let Some(head) = head else {
             return Ok(Step::Deferred(now.plus(CLAIM_RETRY)));
         };
+        let mut claimed = Claimed {
+            store: self.store.clone(),
+            target: (claim == Claim::Ours).then(|| w.target.clone()),
+        };
         let step = self.deliver_head(w, head, now).await;
-        if claim == Claim::Ours {
-            let target = w.target.clone();
-            if let Err(error) = self
-                .store
-                .blocking(move |store| store.release_target(&target))
-                .await
-            {
-                tracing::warn!(target = %w.target, %error, "cannot release the delivery claim (the store drops it with the connection)");
-            }
-        }
+        claimed.release().await;
         step
     }
 
@@ -291,6 +286,41 @@ impl Relay {
             Err(error) => {
                 tracing::error!(%error, "cannot dead-letter notifications of removed targets")
             }
+        }
+    }
+}
+
+/// A target claimed for one delivery step: released at its end, and also if the step is
+/// dropped halfway (a claim left held would stop every relay delivering the target).
+struct Claimed {
+    store: StoreHandle,
+    target: Option<TargetName>,
+}
+
+impl Claimed {
+    async fn release(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let shown = target.clone();
+        let released = self
+            .store
+            .blocking(move |store| store.release_target(&target))
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(target = %shown, %error, "cannot release the delivery claim (the store drops it with its connection)");
+        }
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || store.store().release_target(&target));
         }
     }
 }

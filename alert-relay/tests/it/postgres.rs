@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alert_relay::config::Config;
 use alert_relay::store::postgres::scratch::ScratchDatabase;
-use alert_relay::store::{self, Mode, PostgresStore};
+use alert_relay::store::{self, Claim, Mode, PostgresStore, Store};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
@@ -154,13 +154,11 @@ fn a_bad_database_url_stops_serve_at_once_with_a_fix_and_no_password() {
 
 /// ntfy, as strict as ever, taking a while to answer: both relays' workers reach the head
 /// of the queue while a page to it is still on its way.
-struct SlowNtfy;
+struct SlowNtfy(Duration);
 
 impl Respond for SlowNtfy {
     fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
-        crate::fakes::StrictNtfy
-            .respond(request)
-            .set_delay(Duration::from_millis(100))
+        crate::fakes::StrictNtfy.respond(request).set_delay(self.0)
     }
 }
 
@@ -171,7 +169,7 @@ async fn two_relays_on_one_database_send_each_page_once() {
     };
     let ntfy = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(SlowNtfy)
+        .respond_with(SlowNtfy(Duration::from_millis(100)))
         .mount(&ntfy)
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -217,4 +215,41 @@ async fn two_relays_on_one_database_send_each_page_once() {
     for relay in relays {
         relay.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_step_dropped_halfway_gives_its_claim_back() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlowNtfy(Duration::from_secs(1)))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let text = std::fs::read_to_string(&policy).expect("policy");
+    let config = Config::parse(&text, &policy, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let relay = alert_relay::server::Relay::builder(config, &dir.path().join("data"))
+        .store(Arc::new(db.open()))
+        .build()
+        .expect("relay");
+    let now = alert_relay::domain::Timestamp::now();
+    let body = webhook("GatewayDown", "firing").to_string();
+    let group = alert_relay::server::webhook::parse(body.as_bytes()).expect("group");
+    relay.ingest(None, group, now).await.expect("ingest");
+    let worker = relay
+        .workers()
+        .into_iter()
+        .find(|w| w.target.as_str() == "ntfy.primary")
+        .expect("the primary's worker");
+    // Cut while the vendor is still answering: the step never reaches its end.
+    let cut = tokio::time::timeout(Duration::from_millis(300), relay.deliver_next(&worker, now));
+    assert!(cut.await.is_err(), "the vendor answers only after a second");
+    let other = PostgresStore::open(db.url()).expect("another relay's store");
+    eventually("the claim given back", Duration::from_secs(5), || async {
+        (other.claim_target(&worker.target).ok() == Some(Claim::Ours)).then_some(())
+    })
+    .await;
 }
