@@ -10,10 +10,10 @@ use crate::domain::{TargetName, Timestamp};
 use crate::engine::UNCONFIGURED;
 use crate::sinks::{Backoff, Outcome, Sink};
 use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError, StoreHandle};
+use crate::templates::Templates;
 
 /// How soon to ask again for a target that another relay is delivering.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
-use crate::templates::Templates;
 
 /// What one delivery step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
