@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::{sample_notification, Labels, NotificationKind, TargetName, Timestamp};
 use crate::engine::{Action, Event, Incident};
 use crate::sinks::Health;
+use crate::store::DatabaseUrl;
 use crate::templates::Templates;
 
 /// Relays Alertmanager webhooks to ntfy (and more), escalating along a policy until someone
@@ -160,6 +161,15 @@ pub struct ServeArgs {
     /// Directory of the durable state (SQLite) and the generated ack key.
     #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
     pub data_dir: PathBuf,
+    /// Keep the state in PostgreSQL instead of SQLite in --data-dir (which then holds only
+    /// the generated ack key): postgres://USER@HOST:PORT/DATABASE, or
+    /// postgres://USER@%2Frun%2Fpostgresql/DATABASE for a unix socket. No TLS yet.
+    #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A file whose first line is the database password (a mounted secret), so that it
+    /// never sits in the URL.
+    #[arg(long, env = "RELAY_DATABASE_PASSWORD_FILE", requires = "database_url")]
+    pub database_password_file: Option<PathBuf>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Loki base URL to ship logs to (e.g. http://loki:3100).
@@ -169,6 +179,21 @@ pub struct ServeArgs {
     /// `/runbooks/<AlertName>` for the Runbook buttons of pages.
     #[arg(long, env = "RELAY_RUNBOOKS_DIR")]
     pub runbooks: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The PostgreSQL database to keep the state in, checked and with its password read;
+    /// `None`: SQLite in the data directory.
+    pub fn database(&self) -> Result<Option<DatabaseUrl>, String> {
+        let Some(text) = &self.database_url else {
+            return Ok(None);
+        };
+        let url = DatabaseUrl::parse(text).map_err(|e| format!("--database-url {e}"))?;
+        match &self.database_password_file {
+            Some(file) => url.with_password_file(file).map(Some),
+            None => Ok(Some(url)),
+        }
+    }
 }
 
 /// `check-config`: the summary of a valid policy file, printed on success.

@@ -1,12 +1,14 @@
 //! `alert-relay`: parses the command line and runs one subcommand.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alert_relay::cli::{self, Cli, Command, ServeArgs};
 use alert_relay::config::Config;
 use alert_relay::domain::Timestamp;
 use alert_relay::server::{self, Relay};
+use alert_relay::store::PostgresStore;
 use anyhow::Context;
 use clap::Parser;
 use exporter::telemetry;
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Validate before anything starts: a bad file never half-runs.
     let config = Config::load(&args.config)?;
+    let database = args.database().map_err(anyhow::Error::msg)?;
     if let Some(dir) = args.runbooks.as_ref().filter(|d| !d.is_dir()) {
         anyhow::bail!(
             "--runbooks {}: not a directory (point it at the bundle's docs/runbooks)",
@@ -145,9 +148,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let guard = telemetry::init("alert-relay", args.log_format, args.loki_url.as_ref())?;
     let result = async {
-        let relay = Relay::new(config, &args.data_dir)
-            .with_context(|| format!("cannot open the state in {}", args.data_dir.display()))?
-            .with_config_path(&args.config);
+        let builder = Relay::builder(config, &args.data_dir).config_path(&args.config);
+        let relay = match &database {
+            Some(url) => {
+                let store = PostgresStore::open(url)?;
+                tracing::info!(database = %url, "the state is in PostgreSQL");
+                builder.store(Arc::new(store)).build()?
+            }
+            None => builder
+                .build()
+                .with_context(|| format!("cannot open the state in {}", args.data_dir.display()))?,
+        };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -9,8 +9,11 @@ use super::Relay;
 use crate::domain::{TargetName, Timestamp};
 use crate::engine::UNCONFIGURED;
 use crate::sinks::{Backoff, Outcome, Sink};
-use crate::store::{Finish, Mode, StoreError};
+use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError, StoreHandle};
 use crate::templates::Templates;
+
+/// How soon to ask again for a target that another relay is delivering.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 /// What one delivery step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,16 +73,52 @@ impl Relay {
     /// Tries the oldest pending notification of the worker's target once, and records how it
     /// went: delivered, retried later (the vendor's `Retry-After`, else backoff), or
     /// dead-lettered (refused for good, or older than `give_up_after`).
+    ///
+    /// Relays sharing one store deliver a target one at a time ([`Store::claim_target`]): the
+    /// worker claims it for this call and releases it at the end, so a relay that stops or
+    /// changes its targets holds nothing.
+    ///
+    /// [`Store::claim_target`]: crate::store::Store::claim_target
     pub async fn deliver_next(&self, w: &Worker, now: Timestamp) -> Result<Step, StoreError> {
         if let Some(step) = self.record_pending(w, now).await {
             return Ok(step);
         }
         let target = w.target.clone();
-        let item = match self
+        let (claim, head) = self
             .store
-            .run(Mode::Read, move |tx| tx.outbox_head(&target))
-            .await?
-        {
+            .blocking(move |store| {
+                let claim = store.claim_target(&target)?;
+                if claim == Claim::Theirs {
+                    return Ok((claim, None));
+                }
+                let head = store::run(store, Mode::Read, |tx| tx.outbox_head(&target));
+                if head.is_err() && claim == Claim::Ours {
+                    // The read's error is the one to report.
+                    let _ = store.release_target(&target);
+                }
+                Ok((claim, Some(head?)))
+            })
+            .await?;
+        let Some(head) = head else {
+            return Ok(Step::Deferred(now.plus(CLAIM_RETRY)));
+        };
+        let mut claimed = Claimed {
+            store: self.store.clone(),
+            target: (claim == Claim::Ours).then(|| w.target.clone()),
+        };
+        let step = self.deliver_head(w, head, now).await;
+        claimed.release().await;
+        step
+    }
+
+    /// Tries `head`, the oldest pending notification of the worker's target, if it is due.
+    async fn deliver_head(
+        &self,
+        w: &Worker,
+        head: Option<Result<OutboxItem, BadRow>>,
+        now: Timestamp,
+    ) -> Result<Step, StoreError> {
+        let item = match head {
             None => return Ok(Step::Empty),
             Some(Ok(item)) => item,
             // An unreadable row would block its target's queue for good.
@@ -247,6 +286,41 @@ impl Relay {
             Err(error) => {
                 tracing::error!(%error, "cannot dead-letter notifications of removed targets")
             }
+        }
+    }
+}
+
+/// A target claimed for one delivery step: released at its end, and also if the step is
+/// dropped halfway (a claim left held would stop every relay delivering the target).
+struct Claimed {
+    store: StoreHandle,
+    target: Option<TargetName>,
+}
+
+impl Claimed {
+    async fn release(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let shown = target.clone();
+        let released = self
+            .store
+            .blocking(move |store| store.release_target(&target))
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(target = %shown, %error, "cannot release the delivery claim (the store drops it with its connection)");
+        }
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let Some(target) = self.target.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || store.store().release_target(&target));
         }
     }
 }

@@ -46,8 +46,13 @@ fn targets() -> BTreeSet<TargetName> {
         .collect()
 }
 
-/// Ingests a firing webhook for `alertname` the way the application layer does.
-fn fire(store: &dyn Store, alertname: &str, now: Timestamp) -> Result<IngestOutcome, StoreError> {
+/// Ingests a firing webhook for `alertname` the way the application layer does: the first
+/// is incident 1, paging `ntfy.a` and `ntfy.b` at once (for backends' own tests too).
+pub fn fire(
+    store: &dyn Store,
+    alertname: &str,
+    now: Timestamp,
+) -> Result<IngestOutcome, StoreError> {
     let links = links();
     let configured = targets();
     let mut group = sample_notification("critical", "x", NotificationKind::Firing).group;

@@ -2,11 +2,13 @@
 //! [`Store`] runs a unit of work in a transaction, [`Tx`] is what the work may read and write.
 //! The store makes no domain decisions: what to write is decided by the engine, and
 //! [`commit`] writes an engine [`Transition`] as it is. Backends: [`sqlite`] (the embedded
-//! default). [`contract`] holds the tests every backend must pass.
+//! default) and [`postgres`] (state off the machine). [`contract`] holds the tests every
+//! backend must pass.
 //!
 //! Calls are blocking; async code goes through [`StoreHandle`] (`spawn_blocking`).
 
 pub mod contract;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,12 +16,15 @@ use std::sync::Arc;
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Override, Transition};
 
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(PgError),
     #[error("stored JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
     #[error("the store task failed: {0}")]
@@ -30,6 +35,39 @@ pub enum StoreError {
     Open(String),
     #[error("{0}")]
     Undecodable(BadRow),
+}
+
+/// A PostgreSQL error shown with its cause: the server's message, detail and hint (the
+/// driver's own `Display` stops at "db error").
+#[derive(Debug)]
+pub struct PgError(pub tokio_postgres::Error);
+
+impl PgError {
+    /// The SQLSTATE code of a server error (`23505` for a unique violation, …).
+    pub fn code(&self) -> Option<&str> {
+        self.0.code().map(|c| c.code())
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            return write!(f, "{}", db.to_string().replace('\n', "; "));
+        }
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(PgError(error))
+    }
 }
 
 /// A row that cannot be read back (damaged, or written by something else): quarantined by
@@ -196,6 +234,18 @@ pub trait Tx {
     fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// Which relay delivers a target's notifications now, among relays sharing one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The store belongs to this relay alone: nothing to claim or release.
+    Alone,
+    /// This relay's until released: deliver, in queue order.
+    Ours,
+    /// Another relay (or another worker of this one) is delivering this target: ask again
+    /// a little later.
+    Theirs,
+}
+
 /// A unit of work: runs inside one transaction; an `Err` rolls it back.
 pub type Work<'a> = dyn FnMut(&mut dyn Tx) -> Result<(), StoreError> + 'a;
 
@@ -214,6 +264,21 @@ pub trait Store: Send + Sync {
 
     /// A cheap write that is rolled back: can the store accept a webhook now?
     fn probe(&self) -> Result<(), StoreError>;
+
+    /// Claims the delivery of `target`'s queue for this relay until [`Store::release_target`]:
+    /// among relays sharing the store, one delivers a target at a time, so none sends a
+    /// notification another is sending, and the queue stays in order. A claim held by a relay that died is free again within a
+    /// bounded time. A store that one relay holds alone (SQLite) answers `Alone`.
+    fn claim_target(&self, target: &TargetName) -> Result<Claim, StoreError> {
+        let _ = target;
+        Ok(Claim::Alone)
+    }
+
+    /// Gives up this relay's claim on `target` (its queue is empty).
+    fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
+        let _ = target;
+        Ok(())
+    }
 }
 
 /// Runs `work` in one transaction of `mode` and returns what it returned.
@@ -228,6 +293,18 @@ pub fn run<T>(
         Ok(())
     })?;
     out.ok_or_else(|| StoreError::Task("the transaction returned nothing".into()))
+}
+
+/// The `kind` column of an outbox row (superseding touches `firing` rows only).
+pub(crate) fn kind_column(kind: crate::domain::NotificationKind) -> &'static str {
+    use crate::domain::NotificationKind;
+    match kind {
+        NotificationKind::Firing => "firing",
+        NotificationKind::Resolved => "resolved",
+        NotificationKind::Acknowledged => "acknowledged",
+        NotificationKind::Silenced => "silenced",
+        NotificationKind::Handoff => "handoff",
+    }
 }
 
 /// Writes an engine transition as it is.
@@ -269,6 +346,18 @@ impl StoreHandle {
     {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || run(store.as_ref(), mode, work))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` with the store on a blocking thread (calls that are not one transaction).
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }

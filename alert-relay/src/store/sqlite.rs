@@ -13,7 +13,7 @@ use super::{
     Tx, Work,
 };
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, NewOutbox, NotificationKind, Override};
+use crate::engine::{IncidentRecord, NewOutbox, Override};
 
 /// Below this much free space on the data directory's filesystem, the store is not ready:
 /// a webhook would fail to commit (and an acknowledged delivery fail to be recorded).
@@ -331,16 +331,6 @@ fn decode((id, key, group_key, machine, group): IncidentRow) -> Result<IncidentR
     })
 }
 
-fn kind_column(kind: NotificationKind) -> &'static str {
-    match kind {
-        NotificationKind::Firing => "firing",
-        NotificationKind::Resolved => "resolved",
-        NotificationKind::Acknowledged => "acknowledged",
-        NotificationKind::Silenced => "silenced",
-        NotificationKind::Handoff => "handoff",
-    }
-}
-
 impl SqliteTx<'_> {
     fn incidents(
         &self,
@@ -534,7 +524,7 @@ impl Tx for SqliteTx<'_> {
         .execute(params![
             n.incident_id,
             n.target.as_str(),
-            kind_column(n.kind),
+            super::kind_column(n.kind),
             serde_json::to_string(n)?,
             if row.dead.is_some() { "dead" } else { "pending" },
             now.0,

@@ -9,6 +9,7 @@ mod delivery;
 mod heartbeat;
 mod intake;
 mod limits;
+mod postgres;
 mod reload;
 mod restart;
 mod schedules;

@@ -1,11 +1,12 @@
 //! The invariants, checked after every step against the model, the relay's rows (read through
-//! a connection of the checker's own) and what the vendors received.
+//! a connection of the checker's own, SQLite or PostgreSQL) and what the vendors received.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use alert_relay::domain::{Notification, TargetName, Timestamp};
 use alert_relay::engine::UNCONFIGURED;
+use alert_relay::store::PostgresStore;
 use rusqlite::Connection;
 
 use super::model::{Expectation, Key, Kind, Model};
@@ -26,43 +27,69 @@ pub struct Row {
 /// id, status, last_error, next_try, done_at, payload.
 type RawRow = (i64, String, Option<String>, i64, Option<i64>, String);
 
+/// Where the relay's rows are.
+enum Source {
+    /// The SQLite file beside the relay.
+    Sqlite(Connection),
+    /// A store of the checker's own on the relay's database.
+    Postgres(Box<PostgresStore>),
+}
+
 /// Reads the relay's database beside it; payloads are parsed once per row.
 pub struct Observer {
-    conn: Connection,
+    source: Source,
     keys: BTreeMap<i64, (Key, String)>,
 }
+
+const OUTBOX: &str =
+    "SELECT id, status, last_error, next_try, done_at, payload FROM outbox ORDER BY id";
+const PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE status = 'pending'";
 
 impl Observer {
     pub fn open(dir: &Path) -> Self {
         let conn = Connection::open(dir.join("relay.db")).expect("the checker's connection");
         Self {
-            conn,
+            source: Source::Sqlite(conn),
             keys: BTreeMap::new(),
         }
     }
 
+    pub fn postgres(store: PostgresStore) -> Self {
+        Self {
+            source: Source::Postgres(Box::new(store)),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    fn raw_rows(&self) -> Vec<RawRow> {
+        match &self.source {
+            Source::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(OUTBOX).expect("prepare");
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+            }
+            Source::Postgres(store) => store
+                .query(OUTBOX, &[])
+                .expect("outbox rows")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect(),
+        }
+    }
+
     pub fn rows(&mut self) -> Vec<Row> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, status, last_error, next_try, done_at, payload FROM outbox ORDER BY id",
-            )
-            .expect("prepare");
-        let raw: Vec<RawRow> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        drop(stmt);
+        let raw = self.raw_rows();
         raw.into_iter()
             .map(|(id, status, reason, next_try, done_at, payload)| {
                 let (key, sequence_id) = self
@@ -97,27 +124,36 @@ impl Observer {
     }
 
     pub fn pending(&self) -> i64 {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count")
+        match &self.source {
+            Source::Sqlite(conn) => conn.query_row(PENDING, [], |r| r.get(0)).expect("count"),
+            Source::Postgres(store) => store.query(PENDING, &[]).expect("count")[0].get(0),
+        }
     }
 
     /// (id, policy, group key) of every open incident.
     pub fn open_incidents(&self) -> Vec<(i64, String, String)> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, policy, group_key FROM incidents WHERE open = 1 ORDER BY id",
-            )
-            .expect("prepare");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
+        match &self.source {
+            Source::Sqlite(conn) => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, policy, group_key FROM incidents WHERE open = 1 ORDER BY id",
+                    )
+                    .expect("prepare");
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("rows")
+            }
+            Source::Postgres(store) => store
+                .query(
+                    "SELECT id, policy, group_key FROM incidents WHERE open ORDER BY id",
+                    &[],
+                )
+                .expect("open incidents")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        }
     }
 }
 

@@ -2,11 +2,14 @@
 //! TigerBeetle's: one seed decides a schedule over virtual time of webhooks (firing, repeats,
 //! new alerts joining a group, resolves), acknowledgements, silences, policy reloads, vendor
 //! answers (2xx, 429 with Retry-After, 5xx, 4xx, timeouts, accepted-but-unanswered) and
-//! crashes (every in-memory structure dropped, the SQLite file reopened). After every step
-//! the invariants in [`check`] are checked against the reference [`model`].
+//! crashes (every in-memory structure dropped, the store reopened). After every step the
+//! invariants in [`check`] are checked against the reference [`model`]. It runs on SQLite,
+//! and on PostgreSQL (a database per seed; `RELAY_TEST_DATABASE_URL`), where a crash drops
+//! the relay and its pool and opens a new store on the same database.
 //!
-//! `SIM_SEEDS=N` runs N seeds (default 1000), `SIM_SEED=S` replays one exactly, `SIM_STEPS`
-//! sets the steps per seed (default 60). A failure prints its seed and its trace.
+//! `SIM_SEEDS=N` runs N seeds (default 1000; `SIM_PG_SEEDS`, default 50, on PostgreSQL),
+//! `SIM_SEED=S` replays one exactly, `SIM_STEPS` sets the steps per seed (default 60). A
+//! failure prints its seed and its trace.
 
 mod check;
 mod model;
@@ -22,6 +25,7 @@ use alert_relay::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, TargetName, Timestamp,
 };
 use alert_relay::engine::{AckOutcome, IngestOutcome};
+use alert_relay::store::postgres::scratch::ScratchDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -47,6 +51,8 @@ struct Sim {
     alerts: Vec<usize>,
     trace: Vec<String>,
     observer: Option<check::Observer>,
+    /// The PostgreSQL database the relay keeps its state in; `None`: SQLite in `dir`.
+    database: Option<Arc<ScratchDatabase>>,
 }
 
 fn group_key(g: usize) -> String {
@@ -62,7 +68,7 @@ fn policy_of(g: usize) -> &'static str {
 }
 
 impl Sim {
-    fn new(seed: u64, dir: &Path) -> Self {
+    fn new(seed: u64, dir: &Path, database: Option<Arc<ScratchDatabase>>) -> Self {
         let mut sim = Sim {
             rng: StdRng::seed_from_u64(seed),
             dir: dir.to_owned(),
@@ -76,10 +82,14 @@ impl Sim {
             alerts: vec![1; GROUPS],
             trace: Vec::new(),
             observer: None,
+            database,
         };
         sim.world.state().now = T0;
         sim.boot();
-        sim.observer = Some(check::Observer::open(dir));
+        sim.observer = Some(match &sim.database {
+            Some(db) => check::Observer::postgres(db.open()),
+            None => check::Observer::open(dir),
+        });
         sim
     }
 
@@ -96,15 +106,17 @@ impl Sim {
             .collect()
     }
 
-    /// Starts (or restarts after a crash) the relay on the same directory.
+    /// Starts (or restarts after a crash) the relay on the same directory or database.
     fn boot(&mut self) {
         let seed = self.rng.random();
-        let relay = Relay::builder(self.config(), &self.dir)
+        let mut builder = Relay::builder(self.config(), &self.dir)
             .peers(Arc::new(self.world.clone()))
             .seed(seed)
-            .started(self.now)
-            .build()
-            .expect("relay");
+            .started(self.now);
+        if let Some(db) = &self.database {
+            builder = builder.store(Arc::new(db.open()));
+        }
+        let relay = builder.build().expect("relay");
         self.workers = relay.workers();
         self.relay = Some(relay);
     }
@@ -468,9 +480,15 @@ fn run_seed(
     steps: usize,
     runtime: &tokio::runtime::Runtime,
     base: &Path,
+    database: Option<ScratchDatabase>,
 ) -> Result<(), String> {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
-    let mut sim = Sim::new(seed, dir.path());
+    let replay = if database.is_some() {
+        "sim::the_paging_invariants_hold_on_postgres"
+    } else {
+        "sim::"
+    };
+    let mut sim = Sim::new(seed, dir.path(), database.map(Arc::new));
     let result = runtime.block_on(async {
         for i in 0..steps {
             sim.step().await.map_err(|e| format!("step {i}: {e}"))?;
@@ -482,7 +500,7 @@ fn run_seed(
     });
     result.map_err(|violation| {
         format!(
-            "simulation seed {seed} failed: {violation}\nreplay: SIM_SEED={seed} cargo nextest run -p alert-relay sim::\ntrace:\n  {}",
+            "simulation seed {seed} failed: {violation}\nreplay: SIM_SEED={seed} cargo nextest run -p alert-relay {replay}\ntrace:\n  {}",
             sim.trace.join("\n  ")
         )
     })
@@ -495,15 +513,19 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Seeds `part` of `parts` (by residue), or the one `SIM_SEED` names.
-fn run_part(part: u64, parts: u64) {
+/// Seeds `part` of `parts` (by residue), or the one `SIM_SEED` names; on PostgreSQL if
+/// `postgres` (a database per seed).
+fn run_part(part: u64, parts: u64, postgres: bool) {
     let steps = env_number("SIM_STEPS", 60) as usize;
+    let count = if postgres {
+        env_number("SIM_PG_SEEDS", 50)
+    } else {
+        env_number("SIM_SEEDS", 1000)
+    };
     let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) if seed % parts == part => vec![seed],
         Some(_) => Vec::new(),
-        None => (0..env_number("SIM_SEEDS", 1000))
-            .filter(|s| s % parts == part)
-            .collect(),
+        None => (0..count).filter(|s| s % parts == part).collect(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -517,7 +539,15 @@ fn run_part(part: u64, parts: u64) {
         std::env::temp_dir()
     };
     for seed in seeds {
-        if let Err(report) = run_seed(seed, steps, &runtime, &base) {
+        let database = if postgres {
+            match ScratchDatabase::create() {
+                Some(db) => Some(db),
+                None => return,
+            }
+        } else {
+            None
+        };
+        if let Err(report) = run_seed(seed, steps, &runtime, &base, database) {
             panic!("{report}");
         }
     }
@@ -525,12 +555,19 @@ fn run_part(part: u64, parts: u64) {
 
 #[test]
 fn the_paging_invariants_hold_for_every_seed_part_0_of_2() {
-    run_part(0, 2);
+    run_part(0, 2, false);
 }
 
 #[test]
 fn the_paging_invariants_hold_for_every_seed_part_1_of_2() {
-    run_part(1, 2);
+    run_part(1, 2, false);
+}
+
+/// The same invariants with the state in PostgreSQL: a crash reopens the store on the same
+/// database, as a relay restarted on it would.
+#[test]
+fn the_paging_invariants_hold_on_postgres() {
+    run_part(0, 1, true);
 }
 
 #[test]
@@ -542,7 +579,7 @@ fn a_seed_replays_exactly() {
     let base = std::env::temp_dir();
     let record = |seed| {
         let dir = tempfile::tempdir_in(&base).expect("tempdir");
-        let mut sim = Sim::new(seed, dir.path());
+        let mut sim = Sim::new(seed, dir.path(), None);
         runtime.block_on(async {
             for _ in 0..80 {
                 sim.step().await.expect("step");

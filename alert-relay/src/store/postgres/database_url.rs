@@ -1,0 +1,291 @@
+//! Where the PostgreSQL store connects: a `postgres://` URL checked before use, with the
+//! password from a file if asked, so that it never sits in the URL (nor in `ps`).
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use url::Url;
+
+/// Waiting longer than this for a TCP connection means the server is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle seconds before the kernel asks a silent server whether it is still there (the
+/// default, two hours, would leave a relay waiting on a dead connection for that long).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// Data unacknowledged this long closes the connection: a query never hangs on a server
+/// that vanished.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Asked of the server for every session: notice a relay that vanished within about 25 s
+/// (its locks and claims end with its session), and end a transaction left idle for a
+/// minute (the relay's transactions never wait on anything but the database).
+const SESSION_OPTIONS: &str = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
+     -c tcp_keepalives_count=3 -c idle_in_transaction_session_timeout=60000";
+
+/// A validated connection URL and, perhaps, a password kept beside it.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    url: Url,
+    password: Option<String>,
+}
+
+impl DatabaseUrl {
+    /// Checks `text` as a PostgreSQL URL: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`,
+    /// or `postgres://USER@/DATABASE?host=/run/postgresql` for a unix socket.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = Url::parse(text.trim()).map_err(|e| {
+            format!(
+                "the database URL is not a URL ({e}); write it like \
+                 postgres://relay@db.example.com:5432/relay"
+            )
+        })?;
+        let this = Self {
+            url,
+            password: None,
+        };
+        let shown = this.to_string();
+        if !matches!(this.url.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "{shown}: the database URL must start with postgres:// (SQLite needs no URL: \
+                 leave --database-url out to keep the state in --data-dir)"
+            ));
+        }
+        if this.url.username().is_empty() && this.query("user").is_none() {
+            return Err(format!(
+                "{shown}: no user; write it like postgres://relay@{}/relay",
+                this.url.host_str().unwrap_or("db.example.com")
+            ));
+        }
+        let host = this.url.host_str().is_some_and(|h| !h.is_empty());
+        if !host && this.query("host").is_none() {
+            return Err(format!(
+                "{shown}: no host; write it like postgres://relay@db.example.com/relay, or \
+                 postgres://relay@%2Frun%2Fpostgresql/relay for a unix socket"
+            ));
+        }
+        let database = this.url.path().trim_start_matches('/');
+        if database.is_empty() && this.query("dbname").is_none() {
+            return Err(format!(
+                "{shown}: no database; name it after the host, like {}/relay",
+                shown.trim_end_matches('/')
+            ));
+        }
+        if let Some(mode) = this.query("sslmode") {
+            if !matches!(mode.as_str(), "disable" | "prefer") {
+                return Err(format!(
+                    "{shown}: sslmode={mode} asks for TLS, which this relay does not speak to \
+                     PostgreSQL yet: use a unix socket or a trusted network with sslmode=disable"
+                ));
+            }
+        }
+        // The driver's own reading, so that anything it refuses is refused here, at start.
+        tokio_postgres::Config::from_str(this.url.as_str())
+            .map_err(|e| format!("{shown}: not a PostgreSQL URL the driver accepts: {e}"))?;
+        Ok(this)
+    }
+
+    /// Takes the password from the first line of `path` (a secret mounted as a file); the
+    /// URL must then carry none.
+    pub fn with_password_file(mut self, path: &Path) -> Result<Self, String> {
+        if self.url.password().is_some() || self.query("password").is_some() {
+            return Err(format!(
+                "{self}: the URL has a password and --database-password-file gives one too: \
+                 keep it in the file only"
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "--database-password-file {}: cannot read it: {e}",
+                path.display()
+            )
+        })?;
+        let password = text.lines().next().unwrap_or_default().to_owned();
+        if password.is_empty() {
+            return Err(format!(
+                "--database-password-file {}: the file is empty",
+                path.display()
+            ));
+        }
+        self.password = Some(password);
+        Ok(self)
+    }
+
+    /// The same server and credentials, another database (tests make one each).
+    pub fn with_database(&self, name: &str) -> Self {
+        let mut other = self.clone();
+        other.url.set_path(&format!("/{name}"));
+        let pairs: Vec<(String, String)> = other
+            .url
+            .query_pairs()
+            .filter(|(k, _)| k != "dbname")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        other.url.set_query(None);
+        if !pairs.is_empty() {
+            other.url.query_pairs_mut().extend_pairs(pairs);
+        }
+        other
+    }
+
+    /// The driver's configuration, with the relay's timeouts where the URL sets none.
+    pub fn config(&self) -> Result<tokio_postgres::Config, String> {
+        let mut config = tokio_postgres::Config::from_str(self.url.as_str())
+            .map_err(|e| format!("{self}: {e}"))?;
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if self.query("keepalives_idle").is_none() {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if self.query("tcp_user_timeout").is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("alert-relay");
+        }
+        // The URL's own options come last, so that they win.
+        let options = match config.get_options() {
+            Some(own) => format!("{SESSION_OPTIONS} {own}"),
+            None => SESSION_OPTIONS.to_owned(),
+        };
+        config.options(&options);
+        Ok(config)
+    }
+
+    fn query(&self, key: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The URL as it may be printed: a password, in the userinfo or as `?password=`, is `***`.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        if self.query("password").is_some() {
+            let pairs: Vec<(String, String)> = self
+                .url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" { "***".into() } else { v };
+                    (k.into_owned(), v.into_owned())
+                })
+                .collect();
+            shown.set_query(None);
+            shown.query_pairs_mut().extend_pairs(pairs);
+        }
+        write!(f, "{shown}")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        match DatabaseUrl::parse(text) {
+            Ok(url) => panic!("{url} must be refused"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn a_url_with_user_host_and_database_is_accepted() {
+        for text in [
+            "postgres://relay@db:5432/relay",
+            "postgresql://relay:pw@127.0.0.1/relay?connect_timeout=3",
+            "postgres://relay@%2Frun%2Fpostgresql/relay",
+            "postgres:///relay?host=/run/postgresql&user=relay",
+        ] {
+            let url = DatabaseUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            url.config().unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn each_missing_part_is_named_with_a_fix() {
+        assert!(refused("db:5432").contains("postgres://"));
+        assert!(refused("mysql://relay@db/relay").contains("must start with postgres://"));
+        assert!(refused("postgres://db/relay").contains("no user"));
+        assert!(refused("postgres://relay@db").contains("no database"));
+        assert!(refused("postgres://relay@db/relay?sslmode=require").contains("TLS"));
+        assert!(refused("postgres://relay@db/relay?port=many").contains("driver"));
+    }
+
+    #[test]
+    fn a_password_is_never_printed() {
+        let error = refused("postgres://relay:s3cret@db/relay?sslmode=verify-full");
+        assert!(
+            !error.contains("s3cret") && error.contains("***"),
+            "{error}"
+        );
+        let url = DatabaseUrl::parse("postgres://relay@db/relay?password=s3cret").expect("url");
+        assert!(!url.to_string().contains("s3cret"), "{url}");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_password_file_gives_the_password_and_refuses_a_second_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-the-file\n").expect("write");
+        let url = DatabaseUrl::parse("postgres://relay@db/relay")
+            .and_then(|u| u.with_password_file(&file))
+            .expect("password file");
+        assert_eq!(
+            url.config().expect("config").get_password(),
+            Some(&b"from-the-file"[..])
+        );
+        let both = DatabaseUrl::parse("postgres://relay:inline@db/relay")
+            .and_then(|u| u.with_password_file(&file));
+        assert!(
+            both.is_err_and(|e| e.contains("keep it in the file only") && !e.contains("inline"))
+        );
+        std::fs::write(&file, "").expect("empty");
+        let empty = DatabaseUrl::parse("postgres://relay@db/relay")
+            .and_then(|u| u.with_password_file(&file));
+        assert!(empty.is_err_and(|e| e.contains("empty")));
+    }
+
+    #[test]
+    fn sessions_ask_for_keepalives_and_the_url_options_win() {
+        let plain = DatabaseUrl::parse("postgres://relay@db/relay").expect("url");
+        let options = plain.config().expect("config");
+        assert!(options
+            .get_options()
+            .is_some_and(|o| o.contains("tcp_keepalives_idle=10")));
+        let own =
+            DatabaseUrl::parse("postgres://relay@db/relay?options=-c%20statement_timeout%3D5s")
+                .expect("url");
+        let options = own.config().expect("config");
+        let options = options.get_options().expect("options");
+        assert!(options.ends_with("-c statement_timeout=5s"), "{options}");
+    }
+
+    #[test]
+    fn another_database_keeps_server_and_credentials() {
+        let url =
+            DatabaseUrl::parse("postgres://relay:pw@db:6543/postgres?dbname=x&connect_timeout=2")
+                .expect("url")
+                .with_database("relay_test_1");
+        let config = url.config().expect("config");
+        assert_eq!(config.get_dbname(), Some("relay_test_1"));
+        assert_eq!(config.get_ports(), &[6543]);
+        assert_eq!(config.get_password(), Some(&b"pw"[..]));
+    }
+}

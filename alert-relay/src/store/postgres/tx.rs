@@ -1,0 +1,528 @@
+//! What a unit of work reads and writes on PostgreSQL: the same rows and answers as
+//! SQLite's `Tx`, statement for statement.
+
+use std::borrow::Cow;
+
+use deadpool_postgres::ClientWrapper as Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::wait;
+use crate::domain::{GroupKey, IncidentKey, Notification, PolicyName, TargetName, Timestamp};
+use crate::engine::{IncidentRecord, NewOutbox, Override};
+use crate::store::{
+    BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, StoreError, Tx,
+};
+
+/// Taken before intake reads an open incident or chooses the id of a new one: relays
+/// sharing the database take webhooks in one after the other (released at commit).
+const INCIDENT_ID_LOCK: i64 = 0x7265_6c61_795f_6964;
+
+pub(super) struct PgTx<'a> {
+    client: &'a Client,
+    mode: Mode,
+    /// The first statement that failed: PostgreSQL has aborted the transaction since.
+    failed: Option<String>,
+    /// Whether this transaction holds [`INCIDENT_ID_LOCK`] (taken once, held to the end).
+    id_locked: bool,
+}
+
+/// PostgreSQL's text cannot hold NUL; SQLite's can. Free text from outside (a vendor's
+/// answer, an error) is stored with U+FFFD in its place rather than not at all.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Attempts are never negative (a `CHECK` says so).
+fn attempts(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+/// An incident row as `SELECT id, incident_key, group_key, machine, alert_group` gives it.
+fn decode_incident(row: &Row) -> Result<IncidentRecord, BadRow> {
+    let id: i64 = row.try_get(0).unwrap_or_default();
+    let bad = |error: String| BadRow {
+        table: "incidents",
+        id,
+        error,
+    };
+    let column = |i: usize| row.try_get::<_, String>(i).map_err(|e| bad(e.to_string()));
+    let (key, group_key, machine, group) = (column(1)?, column(2)?, column(3)?, column(4)?);
+    Ok(IncidentRecord {
+        id,
+        key: IncidentKey::from_hex(&key).ok_or_else(|| bad("malformed incident key".into()))?,
+        group_key: GroupKey(group_key),
+        group: serde_json::from_str(&group).map_err(|e| bad(format!("alert_group: {e}")))?,
+        machine: serde_json::from_str(&machine).map_err(|e| bad(format!("machine: {e}")))?,
+    })
+}
+
+impl<'a> PgTx<'a> {
+    pub(super) fn new(client: &'a Client, mode: Mode) -> Self {
+        Self {
+            client,
+            mode,
+            failed: None,
+            id_locked: false,
+        }
+    }
+
+    /// `Err` if a statement failed: the transaction is aborted and must not be committed
+    /// (PostgreSQL would answer `COMMIT` with a silent rollback).
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            None => Ok(()),
+            Some(error) => Err(StoreError::Task(format!(
+                "a statement failed ({error}) and the work went on: rolled back"
+            ))),
+        }
+    }
+
+    /// Incidents read to be changed are locked until commit (`skip`: those another relay
+    /// has locked are left to it); plain reads take no lock.
+    fn lock(&self, skip: bool) -> &'static str {
+        match (self.mode, skip) {
+            (Mode::Read, _) => "",
+            (_, false) => " FOR UPDATE",
+            (_, true) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// Intake on several relays, one after the other from the first read of an open incident
+    /// to the commit: two relays given the same webhook never both start an incident for its
+    /// group, nor choose the same id.
+    fn lock_intake(&mut self) -> Result<(), StoreError> {
+        if self.mode != Mode::Read && !self.id_locked {
+            self.execute("SELECT pg_advisory_xact_lock($1)", &[&INCIDENT_ID_LOCK])?;
+            self.id_locked = true;
+        }
+        Ok(())
+    }
+
+    fn note<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            self.failed.get_or_insert_with(|| e.to_string());
+            StoreError::from(e)
+        })
+    }
+
+    fn rows(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client;
+        let result = wait(async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, args).await
+        });
+        self.note(result)
+    }
+
+    fn execute(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<usize, StoreError> {
+        let client = self.client;
+        let result = wait(async {
+            let statement = client.prepare_cached(sql).await?;
+            client.execute(&statement, args).await
+        });
+        let n = self.note(result)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn one<T>(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<T, StoreError>
+    where
+        T: for<'r> tokio_postgres::types::FromSql<'r>,
+    {
+        let rows = self.rows(sql, args)?;
+        match rows.first() {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(StoreError::Task(format!("no row from {sql}"))),
+        }
+    }
+
+    fn incidents(
+        &mut self,
+        filter: &str,
+        args: &[&(dyn ToSql + Sync)],
+        skip_locked: bool,
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT id, incident_key, group_key, machine, alert_group FROM incidents {filter}{}",
+            self.lock(skip_locked)
+        );
+        let mut loaded = Loaded {
+            rows: Vec::new(),
+            bad: Vec::new(),
+        };
+        for row in self.rows(&sql, args)? {
+            match decode_incident(&row) {
+                Ok(record) => loaded.rows.push(record),
+                Err(bad) => loaded.bad.push(bad),
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn targets(rows: Vec<Row>) -> Result<Vec<TargetName>, StoreError> {
+        rows.iter().map(|r| Ok(TargetName(r.try_get(0)?))).collect()
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn open_incident(
+        &mut self,
+        policy: &PolicyName,
+        group: &GroupKey,
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        self.lock_intake()?;
+        self.incidents(
+            "WHERE policy = $1 AND group_key = $2 AND open",
+            &[&policy.as_str(), &text(group.as_str())],
+            false,
+        )
+    }
+
+    fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
+        let mut loaded = self.incidents("WHERE id = $1", &[&id], false)?;
+        if let Some(bad) = loaded.bad.pop() {
+            return Err(StoreError::Undecodable(bad));
+        }
+        Ok(loaded.rows.pop())
+    }
+
+    fn due_incidents(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Loaded<IncidentRecord>, StoreError> {
+        // Several relays' schedulers share the due incidents instead of queueing on them.
+        self.incidents(
+            "WHERE next_due IS NOT NULL AND next_due <= $1 ORDER BY next_due, id LIMIT $2",
+            &[&now.0, &i64::from(limit)],
+            true,
+        )
+    }
+
+    fn open_incidents(&mut self, limit: u32) -> Result<Loaded<IncidentRecord>, StoreError> {
+        self.incidents(
+            "WHERE open ORDER BY id LIMIT $1",
+            &[&i64::from(limit)],
+            false,
+        )
+    }
+
+    fn quarantine(&mut self, row: &BadRow, now: Timestamp) -> Result<(), StoreError> {
+        let reason = row.to_string();
+        let reason = text(&reason);
+        match row.table {
+            "incidents" => self.execute(
+                "UPDATE incidents SET open = false, next_due = NULL, quarantined = $2, updated_at = $3 WHERE id = $1",
+                &[&row.id, &reason, &now.0],
+            )?,
+            _ => self.execute(
+                "UPDATE outbox SET status = 'dead', done_at = $2, last_error = $3 WHERE id = $1",
+                &[&row.id, &now.0, &reason],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn quarantined(&mut self, limit: u32) -> Result<Vec<Quarantined>, StoreError> {
+        self.rows(
+            "SELECT id, quarantined, updated_at FROM incidents WHERE quarantined IS NOT NULL ORDER BY updated_at DESC, id DESC LIMIT $1",
+            &[&i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Quarantined {
+                id: r.try_get(0)?,
+                reason: r.try_get(1)?,
+                at: Timestamp(r.try_get(2)?),
+            })
+        })
+        .collect()
+    }
+
+    fn undecodable(&mut self) -> Result<Vec<BadRow>, StoreError> {
+        let mut bad = self.incidents("WHERE open", &[], false)?.bad;
+        for row in self.rows(
+            "SELECT id, payload FROM outbox WHERE status = 'pending'",
+            &[],
+        )? {
+            let id: i64 = row.try_get(0)?;
+            let error = match row.try_get::<_, String>(1) {
+                Ok(payload) => serde_json::from_str::<Notification>(&payload)
+                    .err()
+                    .map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = error {
+                bad.push(BadRow {
+                    table: "outbox",
+                    id,
+                    error,
+                });
+            }
+        }
+        Ok(bad)
+    }
+
+    fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        let due: Option<i64> = self.one(
+            "SELECT MIN(next_due) FROM incidents WHERE next_due IS NOT NULL",
+            &[],
+        )?;
+        Ok(due.map(Timestamp))
+    }
+
+    fn next_incident_id(&mut self) -> Result<i64, StoreError> {
+        self.lock_intake()?;
+        self.one("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents", &[])
+    }
+
+    fn insert_incident(
+        &mut self,
+        incident: &IncidentRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let machine = serde_json::to_string(&incident.machine)?;
+        let group = serde_json::to_string(&incident.group)?;
+        self.execute(
+            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &incident.id,
+                &incident.key.to_hex(),
+                &incident.policy().as_str(),
+                &text(incident.group_key.as_str()),
+                &!incident.machine.is_closed(),
+                &machine,
+                &group,
+                &incident.machine.next_due().map(|t| t.0),
+                &incident.machine.started_at.0,
+                &now.0,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_incident(
+        &mut self,
+        incident: &IncidentRecord,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let machine = serde_json::to_string(&incident.machine)?;
+        let group = serde_json::to_string(&incident.group)?;
+        self.execute(
+            "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6 WHERE id = $1",
+            &[
+                &incident.id,
+                &!incident.machine.is_closed(),
+                &machine,
+                &group,
+                &incident.machine.next_due().map(|t| t.0),
+                &now.0,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<i64, StoreError> {
+        let n = &row.notification;
+        let payload = serde_json::to_string(n)?;
+        let reason = row.dead.as_deref().map(text);
+        self.one(
+            "INSERT INTO outbox (incident_id, target, kind, payload, status, next_try, created_at, done_at, last_error)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING id",
+            &[
+                &n.incident_id,
+                &n.target.as_str(),
+                &crate::store::kind_column(n.kind),
+                &payload,
+                &if row.dead.is_some() { "dead" } else { "pending" },
+                &now.0,
+                &row.dead.as_ref().map(|_| now.0),
+                &reason,
+            ],
+        )
+    }
+
+    fn supersede(
+        &mut self,
+        incident: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.execute(
+            "UPDATE outbox SET status = 'superseded', done_at = $2, last_error = $3 WHERE incident_id = $1 AND status = 'pending' AND kind = 'firing'",
+            &[&incident, &now.0, &text(reason)],
+        )
+    }
+
+    fn waiting_targets(&mut self, incident: i64) -> Result<Vec<TargetName>, StoreError> {
+        let rows = self.rows(
+            "SELECT DISTINCT target FROM outbox WHERE incident_id = $1 AND status = 'pending' ORDER BY target",
+            &[&incident],
+        )?;
+        Self::targets(rows)
+    }
+
+    fn outbox_head(
+        &mut self,
+        target: &TargetName,
+    ) -> Result<Option<Result<OutboxItem, BadRow>>, StoreError> {
+        let rows = self.rows(
+            "SELECT id, payload, attempts, created_at, next_try FROM outbox WHERE target = $1 AND status = 'pending' ORDER BY id LIMIT 1",
+            &[&target.as_str()],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get(0)?;
+        let bad = |error: String| BadRow {
+            table: "outbox",
+            id,
+            error,
+        };
+        let read = || -> Result<OutboxItem, BadRow> {
+            let payload: String = row.try_get(1).map_err(|e| bad(e.to_string()))?;
+            let tries: i32 = row.try_get(2).map_err(|e| bad(e.to_string()))?;
+            let created: i64 = row.try_get(3).map_err(|e| bad(e.to_string()))?;
+            let next: i64 = row.try_get(4).map_err(|e| bad(e.to_string()))?;
+            Ok(OutboxItem {
+                id,
+                notification: serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?,
+                attempts: attempts(tries),
+                created_at: Timestamp(created),
+                next_try: Timestamp(next),
+            })
+        };
+        Ok(Some(read()))
+    }
+
+    fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError> {
+        match finish {
+            Finish::Delivered => self.execute(
+                "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, done_at = $2, last_error = NULL WHERE id = $1",
+                &[&id, &now.0],
+            )?,
+            Finish::Retry { next_try, error } => self.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_try = $2, last_error = $3 WHERE id = $1",
+                &[&id, &next_try.0, &text(error)],
+            )?,
+            Finish::Dead { error } => self.execute(
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, done_at = $2, last_error = $3 WHERE id = $1",
+                &[&id, &now.0, &text(error)],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn pending_targets(&mut self) -> Result<Vec<TargetName>, StoreError> {
+        let rows = self.rows(
+            "SELECT DISTINCT target FROM outbox WHERE status = 'pending' ORDER BY target",
+            &[],
+        )?;
+        Self::targets(rows)
+    }
+
+    fn dead_letter_target(
+        &mut self,
+        target: &TargetName,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.execute(
+            "UPDATE outbox SET status = 'dead', done_at = $2, last_error = $3 WHERE target = $1 AND status = 'pending'",
+            &[&target.as_str(), &now.0, &text(reason)],
+        )
+    }
+
+    fn dead_letters(&mut self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.rows(
+            "SELECT id, incident_id, target, attempts, COALESCE(last_error, ''), created_at, COALESCE(done_at, created_at) \
+             FROM outbox WHERE status = 'dead' ORDER BY id DESC LIMIT $1",
+            &[&i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(DeadLetter {
+                id: r.try_get(0)?,
+                incident_id: r.try_get(1)?,
+                target: r.try_get(2)?,
+                attempts: attempts(r.try_get(3)?),
+                reason: r.try_get(4)?,
+                created_at: Timestamp(r.try_get(5)?),
+                dead_at: Timestamp(r.try_get(6)?),
+            })
+        })
+        .collect()
+    }
+
+    fn use_nonce(
+        &mut self,
+        nonce: &str,
+        incident: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "INSERT INTO ack_nonces (nonce, incident_id, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&text(nonce), &incident, &now.0],
+        )? == 1)
+    }
+
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        let pending = self.one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", &[])?;
+        let open = self.one("SELECT COUNT(*) FROM incidents WHERE open", &[])?;
+        Ok(Counts { pending, open })
+    }
+
+    fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError> {
+        self.rows(
+            "SELECT id, schedule, person, replaces, starts_at, ends_at, created_by FROM overrides WHERE removed_at IS NULL AND ends_at > $1 ORDER BY id",
+            &[&t.0],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Override {
+                id: r.try_get(0)?,
+                schedule: r.try_get(1)?,
+                person: r.try_get(2)?,
+                replaces: r.try_get(3)?,
+                starts_at: Timestamp(r.try_get(4)?),
+                ends_at: Timestamp(r.try_get(5)?),
+                created_by: r.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+
+    fn insert_override(&mut self, o: &Override, now: Timestamp) -> Result<i64, StoreError> {
+        self.one(
+            "INSERT INTO overrides (schedule, person, replaces, starts_at, ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[
+                &text(&o.schedule),
+                &text(&o.person),
+                &o.replaces.as_deref().map(text),
+                &o.starts_at.0,
+                &o.ends_at.0,
+                &text(&o.created_by),
+                &now.0,
+            ],
+        )
+    }
+
+    fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "UPDATE overrides SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL",
+            &[&id, &now.0],
+        )? == 1)
+    }
+
+    fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "INSERT INTO handoffs (shift, announced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&text(shift), &now.0],
+        )? == 1)
+    }
+}
