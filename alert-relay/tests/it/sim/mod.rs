@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alert_relay::app::{Relay, Step, Worker};
+use alert_relay::app::{NewOverride, OverrideError, Relay, Step, Worker};
 use alert_relay::config::Config;
 use alert_relay::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, TargetName, Timestamp,
@@ -25,10 +25,9 @@ use alert_relay::engine::{AckOutcome, IngestOutcome};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use model::{Incident, Model, Phase, Variant, MIN};
+use model::{Cover, Incident, Model, Phase, Variant, MIN, PEOPLE, T0};
 use world::{Mode, World};
 
-const T0: Timestamp = Timestamp(1_800_000_000_000);
 const GROUPS: usize = 6;
 /// Delivery attempts per target per pass at most; more means a queue that never drains.
 const MAX_ATTEMPTS: usize = 400;
@@ -78,6 +77,7 @@ impl Sim {
             observer: None,
         };
         sim.world.state().now = T0;
+        sim.model.schedules = sim.variants[0].schedules.clone();
         sim.boot();
         sim.observer = Some(check::Observer::open(dir));
         sim
@@ -289,6 +289,12 @@ impl Sim {
             .fire_due(self.now)
             .await
             .map_err(|e| format!("fire_due failed: {e}"))?;
+        // The handoff pass of the scheduler.
+        self.model.announce(self.now, &configured);
+        self.relay()
+            .announce_handoffs(self.now)
+            .await
+            .map_err(|e| format!("announce_handoffs failed: {e}"))?;
         let mut i = 0;
         while i < self.workers.len() {
             let worker = self.workers[i].clone();
@@ -329,7 +335,7 @@ impl Sim {
         // No two events share a millisecond (Alertmanager's webhooks for a group are seconds
         // apart); the order of events within one is the schedule's.
         self.now = Timestamp(self.now.0 + 1);
-        let roll = self.rng.random_range(0..100);
+        let roll = self.rng.random_range(0..106);
         let g = self.rng.random_range(0..GROUPS);
         match roll {
             0..=19 => {
@@ -413,6 +419,7 @@ impl Sim {
                 self.trace
                     .push(format!("reload to {}", self.variants[self.variant].name));
                 let config = self.config();
+                self.model.schedules = self.variants[self.variant].schedules.clone();
                 self.relay()
                     .apply(config)
                     .map_err(|e| format!("reload refused: {e}"))?;
@@ -422,6 +429,24 @@ impl Sim {
             52..=54 => {
                 self.trace.push("crash and restart".into());
                 self.crash().await;
+            }
+            100..=103 => self.add_override().await?,
+            104..=105 => {
+                let id = self
+                    .rng
+                    .random_range(1..=self.model.covers.len() as i64 + 1);
+                self.trace.push(format!("remove override {id}"));
+                let removed = self
+                    .relay()
+                    .remove_override(id, self.now)
+                    .await
+                    .map_err(|e| format!("remove_override failed: {e}"))?;
+                let expected = self.model.remove_cover(id);
+                if removed != expected {
+                    return Err(format!(
+                        "remove override {id}: {removed}, the model says {expected}"
+                    ));
+                }
             }
             _ => {
                 let dt = match self.rng.random_range(0..20) {
@@ -434,6 +459,59 @@ impl Sim {
             }
         }
         self.pump().await
+    }
+
+    /// Someone covers a schedule (for everyone, or in place of one person) over a window
+    /// around now.
+    async fn add_override(&mut self) -> Result<(), String> {
+        let schedule = ["primary", "night"][self.rng.random_range(0..2)];
+        let person = PEOPLE[self.rng.random_range(0..PEOPLE.len())];
+        let replaces = self
+            .rng
+            .random_bool(0.3)
+            .then(|| PEOPLE[self.rng.random_range(0..PEOPLE.len())])
+            .filter(|r| *r != person);
+        let start = self.now.0 + self.rng.random_range(-90 * MIN..60 * MIN);
+        let end = start + self.rng.random_range(5 * MIN..150 * MIN);
+        self.trace.push(format!(
+            "override: {person} covers {schedule}{} from {}s to {}s",
+            replaces.map_or(String::new(), |r| format!(" for {r}")),
+            (start - self.now.0) / 1000,
+            (end - self.now.0) / 1000
+        ));
+        let created = self
+            .relay()
+            .add_override(
+                NewOverride {
+                    schedule: schedule.into(),
+                    person: person.into(),
+                    replaces: replaces.map(str::to_owned),
+                    starts_at: Timestamp(start),
+                    ends_at: Timestamp(end),
+                    created_by: "sim".into(),
+                },
+                self.now,
+            )
+            .await;
+        let expected = self.model.add_cover(
+            Cover {
+                id: 0,
+                schedule,
+                person,
+                replaces,
+                start,
+                end,
+                removed: false,
+            },
+            self.now,
+        );
+        match (created, expected) {
+            (Ok(o), Some(id)) if o.id == id => Ok(()),
+            (Err(OverrideError::Invalid(_)), None) => Ok(()),
+            (got, expected) => Err(format!(
+                "add override: {got:?}, the model says {expected:?}"
+            )),
+        }
     }
 
     fn check(&mut self, final_: bool) -> Result<(), String> {
@@ -478,7 +556,17 @@ fn run_seed(
                 .map_err(|e| format!("after step {i}: {e}"))?;
         }
         sim.drain().await?;
-        sim.check(true).map_err(|e| format!("at the end: {e}"))
+        let r = sim.check(true).map_err(|e| format!("at the end: {e}"));
+        if std::env::var("SIM_DEBUG").is_ok() {
+            let m = &sim.model;
+            let handoffs = m.expected.keys().filter(|k| k.kind == model::Kind::Handoff).count();
+            let gaps = m.expected.values().filter(|e| matches!(e, model::Expectation::NobodyOnCall(_))).count();
+            let persons = m.expected.keys().filter(|k| k.kind == model::Kind::Firing && k.target.starts_with("person.")).count();
+            let covers = m.covers.len();
+            let removed = m.covers.iter().filter(|c| c.removed).count();
+            eprintln!("seed {seed}: handoffs {handoffs} gaps {gaps} person pages {persons} overrides {covers} removed {removed} rows {} end {}h", m.expected.len(), (sim.now.0 - T0.0) / 3_600_000);
+        }
+        r
     });
     result.map_err(|violation| {
         format!(

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use alert_relay::domain::{NotificationKind, Timestamp};
+use alert_relay::domain::{Notification, NotificationKind, Timestamp};
 
 pub const MIN: i64 = 60_000;
 
@@ -23,9 +23,116 @@ pub struct Plan {
 /// One version of the policy file.
 pub struct Variant {
     pub name: &'static str,
+    /// Vendor targets and people (`person.<name>`, each with an ntfy topic of their own).
     pub targets: &'static [&'static str],
+    pub schedules: Vec<Sched>,
     pub critical: Plan,
     pub warning: Plan,
+}
+
+/// The simulation's start (2027-01-15 08:00 UTC): rotations are placed relative to it.
+pub const T0: Timestamp = Timestamp(1_800_000_000_000);
+pub const HOUR: i64 = 60 * MIN;
+
+/// One rotation of a schedule in UTC: `people` take turns of `shift` ms from `first` on.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub people: &'static [&'static str],
+    pub first: i64,
+    pub shift: i64,
+}
+
+/// A schedule as the model knows it: UTC, fixed-length shifts, layers (a later one that has
+/// begun wins), handoff notices or not.
+#[derive(Debug, Clone)]
+pub struct Sched {
+    pub name: &'static str,
+    pub layers: Vec<Layer>,
+    pub notices: bool,
+}
+
+/// An override as the model keeps it.
+#[derive(Debug, Clone)]
+pub struct Cover {
+    pub id: i64,
+    pub schedule: &'static str,
+    pub person: &'static str,
+    pub replaces: Option<&'static str>,
+    pub start: i64,
+    pub end: i64,
+    pub removed: bool,
+}
+
+pub const PEOPLE: &[&str] = &["alice", "bob", "carol"];
+
+/// The target that reaches a person.
+pub fn person(name: &str) -> &'static str {
+    match name {
+        "alice" => "person.alice",
+        "bob" => "person.bob",
+        "carol" => "person.carol",
+        other => panic!("no person {other} in the simulation"),
+    }
+}
+
+impl Sched {
+    /// Whom the rotations put on call at `t`, and when that shift began: plain arithmetic,
+    /// `k = (t - first) / shift`, person `k mod n`, for the last layer that has begun.
+    fn rotation(&self, t: i64) -> Option<(&'static str, i64)> {
+        self.layers.iter().rev().find_map(|l| {
+            (t >= l.first).then(|| {
+                let k = (t - l.first) / l.shift;
+                (
+                    l.people[(k as usize) % l.people.len()],
+                    l.first + k * l.shift,
+                )
+            })
+        })
+    }
+
+    /// Who is on call at `t` and since when their shift counts (an override: from its start,
+    /// or the rotation shift's start if later; a rotation shift: from its start, or the end of
+    /// an override that covered its beginning), seeing the overrides not removed that end
+    /// after `visible_from` (what the relay loads).
+    pub fn on_call(
+        &self,
+        t: i64,
+        covers: &[Cover],
+        visible_from: i64,
+    ) -> Option<(&'static str, i64)> {
+        let visible = || {
+            covers
+                .iter()
+                .filter(move |c| !c.removed && c.schedule == self.name && c.end > visible_from)
+        };
+        let base = self.rotation(t);
+        let applies = |c: &Cover, who: Option<&str>| c.replaces.is_none_or(|r| Some(r) == who);
+        let covering = visible()
+            .filter(|c| c.start <= t && t < c.end && applies(c, base.map(|b| b.0)))
+            .max_by_key(|c| c.id);
+        if let Some(c) = covering {
+            return Some((c.person, base.map_or(c.start, |b| b.1).max(c.start)));
+        }
+        let (who, mut since) = base?;
+        for c in visible() {
+            if applies(c, Some(who)) && c.end > since && c.end <= t {
+                since = since.max(c.end);
+            }
+        }
+        Some((who, since))
+    }
+
+    /// The handoff to announce at `now`: the shift under way began within the last hour and
+    /// someone else (or nobody) was on call just before it.
+    pub fn handoff(&self, now: i64, covers: &[Cover]) -> Option<(&'static str, i64)> {
+        let visible_from = now - HOUR;
+        let (who, since) = self.on_call(now, covers, visible_from)?;
+        if since < now - HOUR {
+            return None;
+        }
+        let before = self.on_call(since - 1, covers, visible_from).map(|b| b.0);
+        (before != Some(who)).then_some((who, since))
+    }
 }
 
 const ALL: &[&str] = &[
@@ -34,6 +141,9 @@ const ALL: &[&str] = &[
     "ntfy.manager",
     "slack.ops",
     "pagerduty.cto",
+    "person.alice",
+    "person.bob",
+    "person.carol",
 ];
 
 pub fn variants() -> Vec<Variant> {
@@ -43,14 +153,36 @@ pub fn variants() -> Vec<Variant> {
         send_resolved: false,
         ack_timeout: None,
     };
+    let t0 = T0.0;
     vec![
         Variant {
             name: "shipped-like",
             targets: ALL,
+            schedules: vec![
+                Sched {
+                    name: "primary",
+                    layers: vec![Layer {
+                        people: &["alice", "bob", "carol"],
+                        first: t0,
+                        shift: 30 * MIN,
+                    }],
+                    notices: true,
+                },
+                // Nobody on call for the first three hours: a gap.
+                Sched {
+                    name: "night",
+                    layers: vec![Layer {
+                        people: &["carol", "alice"],
+                        first: t0 + 3 * HOUR,
+                        shift: HOUR,
+                    }],
+                    notices: true,
+                },
+            ],
             critical: Plan {
                 steps: vec![
-                    (0, vec!["ntfy.primary", "slack.ops"]),
-                    (15 * MIN, vec!["ntfy.secondary"]),
+                    (0, vec!["schedule.primary", "slack.ops"]),
+                    (15 * MIN, vec!["schedule.night", "ntfy.secondary"]),
                     (30 * MIN, vec!["ntfy.manager"]),
                     (45 * MIN, vec!["pagerduty.cto"]),
                 ],
@@ -63,10 +195,39 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "faster",
             targets: ALL,
+            schedules: vec![
+                // A second layer takes over four hours in.
+                Sched {
+                    name: "primary",
+                    layers: vec![
+                        Layer {
+                            people: &["bob", "carol", "alice"],
+                            first: t0,
+                            shift: HOUR,
+                        },
+                        Layer {
+                            people: &["carol", "alice"],
+                            first: t0 + 4 * HOUR,
+                            shift: 45 * MIN,
+                        },
+                    ],
+                    notices: true,
+                },
+                Sched {
+                    name: "night",
+                    layers: vec![Layer {
+                        people: &["alice", "bob"],
+                        first: t0 + 2 * HOUR,
+                        shift: 2 * HOUR,
+                    }],
+                    notices: false,
+                },
+            ],
             critical: Plan {
                 steps: vec![
-                    (0, vec!["ntfy.primary"]),
-                    (5 * MIN, vec!["ntfy.secondary", "slack.ops"]),
+                    // In the gap, the next step (a schedule itself) is paged at once.
+                    (0, vec!["schedule.night"]),
+                    (5 * MIN, vec!["schedule.primary", "slack.ops"]),
                     (10 * MIN, vec!["pagerduty.cto"]),
                 ],
                 repeat: None,
@@ -76,8 +237,39 @@ pub fn variants() -> Vec<Variant> {
             warning: warning.clone(),
         },
         Variant {
+            name: "primary-only",
+            targets: &[
+                "ntfy.primary",
+                "ntfy.secondary",
+                "slack.ops",
+                "person.alice",
+                "person.bob",
+                "person.carol",
+            ],
+            schedules: vec![Sched {
+                name: "primary",
+                layers: vec![Layer {
+                    people: &["carol", "bob", "alice"],
+                    first: t0 + 30 * MIN,
+                    shift: 20 * MIN,
+                }],
+                notices: true,
+            }],
+            critical: Plan {
+                steps: vec![
+                    (0, vec!["schedule.primary"]),
+                    (10 * MIN, vec!["ntfy.secondary", "slack.ops"]),
+                ],
+                repeat: Some((15 * MIN, 1)),
+                send_resolved: true,
+                ack_timeout: Some(20 * MIN),
+            },
+            warning: warning.clone(),
+        },
+        Variant {
             name: "fewer-targets",
             targets: &["ntfy.primary", "ntfy.secondary", "slack.ops"],
+            schedules: Vec::new(),
             critical: Plan {
                 steps: vec![
                     (0, vec!["ntfy.primary"]),
@@ -116,6 +308,40 @@ pub fn yaml(v: &Variant) -> String {
             out.push_str(&format!("  {kind}:\n"));
             for name in names {
                 out.push_str(&target(name));
+            }
+        }
+    }
+    let people: Vec<&str> = v
+        .targets
+        .iter()
+        .filter_map(|t| t.strip_prefix("person."))
+        .collect();
+    if !people.is_empty() {
+        out.push_str("people:\n");
+        for p in people {
+            out.push_str(&format!(
+                "  {p}: {{ntfy: {{url: \"http://ntfy.sim\", topic: phone-{p}}}}}\n"
+            ));
+        }
+    }
+    if !v.schedules.is_empty() {
+        out.push_str("schedules:\n");
+        for s in &v.schedules {
+            out.push_str(&format!(
+                "  {}:\n    time_zone: UTC\n    handoff_notices: {}\n    rotations:\n",
+                s.name, s.notices
+            ));
+            for l in &s.layers {
+                // Every rotation begins on the simulation's first day.
+                let minutes = (l.first - T0.0) / MIN + 8 * 60;
+                assert!(minutes < 24 * 60, "a rotation begins on 2027-01-15");
+                out.push_str(&format!(
+                    "      - people: [{}]\n        shift: {}m\n        handoff: {{time: \"{:02}:{:02}\"}}\n        start: 2027-01-15\n",
+                    l.people.join(", "),
+                    l.shift / MIN,
+                    minutes / 60,
+                    minutes % 60
+                ));
             }
         }
     }
@@ -159,6 +385,36 @@ pub struct Key {
     /// A page that says why it goes out besides its step (new alerts joined an acknowledged
     /// incident; an acknowledgement ran out).
     pub news: bool,
+    /// A handoff notice: its schedule and the start of the shift it announces.
+    pub shift: Option<(String, i64)>,
+}
+
+impl Key {
+    /// The key of a notification as the relay composed it.
+    pub fn of(n: &Notification) -> Self {
+        Key {
+            incident: n.incident_id,
+            target: n.target.0.clone(),
+            kind: n.kind.into(),
+            step: n.step,
+            created_at: n.created_at.0,
+            news: n.note.is_some(),
+            shift: (n.kind == NotificationKind::Handoff).then(|| {
+                let schedule = n.policy.0.strip_prefix("schedule.").unwrap_or(&n.policy.0);
+                (schedule.to_owned(), n.incident_started_at.0)
+            }),
+        }
+    }
+
+    /// The idempotency key the relay must send it with.
+    pub fn sequence_id(&self) -> String {
+        match &self.shift {
+            Some((schedule, start)) => {
+                format!("relay-handoff-{schedule}-{}", start.div_euclid(1000))
+            }
+            None => format!("relay-{}", self.incident),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -251,10 +507,27 @@ impl Incident {
     }
 }
 
+/// How a firing step that named schedules was resolved at one instant: each schedule's
+/// person (`None`: nobody, a gap or a schedule gone), and the next step's targets paged
+/// instead when someone was missing.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub schedules: Vec<(&'static str, Option<&'static str>)>,
+    pub fallback: Vec<&'static str>,
+}
+
 /// Expected rows and the model's incidents.
 #[derive(Default)]
 pub struct Model {
     pub incidents: BTreeMap<i64, Incident>,
+    /// The schedules of the policy file in force.
+    pub schedules: Vec<Sched>,
+    /// Every override created, removed ones marked.
+    pub covers: Vec<Cover>,
+    /// Handoffs announced: (schedule, person, shift start).
+    pub announced: BTreeSet<(&'static str, &'static str, i64)>,
+    /// (incident, step, created at) → how its schedules were resolved.
+    pub resolutions: BTreeMap<(i64, usize, i64), Resolution>,
     pub expected: BTreeMap<Key, Expectation>,
     /// The order in which rows were owed (to tell rows queued before a stop from after it).
     pub order: BTreeMap<Key, usize>,
@@ -269,6 +542,8 @@ pub enum Expectation {
     Deliver,
     /// Its target was not configured: dead-lettered at once.
     DeadAtOnce,
+    /// A schedule step while nobody was on call in it: dead-lettered at once, saying so.
+    NobodyOnCall(&'static str),
 }
 
 impl Model {
@@ -288,22 +563,13 @@ impl Model {
         configured: &BTreeSet<&str>,
     ) {
         for target in targets {
-            let key = Key {
-                incident,
-                target: (*target).to_owned(),
-                kind,
-                step,
-                created_at: now.0,
-                news: self.news,
-            };
+            let key = self.key(incident, target, kind, step, now);
             let how = if configured.contains(target) {
                 Expectation::Deliver
             } else {
                 Expectation::DeadAtOnce
             };
-            let seq = self.order.len();
-            self.order.entry(key.clone()).or_insert(seq);
-            self.expected.insert(key, how);
+            self.owe(key, how);
         }
     }
 
@@ -323,6 +589,139 @@ impl Model {
             .iter()
             .find(|(_, at_seq)| seq < *at_seq)
             .map(|(at, _)| *at)
+    }
+
+    /// Who is on call in schedule `name` at `now` (`None`: a gap, or no such schedule).
+    pub fn who(&self, name: &str, now: Timestamp) -> Option<&'static str> {
+        let s = self.schedules.iter().find(|s| s.name == name)?;
+        s.on_call(now.0, &self.covers, now.0).map(|(who, _)| who)
+    }
+
+    /// A firing step's targets with each `schedule.<name>` turned into the person on call
+    /// now; nobody on call: a dead row for the schedule, and the next step's targets (also
+    /// resolved, those with nobody left out) instead. Each target once.
+    fn page(
+        &mut self,
+        i: &Incident,
+        step: usize,
+        targets: &[&'static str],
+        now: Timestamp,
+    ) -> Vec<&'static str> {
+        if !targets.iter().any(|t| t.starts_with("schedule.")) {
+            return targets.to_vec();
+        }
+        let who = |t: &'static str| match t.strip_prefix("schedule.") {
+            Some(name) => self.who(name, now).map(person),
+            None => Some(t),
+        };
+        let found: Vec<Option<&'static str>> = targets.iter().map(|t| who(t)).collect();
+        let fallback: Vec<&'static str> = i
+            .plan
+            .steps
+            .get(step + 1)
+            .map(|(_, next)| next.iter().filter_map(|t| who(t)).collect())
+            .unwrap_or_default();
+        let mut resolution = Resolution::default();
+        let mut out: Vec<&'static str> = Vec::new();
+        for (target, person) in targets.iter().zip(found) {
+            if let Some(name) = target.strip_prefix("schedule.") {
+                resolution
+                    .schedules
+                    .push((name, person.and_then(|p| p.strip_prefix("person."))));
+            }
+            match person {
+                Some(p) => out.push(p),
+                None => {
+                    let name = target.strip_prefix("schedule.").expect("a schedule");
+                    let key = self.key(i.id, target, Kind::Firing, step, now);
+                    self.owe(key, Expectation::NobodyOnCall(name));
+                    resolution.fallback.extend(fallback.iter().copied());
+                    out.extend(fallback.iter().copied());
+                }
+            }
+        }
+        self.resolutions.insert((i.id, step, now.0), resolution);
+        let mut unique = Vec::new();
+        remember(&mut unique, &out);
+        unique
+    }
+
+    /// The handoff notices due at `now` that were not sent before (the scheduler's pass).
+    pub fn announce(&mut self, now: Timestamp, configured: &BTreeSet<&str>) {
+        let due: Vec<(&'static str, &'static str, i64)> = self
+            .schedules
+            .iter()
+            .filter(|s| s.notices)
+            .filter_map(|s| {
+                s.handoff(now.0, &self.covers)
+                    .map(|(p, at)| (s.name, p, at))
+            })
+            .collect();
+        for (schedule, who, since) in due {
+            if !self.announced.insert((schedule, who, since)) {
+                continue;
+            }
+            let target = person(who);
+            let key = Key {
+                incident: 0,
+                target: target.to_owned(),
+                kind: Kind::Handoff,
+                step: 0,
+                created_at: now.0,
+                news: true,
+                shift: Some((schedule.to_owned(), since)),
+            };
+            let how = if configured.contains(target) {
+                Expectation::Deliver
+            } else {
+                Expectation::DeadAtOnce
+            };
+            self.owe(key, how);
+        }
+    }
+
+    /// Whether an override may be created now (the relay checks it against the policy file).
+    pub fn add_cover(&mut self, mut cover: Cover, now: Timestamp) -> Option<i64> {
+        let known = self.schedules.iter().any(|s| s.name == cover.schedule);
+        if !known || cover.end <= now.0 || cover.end <= cover.start {
+            return None;
+        }
+        if cover.replaces == Some(cover.person) {
+            return None;
+        }
+        cover.id = self.covers.len() as i64 + 1;
+        let id = cover.id;
+        self.covers.push(cover);
+        Some(id)
+    }
+
+    /// Removes an override; whether there was one by that id.
+    pub fn remove_cover(&mut self, id: i64) -> bool {
+        match self.covers.iter_mut().find(|c| c.id == id && !c.removed) {
+            Some(c) => {
+                c.removed = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn key(&self, incident: i64, target: &str, kind: Kind, step: usize, now: Timestamp) -> Key {
+        Key {
+            incident,
+            target: target.to_owned(),
+            kind,
+            step,
+            created_at: now.0,
+            news: self.news,
+            shift: None,
+        }
+    }
+
+    fn owe(&mut self, key: Key, how: Expectation) {
+        let seq = self.order.len();
+        self.order.entry(key.clone()).or_insert(seq);
+        self.expected.insert(key, how);
     }
 
     /// A new incident at `now`: its first steps fire if due.
@@ -346,6 +745,7 @@ impl Model {
             if i.round_start.0 + after > now.0 {
                 break;
             }
+            let targets = self.page(&i, i.fired, &targets, now);
             self.expect(id, &targets, Kind::Firing, i.fired, now, configured);
             remember(&mut i.notified, &targets);
             i.fired += 1;
@@ -355,7 +755,9 @@ impl Model {
         if !fired_any && i.next_due().is_some_and(|due| due <= now.0) {
             let last = i.plan.steps.len() - 1;
             let targets = i.plan.steps[last].1.clone();
+            let targets = self.page(&i, last, &targets, now);
             self.expect(id, &targets, Kind::Firing, last, now, configured);
+            remember(&mut i.notified, &targets);
             i.repeats += 1;
             i.last_fired = Some(now);
         }
