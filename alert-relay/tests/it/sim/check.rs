@@ -99,6 +99,18 @@ impl Observer {
             .expect("count")
     }
 
+    /// The targets with pending rows.
+    pub fn pending_targets(&mut self) -> BTreeSet<String> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT target FROM outbox WHERE status = 'pending'")
+            .expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("targets")
+    }
+
     /// (id, policy, group key) of every open incident.
     pub fn open_incidents(&self) -> Vec<(i64, String, String)> {
         let mut stmt = self

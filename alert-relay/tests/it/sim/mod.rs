@@ -46,6 +46,9 @@ struct Sim {
     alerts: Vec<usize>,
     trace: Vec<String>,
     observer: Option<check::Observer>,
+    /// The relay's handoff loop has been woken: time passed, an override changed, the policy
+    /// reloaded, the relay (re)started.
+    handoffs_woken: bool,
 }
 
 fn group_key(g: usize) -> String {
@@ -75,6 +78,7 @@ impl Sim {
             alerts: vec![1; GROUPS],
             trace: Vec::new(),
             observer: None,
+            handoffs_woken: true,
         };
         sim.world.state().now = T0;
         sim.model.schedules = sim.variants[0].schedules.clone();
@@ -289,15 +293,26 @@ impl Sim {
             .fire_due(self.now)
             .await
             .map_err(|e| format!("fire_due failed: {e}"))?;
-        // The handoff pass of the scheduler.
-        self.model.announce(self.now, &configured);
-        self.relay()
-            .announce_handoffs(self.now)
-            .await
-            .map_err(|e| format!("announce_handoffs failed: {e}"))?;
+        // The handoff loop's pass, when something woke it.
+        if std::mem::take(&mut self.handoffs_woken) {
+            self.model.announce(self.now, &configured);
+            self.relay()
+                .announce_handoffs(self.now)
+                .await
+                .map_err(|e| format!("announce_handoffs failed: {e}"))?;
+        }
+        // A worker whose queue is empty has nothing to do (it would answer `Empty`).
+        let pending = self.observer.as_mut().map(check::Observer::pending_targets);
         let mut i = 0;
         while i < self.workers.len() {
             let worker = self.workers[i].clone();
+            if pending
+                .as_ref()
+                .is_some_and(|p| !p.contains(worker.target.as_str()))
+            {
+                i += 1;
+                continue;
+            }
             let mut attempts = 0;
             loop {
                 let step = self
@@ -325,6 +340,7 @@ impl Sim {
     }
 
     async fn crash(&mut self) {
+        self.handoffs_woken = true;
         self.relay = None;
         self.workers.clear();
         self.boot();
@@ -424,13 +440,17 @@ impl Sim {
                     .apply(config)
                     .map_err(|e| format!("reload refused: {e}"))?;
                 self.workers = self.relay().workers();
+                self.handoffs_woken = true;
                 self.relay().forget_removed_targets(self.now).await;
             }
             52..=54 => {
                 self.trace.push("crash and restart".into());
                 self.crash().await;
             }
-            100..=103 => self.add_override().await?,
+            100..=103 => {
+                self.add_override().await?;
+                self.handoffs_woken = true;
+            }
             104..=105 => {
                 let id = self
                     .rng
@@ -442,6 +462,7 @@ impl Sim {
                     .await
                     .map_err(|e| format!("remove_override failed: {e}"))?;
                 let expected = self.model.remove_cover(id);
+                self.handoffs_woken = true;
                 if removed != expected {
                     return Err(format!(
                         "remove override {id}: {removed}, the model says {expected}"
@@ -455,6 +476,7 @@ impl Sim {
                     _ => self.rng.random_range(20 * MIN..120 * MIN),
                 };
                 self.now = Timestamp(self.now.0 + dt);
+                self.handoffs_woken = true;
                 self.trace.push(format!("advance {}s", dt / 1000));
             }
         }
@@ -530,6 +552,7 @@ impl Sim {
         self.trace.push("heal every vendor; let time pass".into());
         for _ in 0..48 * 12 {
             self.now = Timestamp(self.now.0 + 5 * MIN);
+            self.handoffs_woken = true;
             self.pump().await?;
             let observer = self.observer.as_mut().expect("observer");
             if observer.pending() == 0 {
