@@ -140,6 +140,9 @@ pub fn invariants(
         return Err("two outbox rows for the same notification (a step queued twice)".into());
     }
 
+    // Schedules first: their failures say more than "owed but never queued".
+    schedules(model, &rows)?;
+
     // Every notification the model owes is queued, and nothing else is: no page early, late,
     // twice, to the wrong target, off the plan the incident started with, or after a stop.
     for (key, how) in &model.expected {
@@ -257,8 +260,6 @@ pub fn invariants(
         }
     }
 
-    schedules(model, &rows)?;
-
     // A failing target never delays another: the head of a healthy target's queue is not due
     // (rows behind a head that waits for its retry wait too: delivery is in order).
     let mut heads: BTreeMap<&str, &Row> = BTreeMap::new();
@@ -330,9 +331,11 @@ fn schedules(model: &Model, rows: &[Row]) -> Result<(), String> {
         if let Some(person) = person {
             let on_call = resolution.schedules.iter().any(|(_, p)| *p == Some(person));
             let instead = resolution.fallback.contains(&row.key.target.as_str());
-            let direct = model.incidents[&row.key.incident].plan.steps[row.key.step]
-                .1
-                .contains(&row.key.target.as_str());
+            let direct = model
+                .incidents
+                .get(&row.key.incident)
+                .and_then(|i| i.plan.steps.get(row.key.step))
+                .is_some_and(|(_, targets)| targets.contains(&row.key.target.as_str()));
             if !on_call && !instead && !direct {
                 return Err(format!(
                     "a schedule step paged {person}, but the model has {:?} on call then: {row:?}",
