@@ -441,6 +441,7 @@ impl Sim {
                     .map_err(|e| format!("reload refused: {e}"))?;
                 self.workers = self.relay().workers();
                 self.handoffs_woken = true;
+                self.compare_on_call().await?;
                 self.relay().forget_removed_targets(self.now).await;
             }
             52..=54 => {
@@ -450,6 +451,7 @@ impl Sim {
             100..=103 => {
                 self.add_override().await?;
                 self.handoffs_woken = true;
+                self.compare_on_call().await?;
             }
             104..=105 => {
                 let id = self
@@ -463,6 +465,7 @@ impl Sim {
                     .map_err(|e| format!("remove_override failed: {e}"))?;
                 let expected = self.model.remove_cover(id);
                 self.handoffs_woken = true;
+                self.compare_on_call().await?;
                 if removed != expected {
                     return Err(format!(
                         "remove override {id}: {removed}, the model says {expected}"
@@ -536,6 +539,33 @@ impl Sim {
         }
     }
 
+    /// Who the relay says is on call in each schedule now (its API) is who the model has.
+    async fn compare_on_call(&self) -> Result<(), String> {
+        let reports = self
+            .relay()
+            .on_call(self.now, 0)
+            .await
+            .map_err(|e| format!("on_call failed: {e}"))?;
+        if reports.len() != self.model.schedules.len() {
+            return Err(format!(
+                "{} schedules on call, the model has {}",
+                reports.len(),
+                self.model.schedules.len()
+            ));
+        }
+        for r in reports {
+            let got = r.now.map(|s| s.person);
+            let want = self.model.who(&r.schedule, self.now);
+            if got.as_deref() != want {
+                return Err(format!(
+                    "on call in {} now: {got:?}, the model says {want:?}",
+                    r.schedule
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&mut self, final_: bool) -> Result<(), String> {
         let observer = self.observer.as_mut().expect("observer");
         let world = self.world.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -563,13 +593,59 @@ impl Sim {
     }
 }
 
+/// What seeds exercised of the schedules, summed: a generator that stops reaching a case
+/// fails a full run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Coverage {
+    handoffs: usize,
+    gaps: usize,
+    schedule_pages: usize,
+    override_pages: usize,
+    overrides: usize,
+    removed: usize,
+}
+
+impl Coverage {
+    fn of(m: &Model) -> Self {
+        Coverage {
+            handoffs: m
+                .expected
+                .keys()
+                .filter(|k| k.kind == model::Kind::Handoff)
+                .count(),
+            gaps: m
+                .expected
+                .values()
+                .filter(|e| matches!(e, model::Expectation::NobodyOnCall(_)))
+                .count(),
+            schedule_pages: m
+                .resolutions
+                .values()
+                .map(|r| r.schedules.iter().filter(|(_, p)| p.is_some()).count())
+                .sum(),
+            override_pages: m.overridden_pages,
+            overrides: m.covers.len(),
+            removed: m.covers.iter().filter(|c| c.removed).count(),
+        }
+    }
+
+    fn add(&mut self, o: Coverage) {
+        self.handoffs += o.handoffs;
+        self.gaps += o.gaps;
+        self.schedule_pages += o.schedule_pages;
+        self.override_pages += o.override_pages;
+        self.overrides += o.overrides;
+        self.removed += o.removed;
+    }
+}
+
 /// Runs one seed; `Err` holds the violation and the trace.
 fn run_seed(
     seed: u64,
     steps: usize,
     runtime: &tokio::runtime::Runtime,
     base: &Path,
-) -> Result<(), String> {
+) -> Result<Coverage, String> {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let mut sim = Sim::new(seed, dir.path());
     let result = runtime.block_on(async {
@@ -579,19 +655,9 @@ fn run_seed(
                 .map_err(|e| format!("after step {i}: {e}"))?;
         }
         sim.drain().await?;
-        let r = sim.check(true).map_err(|e| format!("at the end: {e}"));
-        if std::env::var("SIM_DEBUG").is_ok() {
-            let m = &sim.model;
-            let handoffs = m.expected.keys().filter(|k| k.kind == model::Kind::Handoff).count();
-            let gaps = m.expected.values().filter(|e| matches!(e, model::Expectation::NobodyOnCall(_))).count();
-            let persons = m.expected.keys().filter(|k| k.kind == model::Kind::Firing && k.target.starts_with("person.")).count();
-            let covers = m.covers.len();
-            let removed = m.covers.iter().filter(|c| c.removed).count();
-            eprintln!("seed {seed}: handoffs {handoffs} gaps {gaps} person pages {persons} overrides {covers} removed {removed} rows {} end {}h", m.expected.len(), (sim.now.0 - T0.0) / 3_600_000);
-        }
-        r
+        sim.check(true).map_err(|e| format!("at the end: {e}"))
     });
-    result.map_err(|violation| {
+    result.map(|()| Coverage::of(&sim.model)).map_err(|violation| {
         format!(
             "simulation seed {seed} failed: {violation}\nreplay: SIM_SEED={seed} cargo nextest run -p alert-relay sim::\ntrace:\n  {}",
             sim.trace.join("\n  ")
@@ -627,10 +693,28 @@ fn run_part(part: u64, parts: u64) {
     } else {
         std::env::temp_dir()
     };
+    let mut coverage = Coverage::default();
+    let many = seeds.len() >= 100 && steps >= 60;
     for seed in seeds {
-        if let Err(report) = run_seed(seed, steps, &runtime, &base) {
-            panic!("{report}");
+        match run_seed(seed, steps, &runtime, &base) {
+            Ok(c) => coverage.add(c),
+            Err(report) => panic!("{report}"),
         }
+    }
+    if many {
+        let c = coverage;
+        let reached = [
+            c.handoffs,
+            c.gaps,
+            c.schedule_pages,
+            c.override_pages,
+            c.overrides,
+            c.removed,
+        ];
+        assert!(
+            reached.iter().all(|n| *n > 0),
+            "the seeds no longer reach every schedule case: {c:?}"
+        );
     }
 }
 

@@ -528,6 +528,8 @@ pub struct Model {
     pub announced: BTreeSet<(&'static str, &'static str, i64)>,
     /// (incident, step, created at) → how its schedules were resolved.
     pub resolutions: BTreeMap<(i64, usize, i64), Resolution>,
+    /// Schedule pages that went to someone other than the rotation's person (an override).
+    pub overridden_pages: usize,
     pub expected: BTreeMap<Key, Expectation>,
     /// The order in which rows were owed (to tell rows queued before a stop from after it).
     pub order: BTreeMap<Key, usize>,
@@ -625,6 +627,15 @@ impl Model {
         let mut out: Vec<&'static str> = Vec::new();
         for (target, person) in targets.iter().zip(found) {
             if let Some(name) = target.strip_prefix("schedule.") {
+                let rotation = self
+                    .schedules
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.rotation(now.0))
+                    .map(|(who, _)| self::person(who));
+                if person.is_some() && person != rotation {
+                    self.overridden_pages += 1;
+                }
                 resolution
                     .schedules
                     .push((name, person.and_then(|p| p.strip_prefix("person."))));
