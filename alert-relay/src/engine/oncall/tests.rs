@@ -425,3 +425,42 @@ fn back_to_back_shifts_of_one_person_read_as_one() {
         ]
     );
 }
+
+#[test]
+fn back_from_a_newer_override_inside_an_older_one_is_a_handoff() {
+    // Alice's week; bob covers two days, carol half a day inside them (a newer override).
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    let list = [
+        cover(
+            1,
+            "bob",
+            None,
+            "2027-03-03T00:00:00Z",
+            "2027-03-05T00:00:00Z",
+        ),
+        cover(
+            2,
+            "carol",
+            None,
+            "2027-03-03T12:00:00Z",
+            "2027-03-04T00:00:00Z",
+        ),
+    ];
+    let bob = s.on_call(utc("2027-03-04T00:30:00Z"), &list).expect("bob");
+    assert_eq!(bob.person, "bob");
+    assert_eq!(
+        bob.starts_at,
+        utc("2027-03-04T00:00:00Z"),
+        "back from carol's cover, not since his own began"
+    );
+    let due = s
+        .handoff(utc("2027-03-04T00:30:00Z"), 3_600_000, &list)
+        .map(|x| (x.person, x.starts_at));
+    assert_eq!(due, Some(("bob".into(), utc("2027-03-04T00:00:00Z"))));
+    // Before carol's cover, bob's shift began with his own override.
+    let first = s.on_call(utc("2027-03-03T06:00:00Z"), &list).expect("bob");
+    assert_eq!(first.starts_at, utc("2027-03-03T00:00:00Z"));
+}

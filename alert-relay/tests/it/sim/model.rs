@@ -91,7 +91,8 @@ impl Sched {
     }
 
     /// Who is on call at `t` and since when their shift counts (an override: from its start,
-    /// or the rotation shift's start if later; a rotation shift: from its start, or the end of
+    /// or the rotation shift's start, or the end of a newer override inside it, whichever is
+    /// latest; a rotation shift: from its start, or the end of
     /// an override that covered its beginning), seeing the overrides not removed that end
     /// after `visible_from` (what the relay loads).
     pub fn on_call(
@@ -111,7 +112,17 @@ impl Sched {
             .filter(|c| c.start <= t && t < c.end && applies(c, base.map(|b| b.0)))
             .max_by_key(|c| c.id);
         if let Some(c) = covering {
-            return Some((c.person, base.map_or(c.start, |b| b.1).max(c.start)));
+            // Back from a newer override that won over this one for a while.
+            let back = visible()
+                .filter(|p| p.id > c.id && p.end > c.start && p.end <= t)
+                .filter(|p| applies(p, self.rotation(p.end - 1).map(|b| b.0)))
+                .map(|p| p.end)
+                .max()
+                .unwrap_or(c.start);
+            return Some((
+                c.person,
+                base.map_or(c.start, |b| b.1).max(c.start).max(back),
+            ));
         }
         let (who, mut since) = base?;
         for c in visible() {
