@@ -463,4 +463,26 @@ fn back_from_a_newer_override_inside_an_older_one_is_a_handoff() {
     // Before carol's cover, bob's shift began with his own override.
     let first = s.on_call(utc("2027-03-03T06:00:00Z"), &list).expect("bob");
     assert_eq!(first.starts_at, utc("2027-03-03T00:00:00Z"));
+    // What a calendar lists: no overlap, and bob's two stretches start apart (their UIDs).
+    let listed: Vec<(String, Timestamp, Timestamp)> = s
+        .shifts(
+            utc("2027-03-02T00:00:00Z"),
+            utc("2027-03-06T00:00:00Z"),
+            &list,
+            10,
+        )
+        .into_iter()
+        .map(|x| (x.person, x.starts_at, x.ends_at))
+        .collect();
+    let at = |p: &str, from: &str, to: &str| (p.to_owned(), utc(from), utc(to));
+    assert_eq!(
+        listed,
+        vec![
+            at("alice", "2027-03-01T08:00:00Z", "2027-03-03T00:00:00Z"),
+            at("bob", "2027-03-03T00:00:00Z", "2027-03-03T12:00:00Z"),
+            at("carol", "2027-03-03T12:00:00Z", "2027-03-04T00:00:00Z"),
+            at("bob", "2027-03-04T00:00:00Z", "2027-03-05T00:00:00Z"),
+            at("alice", "2027-03-05T00:00:00Z", "2027-03-08T08:00:00Z"),
+        ]
+    );
 }
