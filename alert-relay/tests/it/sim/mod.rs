@@ -1,9 +1,12 @@
 //! Deterministic simulation of the application layer, in the manner of FoundationDB's and
 //! TigerBeetle's: one seed decides a schedule over virtual time of webhooks (firing, repeats,
 //! new alerts joining a group, resolves), acknowledgements, silences, policy reloads, vendor
-//! answers (2xx, 429 with Retry-After, 5xx, 4xx, timeouts, accepted-but-unanswered) and
-//! crashes (every in-memory structure dropped, the SQLite file reopened). After every step
-//! the invariants in [`check`] are checked against the reference [`model`].
+//! answers (2xx, 429 with Retry-After, 5xx, 4xx, timeouts, accepted-but-unanswered),
+//! crashes (every in-memory structure dropped, the SQLite file reopened), and on-call
+//! schedules: steps that page `schedule.<name>` (a gap before a rotation begins, a later
+//! layer, a schedule gone after a reload), overrides created and removed at random, and the
+//! handoff loop's notices. After every step the invariants in [`check`] are checked against
+//! the reference [`model`].
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 1000), `SIM_SEED=S` replays one exactly, `SIM_STEPS`
 //! sets the steps per seed (default 60). A failure prints its seed and its trace.

@@ -1,7 +1,10 @@
 //! The reference model: what the relay must have done, written from the policy as a person
 //! reads it (steps at fixed delays from the start, repeats of the last step, a stop ends
-//! escalation), independently of the engine. The checker compares the relay's rows and the
-//! vendors' requests with it.
+//! escalation), independently of the engine. Who is on call is plain arithmetic on UTC
+//! shifts of fixed length (shift `k = (t - first) / length`, person `k mod n`), with the
+//! model's own list of overrides on top (the newest that covers `t` wins; one that replaces
+//! someone applies only while they are the rotation's person). The checker compares the
+//! relay's rows and the vendors' requests with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
