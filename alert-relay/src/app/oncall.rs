@@ -154,8 +154,9 @@ impl Relay {
                 };
                 // Told once: the handoff loop must not announce the same shift again.
                 tx.mark_handoff(&handoff_key(schedule, &shift), now)?;
+                // The shift's own sequence id: on the phone it replaces that shift's first
+                // notice, if there was one, with this up-to-date one.
                 let mut notification = handoff_notice(schedule, &shift, report.next.first(), now);
-                notification.sequence_id = format!("{}-r{id}", notification.sequence_id);
                 notification.note = notification
                     .note
                     .map(|n| format!("{n} (Override {id}, {} covering, was removed.)", o.person));

@@ -186,7 +186,9 @@ impl Schedule {
                 person: o.person.clone(),
                 starts_at: o
                     .starts_at
-                    .max(base.as_ref().map_or(o.starts_at, |b| b.starts_at)),
+                    .max(base.as_ref().map_or(o.starts_at, |b| b.starts_at))
+                    // Back from a more recent override that covered part of this one.
+                    .max(self.latest_end_of_newer(o, t, overrides)),
                 ends_at: o
                     .ends_at
                     .min(base.as_ref().map_or(o.ends_at, |b| b.ends_at)),
@@ -195,6 +197,25 @@ impl Schedule {
             }),
             (None, base) => base.map(|b| self.clipped(b, t, overrides)),
         }
+    }
+
+    /// The latest end, at or before `t`, of an override more recent than `o` that won over
+    /// it for a while (it ended inside `o`'s window); `o.starts_at` if there is none.
+    fn latest_end_of_newer(&self, o: &Override, t: Timestamp, overrides: &[Override]) -> Timestamp {
+        overrides
+            .iter()
+            .filter(|p| p.schedule == self.name && p.id > o.id)
+            .filter(|p| p.ends_at > o.starts_at && p.ends_at <= t && p.starts_at < p.ends_at)
+            .filter(|p| {
+                let covered = Timestamp(p.ends_at.0 - 1);
+                p.replaces.as_ref().is_none_or(|who| {
+                    self.rotation_shift(covered)
+                        .is_some_and(|s| &s.person == who)
+                })
+            })
+            .map(|p| p.ends_at)
+            .max()
+            .unwrap_or(o.starts_at)
     }
 
     /// A rotation shift as it really runs around `t`: from the end of an override that covered

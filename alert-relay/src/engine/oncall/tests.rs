@@ -425,3 +425,64 @@ fn back_to_back_shifts_of_one_person_read_as_one() {
         ]
     );
 }
+
+#[test]
+fn back_from_a_newer_override_inside_an_older_one_is_a_handoff() {
+    // Alice's week; bob covers two days, carol half a day inside them (a newer override).
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    let list = [
+        cover(
+            1,
+            "bob",
+            None,
+            "2027-03-03T00:00:00Z",
+            "2027-03-05T00:00:00Z",
+        ),
+        cover(
+            2,
+            "carol",
+            None,
+            "2027-03-03T12:00:00Z",
+            "2027-03-04T00:00:00Z",
+        ),
+    ];
+    let bob = s.on_call(utc("2027-03-04T00:30:00Z"), &list).expect("bob");
+    assert_eq!(bob.person, "bob");
+    assert_eq!(
+        bob.starts_at,
+        utc("2027-03-04T00:00:00Z"),
+        "back from carol's cover, not since his own began"
+    );
+    let due = s
+        .handoff(utc("2027-03-04T00:30:00Z"), 3_600_000, &list)
+        .map(|x| (x.person, x.starts_at));
+    assert_eq!(due, Some(("bob".into(), utc("2027-03-04T00:00:00Z"))));
+    // Before carol's cover, bob's shift began with his own override.
+    let first = s.on_call(utc("2027-03-03T06:00:00Z"), &list).expect("bob");
+    assert_eq!(first.starts_at, utc("2027-03-03T00:00:00Z"));
+    // What a calendar lists: no overlap, and bob's two stretches start apart (their UIDs).
+    let listed: Vec<(String, Timestamp, Timestamp)> = s
+        .shifts(
+            utc("2027-03-02T00:00:00Z"),
+            utc("2027-03-06T00:00:00Z"),
+            &list,
+            10,
+        )
+        .into_iter()
+        .map(|x| (x.person, x.starts_at, x.ends_at))
+        .collect();
+    let at = |p: &str, from: &str, to: &str| (p.to_owned(), utc(from), utc(to));
+    assert_eq!(
+        listed,
+        vec![
+            at("alice", "2027-03-01T08:00:00Z", "2027-03-03T00:00:00Z"),
+            at("bob", "2027-03-03T00:00:00Z", "2027-03-03T12:00:00Z"),
+            at("carol", "2027-03-03T12:00:00Z", "2027-03-04T00:00:00Z"),
+            at("bob", "2027-03-04T00:00:00Z", "2027-03-05T00:00:00Z"),
+            at("alice", "2027-03-05T00:00:00Z", "2027-03-08T08:00:00Z"),
+        ]
+    );
+}

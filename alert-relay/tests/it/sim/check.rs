@@ -22,6 +22,8 @@ pub struct Row {
     pub next_try: i64,
     pub done_at: Option<i64>,
     pub sequence_id: String,
+    /// The person the page names (a `person.<name>` target).
+    pub person: Option<String>,
 }
 
 /// id, status, last_error, next_try, done_at, payload.
@@ -38,7 +40,7 @@ enum Source {
 /// Reads the relay's database beside it; payloads are parsed once per row.
 pub struct Observer {
     source: Source,
-    keys: BTreeMap<i64, (Key, String)>,
+    keys: BTreeMap<i64, (Key, String, Option<String>)>,
 }
 
 const OUTBOX: &str =
@@ -92,22 +94,12 @@ impl Observer {
         let raw = self.raw_rows();
         raw.into_iter()
             .map(|(id, status, reason, next_try, done_at, payload)| {
-                let (key, sequence_id) = self
+                let (key, sequence_id, person) = self
                     .keys
                     .entry(id)
                     .or_insert_with(|| {
                         let n: Notification = serde_json::from_str(&payload).expect("payload");
-                        (
-                            Key {
-                                incident: n.incident_id,
-                                target: n.target.0.clone(),
-                                kind: n.kind.into(),
-                                step: n.step,
-                                created_at: n.created_at.0,
-                                news: n.note.is_some(),
-                            },
-                            n.sequence_id,
-                        )
+                        (Key::of(&n), n.sequence_id, n.person)
                     })
                     .clone();
                 Row {
@@ -118,6 +110,7 @@ impl Observer {
                     next_try,
                     done_at,
                     sequence_id,
+                    person,
                 }
             })
             .collect()
@@ -127,6 +120,26 @@ impl Observer {
         match &self.source {
             Source::Sqlite(conn) => conn.query_row(PENDING, [], |r| r.get(0)).expect("count"),
             Source::Postgres(store) => store.query(PENDING, &[]).expect("count")[0].get(0),
+        }
+    }
+
+    /// The targets with pending rows.
+    pub fn pending_targets(&mut self) -> BTreeSet<String> {
+        const TARGETS: &str = "SELECT DISTINCT target FROM outbox WHERE status = 'pending'";
+        match &self.source {
+            Source::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(TARGETS).expect("prepare");
+                stmt.query_map([], |r| r.get(0))
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("targets")
+            }
+            Source::Postgres(store) => store
+                .query(TARGETS, &[])
+                .expect("targets")
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
         }
     }
 
@@ -171,6 +184,9 @@ pub fn invariants(
         return Err("two outbox rows for the same notification (a step queued twice)".into());
     }
 
+    // Schedules first: their failures say more than "owed but never queued".
+    schedules(model, &rows)?;
+
     // Every notification the model owes is queued, and nothing else is: no page early, late,
     // twice, to the wrong target, off the plan the incident started with, or after a stop.
     for (key, how) in &model.expected {
@@ -184,13 +200,22 @@ pub fn invariants(
                 "a page for a target not configured must be dead-lettered at once: {row:?}"
             ));
         }
+        if let Expectation::NobodyOnCall(schedule) = how {
+            let says = format!("nobody is on call in schedule {schedule} at ");
+            if row.status != "dead" || !row.reason.as_deref().is_some_and(|r| r.starts_with(&says))
+            {
+                return Err(format!(
+                    "a schedule step with nobody on call must be dead-lettered at once, saying so: {row:?}"
+                ));
+            }
+        }
     }
     for row in &rows {
         if !model.expected.contains_key(&row.key) {
             return Err(format!("queued but not owed: {row:?}"));
         }
         // The idempotency key is the incident's, on every row and every re-send.
-        if row.sequence_id != format!("relay-{}", row.key.incident) {
+        if row.sequence_id != row.key.sequence_id() {
             return Err(format!("wrong sequence id: {row:?}"));
         }
         match row.status.as_str() {
@@ -232,20 +257,13 @@ pub fn invariants(
     // Per row: when it was last sent, and the earliest time the vendor allowed the next try.
     let mut last_try: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for got in &world.received {
-        let key = Key {
-            incident: got.incident_id,
-            target: got.target.0.clone(),
-            kind: got.kind.into(),
-            step: got.step,
-            created_at: got.created_at.0,
-            news: got.news,
-        };
+        let key = got.key.clone();
         let Some(&id) = id_of.get(&key) else {
             return Err(format!(
                 "a vendor received a page the relay never queued: {got:?}"
             ));
         };
-        if got.sequence_id != format!("relay-{}", got.incident_id) {
+        if got.sequence_id != key.sequence_id() {
             return Err(format!("re-sent with another idempotency key: {got:?}"));
         }
         let last = last_per_target.entry(got.target.as_str()).or_insert(id);
@@ -322,6 +340,104 @@ pub fn invariants(
             "{} open incidents, the model has {model_open}",
             open.len()
         ));
+    }
+    Ok(())
+}
+
+/// Schedules: a page from a schedule step names the person the model has on call at the
+/// page's creation; a gap leaves exactly one dead row per schedule and pages the next step's
+/// targets at once; a handoff is announced at most once per (schedule, person, shift start).
+fn schedules(model: &Model, rows: &[Row]) -> Result<(), String> {
+    let mut by_step: BTreeMap<(i64, usize, i64), Vec<&Row>> = BTreeMap::new();
+    for row in rows {
+        // The page names the person it goes to.
+        let person = row.key.target.strip_prefix("person.");
+        if row.person.as_deref() != person {
+            return Err(format!("the page names {:?}: {row:?}", row.person));
+        }
+        if row.key.kind != Kind::Firing {
+            continue;
+        }
+        by_step
+            .entry((row.key.incident, row.key.step, row.key.created_at))
+            .or_default()
+            .push(row);
+        let Some(resolution) =
+            model
+                .resolutions
+                .get(&(row.key.incident, row.key.step, row.key.created_at))
+        else {
+            if row.key.target.starts_with("schedule.") {
+                return Err(format!("a page to a schedule itself: {row:?}"));
+            }
+            continue;
+        };
+        if let Some(person) = person {
+            let on_call = resolution.schedules.iter().any(|(_, p)| *p == Some(person));
+            let instead = resolution.fallback.contains(&row.key.target.as_str());
+            let direct = model
+                .incidents
+                .get(&row.key.incident)
+                .and_then(|i| i.plan.steps.get(row.key.step))
+                .is_some_and(|(_, targets)| targets.contains(&row.key.target.as_str()));
+            if !on_call && !instead && !direct {
+                return Err(format!(
+                    "a schedule step paged {person}, but the model has {:?} on call then: {row:?}",
+                    resolution.schedules
+                ));
+            }
+        }
+    }
+    for ((incident, step, at), resolution) in &model.resolutions {
+        let of_step = by_step
+            .get(&(*incident, *step, *at))
+            .map_or(&[][..], Vec::as_slice);
+        for (schedule, who) in &resolution.schedules {
+            let target = format!("schedule.{schedule}");
+            let dead = of_step.iter().filter(|r| r.key.target == target).count();
+            match who {
+                None if dead != 1 => {
+                    return Err(format!(
+                        "nobody on call in {schedule} at {at} (incident {incident} step {step}): {dead} dead rows for it, not one"
+                    ))
+                }
+                Some(p) if dead != 0 => {
+                    return Err(format!(
+                        "{p} is on call in {schedule} at {at}, yet a row for the schedule itself"
+                    ))
+                }
+                Some(p) if !of_step.iter().any(|r| r.key.target == format!("person.{p}")) => {
+                    return Err(format!(
+                        "{p} is on call in {schedule} at {at}, yet not paged (incident {incident} step {step})"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for target in &resolution.fallback {
+            if !of_step.iter().any(|r| r.key.target == *target) {
+                return Err(format!(
+                    "a gap at {at} (incident {incident} step {step}): the next step's {target} was not paged at once"
+                ));
+            }
+        }
+    }
+    let mut announced = BTreeSet::new();
+    for row in rows.iter().filter(|r| r.key.kind == Kind::Handoff) {
+        let Some((schedule, start)) = &row.key.shift else {
+            return Err(format!("a handoff notice without its shift: {row:?}"));
+        };
+        if row.key.incident != 0 {
+            return Err(format!("a handoff notice of an incident: {row:?}"));
+        }
+        if !announced.insert((schedule, &row.key.target, *start))
+            && !model.removal_notices.contains(&row.key)
+        {
+            return Err(format!(
+                "handoff to {} in {schedule} at {start} announced twice: {row:?}",
+                row.key.target
+            ));
+        }
     }
     Ok(())
 }

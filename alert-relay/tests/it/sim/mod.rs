@@ -1,11 +1,14 @@
 //! Deterministic simulation of the application layer, in the manner of FoundationDB's and
 //! TigerBeetle's: one seed decides a schedule over virtual time of webhooks (firing, repeats,
 //! new alerts joining a group, resolves), acknowledgements, silences, policy reloads, vendor
-//! answers (2xx, 429 with Retry-After, 5xx, 4xx, timeouts, accepted-but-unanswered) and
-//! crashes (every in-memory structure dropped, the store reopened). After every step the
-//! invariants in [`check`] are checked against the reference [`model`]. It runs on SQLite,
-//! and on PostgreSQL (a database per seed; `RELAY_TEST_DATABASE_URL`), where a crash drops
-//! the relay and its pool and opens a new store on the same database.
+//! answers (2xx, 429 with Retry-After, 5xx, 4xx, timeouts, accepted-but-unanswered),
+//! crashes (every in-memory structure dropped, the store reopened), and on-call schedules:
+//! steps that page `schedule.<name>` (a gap before a rotation begins, a later layer, a
+//! schedule gone after a reload), overrides created and removed at random, and the handoff
+//! loop's notices. After every step the invariants in [`check`] are checked against the
+//! reference [`model`]. It runs on SQLite, and on PostgreSQL (a database per seed;
+//! `RELAY_TEST_DATABASE_URL`), where a crash drops the relay and its pool and opens a new
+//! store on the same database.
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 1000; `SIM_PG_SEEDS`, default 50, on PostgreSQL),
 //! `SIM_SEED=S` replays one exactly, `SIM_STEPS` sets the steps per seed (default 60). A
@@ -19,20 +22,20 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alert_relay::app::{Relay, Step, Worker};
+use alert_relay::app::{OverrideError, Relay, Step, Worker};
 use alert_relay::config::Config;
 use alert_relay::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, TargetName, Timestamp,
 };
+use alert_relay::engine::Override;
 use alert_relay::engine::{AckOutcome, IngestOutcome};
 use alert_relay::store::postgres::scratch::ScratchDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use model::{Incident, Model, Phase, Variant, MIN};
+use model::{Cover, Incident, Model, Phase, Variant, MIN, PEOPLE, T0};
 use world::{Mode, World};
 
-const T0: Timestamp = Timestamp(1_800_000_000_000);
 const GROUPS: usize = 6;
 /// Delivery attempts per target per pass at most; more means a queue that never drains.
 const MAX_ATTEMPTS: usize = 400;
@@ -53,6 +56,9 @@ struct Sim {
     observer: Option<check::Observer>,
     /// The PostgreSQL database the relay keeps its state in; `None`: SQLite in `dir`.
     database: Option<Arc<ScratchDatabase>>,
+    /// The relay's handoff loop has been woken: time passed, an override changed, the policy
+    /// reloaded, the relay (re)started.
+    handoffs_woken: bool,
 }
 
 fn group_key(g: usize) -> String {
@@ -83,8 +89,10 @@ impl Sim {
             trace: Vec::new(),
             observer: None,
             database,
+            handoffs_woken: true,
         };
         sim.world.state().now = T0;
+        sim.model.schedules = sim.variants[0].schedules.clone();
         sim.boot();
         sim.observer = Some(match &sim.database {
             Some(db) => check::Observer::postgres(db.open()),
@@ -301,9 +309,26 @@ impl Sim {
             .fire_due(self.now)
             .await
             .map_err(|e| format!("fire_due failed: {e}"))?;
+        // The handoff loop's pass, when something woke it.
+        if std::mem::take(&mut self.handoffs_woken) {
+            self.model.announce(self.now, &configured);
+            self.relay()
+                .announce_handoffs(self.now)
+                .await
+                .map_err(|e| format!("announce_handoffs failed: {e}"))?;
+        }
+        // A worker whose queue is empty has nothing to do (it would answer `Empty`).
+        let pending = self.observer.as_mut().map(check::Observer::pending_targets);
         let mut i = 0;
         while i < self.workers.len() {
             let worker = self.workers[i].clone();
+            if pending
+                .as_ref()
+                .is_some_and(|p| !p.contains(worker.target.as_str()))
+            {
+                i += 1;
+                continue;
+            }
             let mut attempts = 0;
             loop {
                 let step = self
@@ -331,6 +356,7 @@ impl Sim {
     }
 
     async fn crash(&mut self) {
+        self.handoffs_woken = true;
         self.relay = None;
         self.workers.clear();
         self.boot();
@@ -341,7 +367,7 @@ impl Sim {
         // No two events share a millisecond (Alertmanager's webhooks for a group are seconds
         // apart); the order of events within one is the schedule's.
         self.now = Timestamp(self.now.0 + 1);
-        let roll = self.rng.random_range(0..100);
+        let roll = self.rng.random_range(0..106);
         let g = self.rng.random_range(0..GROUPS);
         match roll {
             0..=19 => {
@@ -425,15 +451,43 @@ impl Sim {
                 self.trace
                     .push(format!("reload to {}", self.variants[self.variant].name));
                 let config = self.config();
+                self.model.schedules = self.variants[self.variant].schedules.clone();
                 self.relay()
                     .apply(config)
                     .map_err(|e| format!("reload refused: {e}"))?;
                 self.workers = self.relay().workers();
+                self.handoffs_woken = true;
+                self.compare_on_call().await?;
                 self.relay().forget_removed_targets(self.now).await;
             }
             52..=54 => {
                 self.trace.push("crash and restart".into());
                 self.crash().await;
+            }
+            100..=103 => {
+                self.add_override().await?;
+                self.handoffs_woken = true;
+                self.compare_on_call().await?;
+            }
+            104..=105 => {
+                let id = self
+                    .rng
+                    .random_range(1..=self.model.covers.len() as i64 + 1);
+                self.trace.push(format!("remove override {id}"));
+                let removed = self
+                    .relay()
+                    .remove_override(id, self.now)
+                    .await
+                    .map_err(|e| format!("remove_override failed: {e}"))?;
+                let configured = self.configured();
+                let expected = self.model.remove_cover(id, self.now, &configured);
+                self.handoffs_woken = true;
+                self.compare_on_call().await?;
+                if removed != expected {
+                    return Err(format!(
+                        "remove override {id}: {removed}, the model says {expected}"
+                    ));
+                }
             }
             _ => {
                 let dt = match self.rng.random_range(0..20) {
@@ -442,10 +496,92 @@ impl Sim {
                     _ => self.rng.random_range(20 * MIN..120 * MIN),
                 };
                 self.now = Timestamp(self.now.0 + dt);
+                self.handoffs_woken = true;
                 self.trace.push(format!("advance {}s", dt / 1000));
             }
         }
         self.pump().await
+    }
+
+    /// Someone covers a schedule (for everyone, or in place of one person) over a window
+    /// around now.
+    async fn add_override(&mut self) -> Result<(), String> {
+        let schedule = ["primary", "night"][self.rng.random_range(0..2)];
+        let person = PEOPLE[self.rng.random_range(0..PEOPLE.len())];
+        let replaces = self
+            .rng
+            .random_bool(0.3)
+            .then(|| PEOPLE[self.rng.random_range(0..PEOPLE.len())])
+            .filter(|r| *r != person);
+        let start = self.now.0 + self.rng.random_range(-90 * MIN..60 * MIN);
+        let end = start + self.rng.random_range(5 * MIN..150 * MIN);
+        self.trace.push(format!(
+            "override: {person} covers {schedule}{} from {}s to {}s",
+            replaces.map_or(String::new(), |r| format!(" for {r}")),
+            (start - self.now.0) / 1000,
+            (end - self.now.0) / 1000
+        ));
+        let created = self
+            .relay()
+            .add_override(
+                Override {
+                    id: 0,
+                    schedule: schedule.into(),
+                    person: person.into(),
+                    replaces: replaces.map(str::to_owned),
+                    starts_at: Timestamp(start),
+                    ends_at: Timestamp(end),
+                    created_by: "sim".into(),
+                },
+                self.now,
+            )
+            .await;
+        let expected = self.model.add_cover(
+            Cover {
+                id: 0,
+                schedule,
+                person,
+                replaces,
+                start,
+                end,
+                removed: false,
+            },
+            self.now,
+        );
+        match (created, expected) {
+            (Ok(o), Some(id)) if o.id == id => Ok(()),
+            (Err(OverrideError::Invalid(_)), None) => Ok(()),
+            (got, expected) => Err(format!(
+                "add override: {got:?}, the model says {expected:?}"
+            )),
+        }
+    }
+
+    /// Who the relay says is on call in each schedule now (its API) is who the model has.
+    async fn compare_on_call(&self) -> Result<(), String> {
+        let reports = self
+            .relay()
+            .on_call(self.now, 0)
+            .await
+            .map_err(|e| format!("on_call failed: {e}"))?;
+        if reports.len() != self.model.schedules.len() {
+            return Err(format!(
+                "{} schedules on call, the model has {}",
+                reports.len(),
+                self.model.schedules.len()
+            ));
+        }
+        for r in reports {
+            let got = r.now.map(|s| s.person);
+            let want = self.model.who(&r.schedule, self.now);
+            if got.as_deref() != want {
+                return Err(format!(
+                    "on call in {} now: {got:?}, the model says {want:?}",
+                    r.schedule
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check(&mut self, final_: bool) -> Result<(), String> {
@@ -464,6 +600,7 @@ impl Sim {
         self.trace.push("heal every vendor; let time pass".into());
         for _ in 0..48 * 12 {
             self.now = Timestamp(self.now.0 + 5 * MIN);
+            self.handoffs_woken = true;
             self.pump().await?;
             let observer = self.observer.as_mut().expect("observer");
             if observer.pending() == 0 {
@@ -474,6 +611,52 @@ impl Sim {
     }
 }
 
+/// What seeds exercised of the schedules, summed: a generator that stops reaching a case
+/// fails a full run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Coverage {
+    handoffs: usize,
+    gaps: usize,
+    schedule_pages: usize,
+    override_pages: usize,
+    overrides: usize,
+    removed: usize,
+}
+
+impl Coverage {
+    fn of(m: &Model) -> Self {
+        Coverage {
+            handoffs: m
+                .expected
+                .keys()
+                .filter(|k| k.kind == model::Kind::Handoff)
+                .count(),
+            gaps: m
+                .expected
+                .values()
+                .filter(|e| matches!(e, model::Expectation::NobodyOnCall(_)))
+                .count(),
+            schedule_pages: m
+                .resolutions
+                .values()
+                .map(|r| r.schedules.iter().filter(|(_, p)| p.is_some()).count())
+                .sum(),
+            override_pages: m.overridden_pages,
+            overrides: m.covers.len(),
+            removed: m.covers.iter().filter(|c| c.removed).count(),
+        }
+    }
+
+    fn add(&mut self, o: Coverage) {
+        self.handoffs += o.handoffs;
+        self.gaps += o.gaps;
+        self.schedule_pages += o.schedule_pages;
+        self.override_pages += o.override_pages;
+        self.overrides += o.overrides;
+        self.removed += o.removed;
+    }
+}
+
 /// Runs one seed; `Err` holds the violation and the trace.
 fn run_seed(
     seed: u64,
@@ -481,7 +664,7 @@ fn run_seed(
     runtime: &tokio::runtime::Runtime,
     base: &Path,
     database: Option<ScratchDatabase>,
-) -> Result<(), String> {
+) -> Result<Coverage, String> {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let replay = if database.is_some() {
         "sim::the_paging_invariants_hold_on_postgres"
@@ -498,7 +681,7 @@ fn run_seed(
         sim.drain().await?;
         sim.check(true).map_err(|e| format!("at the end: {e}"))
     });
-    result.map_err(|violation| {
+    result.map(|()| Coverage::of(&sim.model)).map_err(|violation| {
         format!(
             "simulation seed {seed} failed: {violation}\nreplay: SIM_SEED={seed} cargo nextest run -p alert-relay {replay}\ntrace:\n  {}",
             sim.trace.join("\n  ")
@@ -538,6 +721,8 @@ fn run_part(part: u64, parts: u64, postgres: bool) {
     } else {
         std::env::temp_dir()
     };
+    let mut coverage = Coverage::default();
+    let many = seeds.len() >= 100 && steps >= 60;
     for seed in seeds {
         let database = if postgres {
             match ScratchDatabase::create() {
@@ -547,9 +732,25 @@ fn run_part(part: u64, parts: u64, postgres: bool) {
         } else {
             None
         };
-        if let Err(report) = run_seed(seed, steps, &runtime, &base, database) {
-            panic!("{report}");
+        match run_seed(seed, steps, &runtime, &base, database) {
+            Ok(c) => coverage.add(c),
+            Err(report) => panic!("{report}"),
         }
+    }
+    if many {
+        let c = coverage;
+        let reached = [
+            c.handoffs,
+            c.gaps,
+            c.schedule_pages,
+            c.override_pages,
+            c.overrides,
+            c.removed,
+        ];
+        assert!(
+            reached.iter().all(|n| *n > 0),
+            "the seeds no longer reach every schedule case: {c:?}"
+        );
     }
 }
 

@@ -1,11 +1,14 @@
 //! The reference model: what the relay must have done, written from the policy as a person
 //! reads it (steps at fixed delays from the start, repeats of the last step, a stop ends
-//! escalation), independently of the engine. The checker compares the relay's rows and the
-//! vendors' requests with it.
+//! escalation), independently of the engine. Who is on call is plain arithmetic on UTC
+//! shifts of fixed length (shift `k = (t - first) / length`, person `k mod n`), with the
+//! model's own list of overrides on top (the newest that covers `t` wins; one that replaces
+//! someone applies only while they are the rotation's person). The checker compares the
+//! relay's rows and the vendors' requests with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use alert_relay::domain::{NotificationKind, Timestamp};
+use alert_relay::domain::{Notification, NotificationKind, Timestamp};
 
 pub const MIN: i64 = 60_000;
 
@@ -23,9 +26,140 @@ pub struct Plan {
 /// One version of the policy file.
 pub struct Variant {
     pub name: &'static str,
+    /// Vendor targets and people (`person.<name>`, each with an ntfy topic of their own).
     pub targets: &'static [&'static str],
+    pub schedules: Vec<Sched>,
     pub critical: Plan,
     pub warning: Plan,
+}
+
+/// The simulation's start (2027-01-15 08:00 UTC): rotations are placed relative to it.
+pub const T0: Timestamp = Timestamp(1_800_000_000_000);
+pub const HOUR: i64 = 60 * MIN;
+
+/// One rotation of a schedule in UTC: `people` take turns of `shift` ms from `first` on.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub people: &'static [&'static str],
+    pub first: i64,
+    pub shift: i64,
+}
+
+/// A schedule as the model knows it: UTC, fixed-length shifts, layers (a later one that has
+/// begun wins), handoff notices or not.
+#[derive(Debug, Clone)]
+pub struct Sched {
+    pub name: &'static str,
+    pub layers: Vec<Layer>,
+    pub notices: bool,
+}
+
+/// An override as the model keeps it.
+#[derive(Debug, Clone)]
+pub struct Cover {
+    pub id: i64,
+    pub schedule: &'static str,
+    pub person: &'static str,
+    pub replaces: Option<&'static str>,
+    pub start: i64,
+    pub end: i64,
+    pub removed: bool,
+}
+
+pub const PEOPLE: &[&str] = &["alice", "bob", "carol"];
+
+/// The target that reaches a person.
+pub fn person(name: &str) -> &'static str {
+    match name {
+        "alice" => "person.alice",
+        "bob" => "person.bob",
+        "carol" => "person.carol",
+        other => panic!("no person {other} in the simulation"),
+    }
+}
+
+impl Sched {
+    /// Whom the rotations put on call at `t`, and when that shift began: plain arithmetic,
+    /// `k = (t - first) / shift`, person `k mod n`, for the last layer that has begun.
+    fn rotation(&self, t: i64) -> Option<(&'static str, i64)> {
+        self.layers.iter().rev().find_map(|l| {
+            (t >= l.first).then(|| {
+                let k = (t - l.first) / l.shift;
+                (
+                    l.people[(k as usize) % l.people.len()],
+                    l.first + k * l.shift,
+                )
+            })
+        })
+    }
+
+    /// Who is on call at `t` and since when their shift counts (an override: from its start,
+    /// or the rotation shift's start, or the end of a newer override inside it, whichever is
+    /// latest; a rotation shift: from its start, or the end of
+    /// an override that covered its beginning), seeing the overrides not removed that end
+    /// after `visible_from` (what the relay loads).
+    pub fn on_call(
+        &self,
+        t: i64,
+        covers: &[Cover],
+        visible_from: i64,
+    ) -> Option<(&'static str, i64)> {
+        let visible = || {
+            covers
+                .iter()
+                .filter(move |c| !c.removed && c.schedule == self.name && c.end > visible_from)
+        };
+        let base = self.rotation(t);
+        let applies = |c: &Cover, who: Option<&str>| c.replaces.is_none_or(|r| Some(r) == who);
+        let covering = visible()
+            .filter(|c| c.start <= t && t < c.end && applies(c, base.map(|b| b.0)))
+            .max_by_key(|c| c.id);
+        if let Some(c) = covering {
+            // Back from a newer override that won over this one for a while.
+            let back = visible()
+                .filter(|p| p.id > c.id && p.end > c.start && p.end <= t)
+                .filter(|p| applies(p, self.rotation(p.end - 1).map(|b| b.0)))
+                .map(|p| p.end)
+                .max()
+                .unwrap_or(c.start);
+            return Some((
+                c.person,
+                base.map_or(c.start, |b| b.1).max(c.start).max(back),
+            ));
+        }
+        let (who, mut since) = base?;
+        for c in visible() {
+            if applies(c, Some(who)) && c.end > since && c.end <= t {
+                since = since.max(c.end);
+            }
+        }
+        Some((who, since))
+    }
+
+    /// The override that decides who is on call at `t`, if one does (the newest covering one
+    /// that applies), seeing those that end after `visible_from`.
+    pub fn winner(&self, t: i64, covers: &[Cover], visible_from: i64) -> Option<i64> {
+        let base = self.rotation(t).map(|b| b.0);
+        covers
+            .iter()
+            .filter(|c| !c.removed && c.schedule == self.name && c.end > visible_from)
+            .filter(|c| c.start <= t && t < c.end)
+            .filter(|c| c.replaces.is_none_or(|r| Some(r) == base))
+            .map(|c| c.id)
+            .max()
+    }
+
+    /// The handoff to announce at `now`: the shift under way began within the last hour and
+    /// someone else (or nobody) was on call just before it.
+    pub fn handoff(&self, now: i64, covers: &[Cover]) -> Option<(&'static str, i64)> {
+        let visible_from = now - HOUR;
+        let (who, since) = self.on_call(now, covers, visible_from)?;
+        if since < now - HOUR {
+            return None;
+        }
+        let before = self.on_call(since - 1, covers, visible_from).map(|b| b.0);
+        (before != Some(who)).then_some((who, since))
+    }
 }
 
 const ALL: &[&str] = &[
@@ -34,6 +168,9 @@ const ALL: &[&str] = &[
     "ntfy.manager",
     "slack.ops",
     "pagerduty.cto",
+    "person.alice",
+    "person.bob",
+    "person.carol",
 ];
 
 pub fn variants() -> Vec<Variant> {
@@ -43,14 +180,36 @@ pub fn variants() -> Vec<Variant> {
         send_resolved: false,
         ack_timeout: None,
     };
+    let t0 = T0.0;
     vec![
         Variant {
             name: "shipped-like",
             targets: ALL,
+            schedules: vec![
+                Sched {
+                    name: "primary",
+                    layers: vec![Layer {
+                        people: &["alice", "bob", "carol"],
+                        first: t0,
+                        shift: 30 * MIN,
+                    }],
+                    notices: true,
+                },
+                // Nobody on call for the first three hours: a gap.
+                Sched {
+                    name: "night",
+                    layers: vec![Layer {
+                        people: &["carol", "alice"],
+                        first: t0 + 3 * HOUR,
+                        shift: HOUR,
+                    }],
+                    notices: true,
+                },
+            ],
             critical: Plan {
                 steps: vec![
-                    (0, vec!["ntfy.primary", "slack.ops"]),
-                    (15 * MIN, vec!["ntfy.secondary"]),
+                    (0, vec!["schedule.primary", "slack.ops"]),
+                    (15 * MIN, vec!["schedule.night", "ntfy.secondary"]),
                     (30 * MIN, vec!["ntfy.manager"]),
                     (45 * MIN, vec!["pagerduty.cto"]),
                 ],
@@ -63,10 +222,39 @@ pub fn variants() -> Vec<Variant> {
         Variant {
             name: "faster",
             targets: ALL,
+            schedules: vec![
+                // A second layer takes over four hours in.
+                Sched {
+                    name: "primary",
+                    layers: vec![
+                        Layer {
+                            people: &["bob", "carol", "alice"],
+                            first: t0,
+                            shift: HOUR,
+                        },
+                        Layer {
+                            people: &["carol", "alice"],
+                            first: t0 + 4 * HOUR,
+                            shift: 45 * MIN,
+                        },
+                    ],
+                    notices: true,
+                },
+                Sched {
+                    name: "night",
+                    layers: vec![Layer {
+                        people: &["alice", "bob"],
+                        first: t0 + 2 * HOUR,
+                        shift: 2 * HOUR,
+                    }],
+                    notices: false,
+                },
+            ],
             critical: Plan {
                 steps: vec![
-                    (0, vec!["ntfy.primary"]),
-                    (5 * MIN, vec!["ntfy.secondary", "slack.ops"]),
+                    // In the gap, the next step (a schedule itself) is paged at once.
+                    (0, vec!["schedule.night"]),
+                    (5 * MIN, vec!["schedule.primary", "slack.ops"]),
                     (10 * MIN, vec!["pagerduty.cto"]),
                 ],
                 repeat: None,
@@ -76,8 +264,39 @@ pub fn variants() -> Vec<Variant> {
             warning: warning.clone(),
         },
         Variant {
+            name: "primary-only",
+            targets: &[
+                "ntfy.primary",
+                "ntfy.secondary",
+                "slack.ops",
+                "person.alice",
+                "person.bob",
+                "person.carol",
+            ],
+            schedules: vec![Sched {
+                name: "primary",
+                layers: vec![Layer {
+                    people: &["carol", "bob", "alice"],
+                    first: t0 + 30 * MIN,
+                    shift: 20 * MIN,
+                }],
+                notices: true,
+            }],
+            critical: Plan {
+                steps: vec![
+                    (0, vec!["schedule.primary"]),
+                    (10 * MIN, vec!["ntfy.secondary", "slack.ops"]),
+                ],
+                repeat: Some((15 * MIN, 1)),
+                send_resolved: true,
+                ack_timeout: Some(20 * MIN),
+            },
+            warning: warning.clone(),
+        },
+        Variant {
             name: "fewer-targets",
             targets: &["ntfy.primary", "ntfy.secondary", "slack.ops"],
+            schedules: Vec::new(),
             critical: Plan {
                 steps: vec![
                     (0, vec!["ntfy.primary"]),
@@ -116,6 +335,40 @@ pub fn yaml(v: &Variant) -> String {
             out.push_str(&format!("  {kind}:\n"));
             for name in names {
                 out.push_str(&target(name));
+            }
+        }
+    }
+    let people: Vec<&str> = v
+        .targets
+        .iter()
+        .filter_map(|t| t.strip_prefix("person."))
+        .collect();
+    if !people.is_empty() {
+        out.push_str("people:\n");
+        for p in people {
+            out.push_str(&format!(
+                "  {p}: {{ntfy: {{url: \"http://ntfy.sim\", topic: phone-{p}}}}}\n"
+            ));
+        }
+    }
+    if !v.schedules.is_empty() {
+        out.push_str("schedules:\n");
+        for s in &v.schedules {
+            out.push_str(&format!(
+                "  {}:\n    time_zone: UTC\n    handoff_notices: {}\n    rotations:\n",
+                s.name, s.notices
+            ));
+            for l in &s.layers {
+                // Every rotation begins on the simulation's first day.
+                let minutes = (l.first - T0.0) / MIN + 8 * 60;
+                assert!(minutes < 24 * 60, "a rotation begins on 2027-01-15");
+                out.push_str(&format!(
+                    "      - people: [{}]\n        shift: {}m\n        handoff: {{time: \"{:02}:{:02}\"}}\n        start: 2027-01-15\n",
+                    l.people.join(", "),
+                    l.shift / MIN,
+                    minutes / 60,
+                    minutes % 60
+                ));
             }
         }
     }
@@ -159,6 +412,36 @@ pub struct Key {
     /// A page that says why it goes out besides its step (new alerts joined an acknowledged
     /// incident; an acknowledgement ran out).
     pub news: bool,
+    /// A handoff notice: its schedule and the start of the shift it announces.
+    pub shift: Option<(String, i64)>,
+}
+
+impl Key {
+    /// The key of a notification as the relay composed it.
+    pub fn of(n: &Notification) -> Self {
+        Key {
+            incident: n.incident_id,
+            target: n.target.0.clone(),
+            kind: n.kind.into(),
+            step: n.step,
+            created_at: n.created_at.0,
+            news: n.note.is_some(),
+            shift: (n.kind == NotificationKind::Handoff).then(|| {
+                let schedule = n.policy.0.strip_prefix("schedule.").unwrap_or(&n.policy.0);
+                (schedule.to_owned(), n.incident_started_at.0)
+            }),
+        }
+    }
+
+    /// The idempotency key the relay must send it with.
+    pub fn sequence_id(&self) -> String {
+        match &self.shift {
+            Some((schedule, start)) => {
+                format!("relay-handoff-{schedule}-{}", start.div_euclid(1000))
+            }
+            None => format!("relay-{}", self.incident),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -251,10 +534,32 @@ impl Incident {
     }
 }
 
+/// How a firing step that named schedules was resolved at one instant: each schedule's
+/// person (`None`: nobody, a gap or a schedule gone), and the next step's targets paged
+/// instead when someone was missing.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub schedules: Vec<(&'static str, Option<&'static str>)>,
+    pub fallback: Vec<&'static str>,
+}
+
 /// Expected rows and the model's incidents.
 #[derive(Default)]
 pub struct Model {
     pub incidents: BTreeMap<i64, Incident>,
+    /// The schedules of the policy file in force.
+    pub schedules: Vec<Sched>,
+    /// Every override created, removed ones marked.
+    pub covers: Vec<Cover>,
+    /// Handoffs announced: (schedule, person, shift start).
+    pub announced: BTreeSet<(&'static str, &'static str, i64)>,
+    /// Notices that an override in force was removed: they tell the person back on call
+    /// again, even if their shift was announced when it began.
+    pub removal_notices: BTreeSet<Key>,
+    /// (incident, step, created at) → how its schedules were resolved.
+    pub resolutions: BTreeMap<(i64, usize, i64), Resolution>,
+    /// Schedule pages that went to someone other than the rotation's person (an override).
+    pub overridden_pages: usize,
     pub expected: BTreeMap<Key, Expectation>,
     /// The order in which rows were owed (to tell rows queued before a stop from after it).
     pub order: BTreeMap<Key, usize>,
@@ -269,6 +574,8 @@ pub enum Expectation {
     Deliver,
     /// Its target was not configured: dead-lettered at once.
     DeadAtOnce,
+    /// A schedule step while nobody was on call in it: dead-lettered at once, saying so.
+    NobodyOnCall(&'static str),
 }
 
 impl Model {
@@ -288,22 +595,13 @@ impl Model {
         configured: &BTreeSet<&str>,
     ) {
         for target in targets {
-            let key = Key {
-                incident,
-                target: (*target).to_owned(),
-                kind,
-                step,
-                created_at: now.0,
-                news: self.news,
-            };
+            let key = self.key(incident, target, kind, step, now);
             let how = if configured.contains(target) {
                 Expectation::Deliver
             } else {
                 Expectation::DeadAtOnce
             };
-            let seq = self.order.len();
-            self.order.entry(key.clone()).or_insert(seq);
-            self.expected.insert(key, how);
+            self.owe(key, how);
         }
     }
 
@@ -323,6 +621,184 @@ impl Model {
             .iter()
             .find(|(_, at_seq)| seq < *at_seq)
             .map(|(at, _)| *at)
+    }
+
+    /// Who is on call in schedule `name` at `now` (`None`: a gap, or no such schedule).
+    pub fn who(&self, name: &str, now: Timestamp) -> Option<&'static str> {
+        let s = self.schedules.iter().find(|s| s.name == name)?;
+        s.on_call(now.0, &self.covers, now.0).map(|(who, _)| who)
+    }
+
+    /// A firing step's targets with each `schedule.<name>` turned into the person on call
+    /// now; nobody on call: a dead row for the schedule, and the next step's targets (also
+    /// resolved, those with nobody left out) instead. Each target once.
+    fn page(
+        &mut self,
+        i: &Incident,
+        step: usize,
+        targets: &[&'static str],
+        now: Timestamp,
+    ) -> Vec<&'static str> {
+        if !targets.iter().any(|t| t.starts_with("schedule.")) {
+            return targets.to_vec();
+        }
+        let who = |t: &'static str| match t.strip_prefix("schedule.") {
+            Some(name) => self.who(name, now).map(person),
+            None => Some(t),
+        };
+        let found: Vec<Option<&'static str>> = targets.iter().map(|t| who(t)).collect();
+        let fallback: Vec<&'static str> = i
+            .plan
+            .steps
+            .get(step + 1)
+            .map(|(_, next)| next.iter().filter_map(|t| who(t)).collect())
+            .unwrap_or_default();
+        let mut resolution = Resolution::default();
+        let mut out: Vec<&'static str> = Vec::new();
+        for (target, person) in targets.iter().zip(found) {
+            if let Some(name) = target.strip_prefix("schedule.") {
+                let rotation = self
+                    .schedules
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.rotation(now.0))
+                    .map(|(who, _)| self::person(who));
+                if person.is_some() && person != rotation {
+                    self.overridden_pages += 1;
+                }
+                resolution
+                    .schedules
+                    .push((name, person.and_then(|p| p.strip_prefix("person."))));
+            }
+            match person {
+                Some(p) => out.push(p),
+                None => {
+                    let name = target.strip_prefix("schedule.").expect("a schedule");
+                    let key = self.key(i.id, target, Kind::Firing, step, now);
+                    self.owe(key, Expectation::NobodyOnCall(name));
+                    resolution.fallback.extend(fallback.iter().copied());
+                    out.extend(fallback.iter().copied());
+                }
+            }
+        }
+        self.resolutions.insert((i.id, step, now.0), resolution);
+        let mut unique = Vec::new();
+        remember(&mut unique, &out);
+        unique
+    }
+
+    /// The handoff notices due at `now` that were not sent before (the scheduler's pass).
+    pub fn announce(&mut self, now: Timestamp, configured: &BTreeSet<&str>) {
+        let due: Vec<(&'static str, &'static str, i64)> = self
+            .schedules
+            .iter()
+            .filter(|s| s.notices)
+            .filter_map(|s| {
+                s.handoff(now.0, &self.covers)
+                    .map(|(p, at)| (s.name, p, at))
+            })
+            .collect();
+        for (schedule, who, since) in due {
+            if !self.announced.insert((schedule, who, since)) {
+                continue;
+            }
+            let target = person(who);
+            let key = Key {
+                incident: 0,
+                target: target.to_owned(),
+                kind: Kind::Handoff,
+                step: 0,
+                created_at: now.0,
+                news: true,
+                shift: Some((schedule.to_owned(), since)),
+            };
+            let how = if configured.contains(target) {
+                Expectation::Deliver
+            } else {
+                Expectation::DeadAtOnce
+            };
+            self.owe(key, how);
+        }
+    }
+
+    /// Whether an override may be created now (the relay checks it against the policy file).
+    pub fn add_cover(&mut self, mut cover: Cover, now: Timestamp) -> Option<i64> {
+        let known = self.schedules.iter().any(|s| s.name == cover.schedule);
+        if !known || cover.end <= now.0 || cover.end <= cover.start {
+            return None;
+        }
+        if cover.replaces == Some(cover.person) {
+            return None;
+        }
+        cover.id = self.covers.len() as i64 + 1;
+        let id = cover.id;
+        self.covers.push(cover);
+        Some(id)
+    }
+
+    /// Removes an override; whether there was one by that id. An override in force when it
+    /// is removed is a handoff: the person the rotation puts back is told at once (under that
+    /// shift's sequence id), and that shift counts as announced.
+    pub fn remove_cover(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) -> bool {
+        let Some(index) = self.covers.iter().position(|c| c.id == id && !c.removed) else {
+            return false;
+        };
+        let cover = self.covers[index].clone();
+        let schedule = self
+            .schedules
+            .iter()
+            .find(|s| s.name == cover.schedule)
+            .cloned();
+        let in_force = schedule
+            .as_ref()
+            .is_some_and(|s| s.winner(now.0, &self.covers, now.0) == Some(id));
+        self.covers[index].removed = true;
+        let Some(schedule) = schedule.filter(|s| s.notices && in_force) else {
+            return true;
+        };
+        let Some((who, since)) = schedule.on_call(now.0, &self.covers, now.0) else {
+            return true;
+        };
+        if who == cover.person {
+            return true;
+        }
+        self.announced.insert((schedule.name, who, since));
+        let target = person(who);
+        let key = Key {
+            incident: 0,
+            target: target.to_owned(),
+            kind: Kind::Handoff,
+            step: 0,
+            created_at: now.0,
+            news: true,
+            shift: Some((schedule.name.to_owned(), since)),
+        };
+        self.removal_notices.insert(key.clone());
+        let how = if configured.contains(target) {
+            Expectation::Deliver
+        } else {
+            Expectation::DeadAtOnce
+        };
+        self.owe(key, how);
+        true
+    }
+
+    fn key(&self, incident: i64, target: &str, kind: Kind, step: usize, now: Timestamp) -> Key {
+        Key {
+            incident,
+            target: target.to_owned(),
+            kind,
+            step,
+            created_at: now.0,
+            news: self.news,
+            shift: None,
+        }
+    }
+
+    fn owe(&mut self, key: Key, how: Expectation) {
+        let seq = self.order.len();
+        self.order.entry(key.clone()).or_insert(seq);
+        self.expected.insert(key, how);
     }
 
     /// A new incident at `now`: its first steps fire if due.
@@ -346,6 +822,7 @@ impl Model {
             if i.round_start.0 + after > now.0 {
                 break;
             }
+            let targets = self.page(&i, i.fired, &targets, now);
             self.expect(id, &targets, Kind::Firing, i.fired, now, configured);
             remember(&mut i.notified, &targets);
             i.fired += 1;
@@ -355,7 +832,9 @@ impl Model {
         if !fired_any && i.next_due().is_some_and(|due| due <= now.0) {
             let last = i.plan.steps.len() - 1;
             let targets = i.plan.steps[last].1.clone();
+            let targets = self.page(&i, last, &targets, now);
             self.expect(id, &targets, Kind::Firing, last, now, configured);
+            remember(&mut i.notified, &targets);
             i.repeats += 1;
             i.last_fired = Some(now);
         }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use alert_relay::app::Peers;
 use alert_relay::config::Config;
-use alert_relay::domain::{
-    AlertGroup, Notification, NotificationKind, Rendered, TargetName, Timestamp,
-};
+use alert_relay::domain::{AlertGroup, Notification, Rendered, TargetName, Timestamp};
 use alert_relay::silence::{SilenceFuture, SilenceOracle, Verdict};
 use alert_relay::sinks::{Health, HealthFuture, Outcome, SendFuture, Sink};
+
+use super::model::Key;
 
 /// How a vendor answers, until the seed changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +36,9 @@ pub enum Mode {
 /// One request a vendor received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The notification it carried, as the checker identifies rows.
+    pub key: Key,
     pub target: TargetName,
-    pub incident_id: i64,
-    pub kind: NotificationKind,
-    pub step: usize,
-    pub created_at: Timestamp,
-    pub news: bool,
     pub sequence_id: String,
     /// Simulated time of the request.
     pub at: Timestamp,
@@ -111,12 +108,8 @@ impl World {
             _ => None,
         };
         s.received.push(Received {
+            key: Key::of(n),
             target: target.clone(),
-            incident_id: n.incident_id,
-            kind: n.kind,
-            step: n.step,
-            created_at: n.created_at,
-            news: n.note.is_some(),
             sequence_id: n.sequence_id.clone(),
             at,
             accepted,
