@@ -9,6 +9,7 @@ mod delivery;
 mod heartbeat;
 mod intake;
 mod limits;
+mod pg_outage;
 mod postgres;
 mod reload;
 mod restart;
