@@ -1,0 +1,213 @@
+//! High availability on PostgreSQL with the real binary: several `serve` processes on one
+//! database, each given every webhook (as each Alertmanager of a pair sends to each relay),
+//! page once per escalation step; one killed with SIGKILL mid-escalation or mid-retry leaves
+//! the rest to its survivor, which re-sends at most with the same ntfy sequence id.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alert_relay::store::postgres::scratch::ScratchDatabase;
+use alert_relay::store::{self, Mode, PostgresStore};
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer};
+
+use crate::fakes::Recovering;
+use crate::helpers::*;
+
+/// One `alert-relay serve` process with its own data directory, logging to a file.
+struct Replica {
+    name: &'static str,
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    async fn start(name: &'static str, policy: &Path, dir: &Path, db: &ScratchDatabase) -> Self {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
+            .arg("serve")
+            .args(["--database-url", &db.url().to_string()])
+            .args(["--listen", &addr.to_string()])
+            .arg("--data-dir")
+            .arg(dir.join(name))
+            .arg("--config")
+            .arg(policy)
+            .env_remove("LOKI_URL")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start alert-relay");
+        let url = format!("http://{addr}");
+        wait_ok(&format!("{url}/ready"), Duration::from_secs(20)).await;
+        Self {
+            name,
+            child,
+            url,
+            log,
+        }
+    }
+
+    /// SIGKILL, and reaped: no shutdown of any kind.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines saying that `what` happened for `target`.
+    fn logged(&self, what: &str, target: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(target))
+            .count()
+    }
+
+    async fn webhook(&self, payload: &Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/webhook", self.url))
+            .bearer_auth(TOKEN)
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("webhook")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/incidents` shows nothing waiting to be sent and no step still to come.
+    async fn settled(&self) -> bool {
+        let Ok(answer) = reqwest::Client::new()
+            .get(format!("{}/api/v1/incidents", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let Ok(listing) = answer.json::<Value>().await else {
+            return false;
+        };
+        listing["incidents"].as_array().is_some_and(|all| {
+            all.iter().all(|i| {
+                i["waiting"].as_array().is_some_and(Vec::is_empty) && i["next_step"].is_null()
+            })
+        })
+    }
+}
+
+/// Sends `payload` to every replica at once; each must store it.
+async fn to_all(replicas: &[Replica], payload: &Value) {
+    let sends = replicas.iter().map(|r| r.webhook(payload));
+    for status in futures_util::future::join_all(sends).await {
+        assert_eq!(status, 200, "every replica acknowledges the webhook");
+    }
+}
+
+/// Waits until the database holds nothing left to send for `open` open incidents.
+async fn all_sent(db: &ScratchDatabase, open: i64) {
+    let store = PostgresStore::open(db.url()).expect("the checker's store");
+    eventually("every page recorded", Duration::from_secs(30), || async {
+        store::run(&store, Mode::Read, |tx| tx.counts())
+            .ok()
+            .filter(|c| c.pending == 0 && c.open == open)
+    })
+    .await;
+}
+
+/// The pushes by (topic, sequence id).
+fn by_step(pushes: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut steps = BTreeMap::new();
+    for p in pushes {
+        let key = (
+            p["topic"].as_str().expect("a topic").to_owned(),
+            p["sequence_id"].as_str().expect("a sequence id").to_owned(),
+        );
+        *steps.entry(key).or_insert(0) += 1;
+    }
+    steps
+}
+
+async fn wait_topic(ntfy: &MockServer, topic: &str, limit: Duration) -> Vec<Value> {
+    eventually(&format!("a push to {topic}"), limit, || async {
+        let got = pushes(ntfy).await;
+        got.iter().any(|p| p["topic"] == topic).then_some(got)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_given_every_webhook_page_each_step_once() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "2s");
+    let mut replicas = Vec::new();
+    for name in ["a", "b", "c"] {
+        replicas.push(Replica::start(name, &policy, dir.path(), &db).await);
+    }
+    const INCIDENTS: usize = 4;
+    for i in 0..INCIDENTS {
+        to_all(&replicas, &webhook(&format!("Alert{i}"), "firing")).await;
+    }
+    // Both steps of every incident: each at most once is checked below.
+    eventually(
+        "both steps of every incident",
+        Duration::from_secs(30),
+        || async { (pushes(&ntfy).await.len() >= 2 * INCIDENTS).then_some(()) },
+    )
+    .await;
+    all_sent(&db, INCIDENTS as i64).await;
+    eventually("no step left to fire", Duration::from_secs(10), || async {
+        replicas[0].settled().await.then_some(())
+    })
+    .await;
+    let pushes = pushes(&ntfy).await;
+    let steps = by_step(&pushes);
+    let topics = |t: &str| steps.keys().filter(|(topic, _)| topic == t).count();
+    assert_eq!(
+        (
+            pushes.len(),
+            topics("oncall-primary"),
+            topics("oncall-secondary")
+        ),
+        (2 * INCIDENTS, INCIDENTS, INCIDENTS),
+        "each step of each incident once: {steps:?}"
+    );
+    let mut titles: Vec<(&str, &str)> = pushes
+        .iter()
+        .map(|p| {
+            (
+                p["topic"].as_str().unwrap_or(""),
+                p["title"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    titles.sort_unstable();
+    titles.dedup();
+    assert_eq!(
+        titles.len(),
+        2 * INCIDENTS,
+        "one page per incident and step: {titles:?}"
+    );
+}
