@@ -211,3 +211,147 @@ async fn three_replicas_given_every_webhook_page_each_step_once() {
         "one page per incident and step: {titles:?}"
     );
 }
+
+/// Two replicas, steps at 0 s and 3 s; the one that delivered the first page (or the
+/// other) is killed with SIGKILL before the second is due: the survivor fires it, once.
+async fn killed_mid_escalation(kill_the_sender: bool) {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "3s");
+    let mut replicas = vec![
+        Replica::start("a", &policy, dir.path(), &db).await,
+        Replica::start("b", &policy, dir.path(), &db).await,
+    ];
+    let sent = Instant::now();
+    to_all(&replicas, &webhook("GatewayDown", "firing")).await;
+    wait_topic(&ntfy, "oncall-primary", Duration::from_secs(20)).await;
+    let sender = eventually(
+        "the log of the first page",
+        Duration::from_secs(10),
+        || async {
+            replicas
+                .iter()
+                .position(|r| r.logged("notification delivered", "ntfy.primary") > 0)
+        },
+    )
+    .await;
+    let victim = if kill_the_sender { sender } else { 1 - sender };
+    replicas[victim].kill_9();
+    let killed = Instant::now();
+    let due = sent + Duration::from_secs(3);
+    assert!(killed < due, "killed before the second step was due");
+    wait_topic(&ntfy, "oncall-secondary", Duration::from_secs(30)).await;
+    let pushed = Instant::now();
+    println!(
+        "failover: replica {} killed ({}), kill -> second step pushed in {:?}, \
+         {:?} after it was due (3 s after the webhook was sent)",
+        replicas[victim].name,
+        if kill_the_sender {
+            "the sender of step 1"
+        } else {
+            "not the sender of step 1"
+        },
+        pushed - killed,
+        pushed.saturating_duration_since(due),
+    );
+    let survivor = &replicas[1 - victim];
+    all_sent(&db, 1).await;
+    eventually("no step left to fire", Duration::from_secs(10), || async {
+        survivor.settled().await.then_some(())
+    })
+    .await;
+    let pushes = pushes(&ntfy).await;
+    let steps = by_step(&pushes);
+    let ids = |t: &str| steps.keys().filter(|(topic, _)| topic == t).count();
+    assert_eq!(
+        (ids("oncall-primary"), ids("oncall-secondary")),
+        (1, 1),
+        "every step, re-sent if at all with the same sequence id: {steps:?}"
+    );
+    assert_eq!(
+        steps.get(&(
+            "oncall-secondary".into(),
+            steps_id(&steps, "oncall-secondary")
+        )),
+        Some(&1),
+        "the second step pushed once: {steps:?}"
+    );
+    assert!(
+        survivor.logged("notification delivered", "ntfy.secondary") == 1,
+        "the survivor sent the second step:\n{}",
+        survivor.log()
+    );
+}
+
+fn steps_id(steps: &BTreeMap<(String, String), usize>, topic: &str) -> String {
+    steps
+        .keys()
+        .find(|(t, _)| t == topic)
+        .map(|(_, id)| id.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replica_that_sent_step_one_killed_the_survivor_sends_step_two_once() {
+    killed_mid_escalation(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_other_replica_killed_the_sender_sends_step_two_once() {
+    killed_mid_escalation(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replica_retrying_a_page_killed_the_survivor_delivers_it_with_its_sequence_id() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = MockServer::start().await;
+    let switch = Recovering::default();
+    Mock::given(method("POST"))
+        .respond_with(switch.clone())
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let mut replicas = vec![
+        Replica::start("a", &policy, dir.path(), &db).await,
+        Replica::start("b", &policy, dir.path(), &db).await,
+    ];
+    to_all(&replicas, &webhook("GatewayDown", "firing")).await;
+    let retrying = eventually("a replica retrying", Duration::from_secs(20), || async {
+        replicas
+            .iter()
+            .position(|r| r.logged("will retry", "ntfy.primary") >= 2)
+    })
+    .await;
+    replicas[retrying].kill_9();
+    let survivor = &replicas[1 - retrying];
+    let before = posts(&ntfy).await.len();
+    // The survivor takes the retries over while ntfy still fails...
+    eventually("the survivor retrying", Duration::from_secs(20), || async {
+        (survivor.logged("will retry", "ntfy.primary") > 0 && posts(&ntfy).await.len() > before)
+            .then_some(())
+    })
+    .await;
+    let failed = posts(&ntfy).await.len();
+    switch.recover();
+    all_sent(&db, 1).await;
+    let pushes = pushes(&ntfy).await;
+    let steps = by_step(&pushes);
+    assert_eq!(steps.len(), 1, "one page, one sequence id: {steps:?}");
+    assert_eq!(
+        pushes.len(),
+        failed + 1,
+        "sent once after ntfy recovered: {steps:?}"
+    );
+    assert_eq!(
+        survivor.logged("notification delivered", "ntfy.primary"),
+        1,
+        "the survivor delivered it:\n{}",
+        survivor.log()
+    );
+}
