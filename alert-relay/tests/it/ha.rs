@@ -41,7 +41,7 @@ impl Replica {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
             .arg("serve")
-            .args(["--database-url", &db.url().to_string()])
+            .args(["--database-url", &named(db, name)])
             .args(["--listen", &addr.to_string()])
             .arg("--data-dir")
             .arg(dir.join(name))
@@ -112,6 +112,38 @@ impl Replica {
             })
         })
     }
+}
+
+/// `db`'s URL with the replica's name as its `application_name`, to tell in `pg_stat_activity`
+/// which replica holds a claim.
+fn named(db: &ScratchDatabase, name: &str) -> String {
+    let mut url = url::Url::parse(&db.url().to_string()).expect("a URL");
+    url.query_pairs_mut()
+        .append_pair("application_name", &format!("relay-{name}"));
+    url.to_string()
+}
+
+/// The replica holding a delivery claim now (`relay-a`…), if one does: the claims are
+/// session-level advisory locks in the space `0x72656c79` (`store::postgres::claims`).
+async fn claim_holder(db: &ScratchDatabase) -> Option<String> {
+    let (client, connection) =
+        tokio_postgres::connect(&db.url().to_string(), tokio_postgres::NoTls)
+            .await
+            .ok()?;
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+             AND l.classid = 1919249529::oid",
+            &[],
+        )
+        .await
+        .ok()?;
+    let mut holders: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    holders.dedup();
+    assert!(holders.len() <= 1, "one sender at a time: {holders:?}");
+    holders.pop()
 }
 
 /// Sends `payload` to every replica at once; each must store it.
@@ -519,4 +551,89 @@ async fn an_alertmanager_pair_sending_to_two_relays_pages_once_per_step() {
         "one page per step, in order, from {webhooks} webhooks: {steps:?}"
     );
     println!("an Alertmanager pair, two relays: {webhooks} webhooks stored, 2 pages");
+}
+
+/// ntfy answering pushes to `oncall-secondary` only after a while (within the policy's 2 s
+/// delivery timeout): a page is on its way.
+struct SlowSecondary(Duration);
+
+impl Respond for SlowSecondary {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let answer = crate::fakes::StrictNtfy.respond(request);
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        if body["topic"] == "oncall-secondary" {
+            answer.set_delay(self.0)
+        } else {
+            answer
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replica_killed_while_its_page_is_on_the_way_the_survivor_sends_it_again_with_its_sequence_id(
+) {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlowSecondary(Duration::from_millis(1500)))
+        .mount(&ntfy)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1s");
+    let mut replicas = vec![
+        Replica::start("a", &policy, dir.path(), &db).await,
+        Replica::start("b", &policy, dir.path(), &db).await,
+    ];
+    to_all(&replicas, &webhook("GatewayDown", "firing")).await;
+    let first = wait_topic(&ntfy, "oncall-secondary", Duration::from_secs(20)).await;
+    let holder = eventually("the sender's claim", Duration::from_secs(2), || async {
+        claim_holder(&db).await
+    })
+    .await;
+    let victim = replicas
+        .iter()
+        .position(|r| holder == format!("relay-{}", r.name))
+        .expect("a replica's claim");
+    replicas[victim].kill_9();
+    let killed = Instant::now();
+    let again = eventually("the page sent again", Duration::from_secs(30), || async {
+        let got = pushes(&ntfy).await;
+        (got.iter()
+            .filter(|p| p["topic"] == "oncall-secondary")
+            .count()
+            >= 2)
+            .then_some(got)
+    })
+    .await;
+    println!(
+        "failover: replica {} killed while sending, kill -> the page sent again in {:?}",
+        replicas[victim].name,
+        killed.elapsed()
+    );
+    let survivor = &replicas[1 - victim];
+    all_sent(&db, 1).await;
+    let pushes = pushes(&ntfy).await;
+    let steps = by_step(&pushes);
+    assert_eq!(
+        steps.len(),
+        2,
+        "re-sent with the sequence id of the first send: {steps:?}"
+    );
+    assert_eq!(
+        pushes
+            .iter()
+            .filter(|p| p["topic"] == "oncall-secondary")
+            .count(),
+        2,
+        "sent by the killed replica and once by the survivor: {steps:?}"
+    );
+    assert!(first.len() < again.len());
+    assert_eq!(
+        survivor.logged("notification delivered", "ntfy.secondary"),
+        1,
+        "the survivor delivered it:\n{}",
+        survivor.log()
+    );
 }
