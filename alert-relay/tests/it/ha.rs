@@ -378,7 +378,12 @@ async fn the_replica_retrying_a_page_killed_the_survivor_delivers_it_with_its_se
             .position(|r| r.logged("will retry", "ntfy.primary") >= 2)
     })
     .await;
+    let retries: Vec<usize> = replicas
+        .iter()
+        .map(|r| r.logged("will retry", "ntfy.primary"))
+        .collect();
     replicas[retrying].kill_9();
+    let killed = Instant::now();
     let survivor = &replicas[1 - retrying];
     let before = posts(&ntfy).await.len();
     // The survivor takes the retries over while ntfy still fails...
@@ -387,6 +392,12 @@ async fn the_replica_retrying_a_page_killed_the_survivor_delivers_it_with_its_se
             .then_some(())
     })
     .await;
+    println!(
+        "retries logged by a, b before {} was killed: {retries:?}; the survivor retried {:?} \
+         after the kill",
+        replicas[retrying].name,
+        killed.elapsed()
+    );
     ntfy_state.switch.recover();
     all_sent(&db, 1).await;
     let pushes = pushes(&ntfy).await;
