@@ -6,6 +6,7 @@ mod helpers;
 mod api;
 mod cli;
 mod delivery;
+mod ha;
 mod heartbeat;
 mod intake;
 mod limits;
