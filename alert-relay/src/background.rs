@@ -157,7 +157,7 @@ async fn delivery(
         let wait = match relay.deliver_next(&worker, clock.now()).await {
             Ok(Step::Delivered | Step::Retrying(_) | Step::DeadLettered) => continue,
             Ok(Step::Deferred(at)) => until(at, clock.now()),
-            Ok(Step::Empty) => Duration::from_secs(5),
+            Ok(Step::Empty) => relay.idle_poll(),
             Err(error) => {
                 tracing::error!(target = %worker.target, %error, "outbox unavailable; retrying in 1s");
                 Duration::from_secs(1)

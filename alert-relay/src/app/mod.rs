@@ -243,6 +243,17 @@ impl Relay {
         self.generation.subscribe()
     }
 
+    /// How long a delivery worker with an empty queue sleeps before it looks again (unless
+    /// woken): soon when other relays share the store (they queue work this relay's wakers do
+    /// not hear of, and take over the queues of a relay that died), else rarely.
+    pub fn idle_poll(&self) -> std::time::Duration {
+        if self.store.store().shared() {
+            std::time::Duration::from_secs(1)
+        } else {
+            std::time::Duration::from_secs(5)
+        }
+    }
+
     /// Whether the store accepts a write now (for `/ready`).
     pub async fn ready(&self) -> Result<(), String> {
         self.store.probe().await.map_err(|e| e.to_string())

@@ -279,6 +279,12 @@ pub trait Store: Send + Sync {
         let _ = target;
         Ok(())
     }
+
+    /// Whether other relays may write to this store too: then a queue that looks empty or
+    /// claimed may get work no waker of this relay announces, and is looked at again soon.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `work` in one transaction of `mode` and returns what it returned.

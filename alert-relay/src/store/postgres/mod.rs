@@ -318,6 +318,10 @@ impl Store for PostgresStore {
         self.claims.claim(target)
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
         self.claims.release(target)
     }
