@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks of the bundle (issue: benchmarks). Everything compared runs in the
 same invocation, interleaved where possible, and is reported as ratios; results are JSON lines
-on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|storm|startup|slowclients]...
+on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|storm|startup|slowclients|firstdelivery|
+intake-backends|latency-backends|failover]...
 
 Needs release builds (scripts/bench/run does them), Debian's prometheus-node-exporter and wrk.
 """
 
 from __future__ import annotations
 
+import glob
 import http.client
+import http.server
 import json
 import os
 import re
@@ -20,11 +23,12 @@ import subprocess
 import urllib.request
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-REL = ROOT / "target" / "release"
+REL = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release"
 TOKEN = "bench-token-0123456789abcdef"
 CLK = os.sysconf("SC_CLK_TCK")
 results: dict[str, dict] = {}
@@ -177,7 +181,8 @@ class Relay:
     ntfy when `ntfy_port` is given. Each measurement gets its own, so that no backlog of an
     earlier run is still being delivered."""
 
-    def __init__(self, ntfy_port: int | None = None, under: str | None = None, extra_env: dict | None = None):
+    def __init__(self, ntfy_port: int | None = None, under: str | None = None, extra_env: dict | None = None,
+                 database_url: str | None = None, policy: Path | None = None):
         self.tmp = Path(tempfile.mkdtemp(dir=under))
         self.port = free_port()
         env = {"RELAY_WEBHOOK_TOKEN": TOKEN, "RELAY_AUDIT_LOG": str(self.tmp / "audit.log"),
@@ -185,8 +190,9 @@ class Relay:
         if ntfy_port:
             env.update(NTFY_URL=f"http://127.0.0.1:{ntfy_port}", NTFY_TOPIC_PRIMARY="bench")
         env.update(extra_env or {})
-        self.proc = Proc([REL / "alert-relay", "serve", "--config", ROOT / "monitoring/alert-relay/escalation-policy.yml",
-                          "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.tmp / "data"], env=env)
+        database = ["--database-url", database_url] if database_url else []
+        self.proc = Proc([REL / "alert-relay", "serve", "--config", policy or ROOT / "monitoring/alert-relay/escalation-policy.yml",
+                          "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.tmp / "data", *database], env=env)
         wait_http(self.port, "/ready")
         self.url = f"http://127.0.0.1:{self.port}/webhook"
 
@@ -390,11 +396,328 @@ def bench_slowclients():
     run(emit)
 
 
+# --- PostgreSQL and SQLite side by side -------------------------------------------------
+
+PG_DURABLE = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+
+
+def pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    return found[-1] if found else name
+
+
+class Postgres:
+    """A throwaway server from scripts/start-postgres (fsync off, as for the tests), or with
+    `durable` the same server with fsync, synchronous commit and full page writes on, the
+    PostgreSQL counterpart of SQLite's synchronous=FULL. Each relay gets a fresh database."""
+
+    def __init__(self, durable: bool = False):
+        env = {**os.environ, "RELAY_TEST_POSTGRES_OPTIONS": PG_DURABLE if durable else ""}
+        out = subprocess.run([ROOT / "scripts/start-postgres"], capture_output=True, text=True, check=True, env=env).stdout
+        exports = dict(re.findall(r"export (\w+)=(\S+)", out))
+        self.url, self.dir, self.n = exports["RELAY_TEST_DATABASE_URL"], exports["RELAY_TEST_POSTGRES_DIR"], 0
+        self.pid = int(Path(self.dir, "data/postmaster.pid").read_text().split()[0])
+
+    def psql(self, sql: str, url: str | None = None) -> str:
+        return subprocess.run([pg_bin("psql"), url or self.url, "-qAtc", sql], capture_output=True, text=True, check=True).stdout.strip()
+
+    def fresh(self) -> str:
+        self.n += 1
+        self.psql(f"CREATE DATABASE bench{self.n}")
+        return self.url.rsplit("/", 1)[0] + f"/bench{self.n}"
+
+    def settings(self) -> dict:
+        return {k: self.psql(f"SHOW {k}") for k in ("server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers")}
+
+    def cpu_seconds(self) -> float:
+        """CPU of the whole server (postmaster and every backend), from /proc."""
+        total = 0.0
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.split("/")[2])
+                if pid == self.pid or int(fields[1]) == self.pid:
+                    total += (int(fields[11]) + int(fields[12])) / CLK
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+    def stop(self):
+        subprocess.run([ROOT / "scripts/start-postgres", "--stop", self.dir], check=False)
+
+
+BACKENDS = ("sqlite", "postgres_fsync_off", "postgres_fsync_on")
+
+
+class Backends:
+    def __init__(self):
+        self.pg = {"postgres_fsync_off": Postgres(False), "postgres_fsync_on": Postgres(True)}
+
+    def relay(self, backend: str, ntfy_port: int | None = None, **kw) -> Relay:
+        return Relay(ntfy_port, database_url=None if backend == "sqlite" else self.pg[backend].fresh(), **kw)
+
+    def settings(self) -> dict:
+        return {k: pg.settings() for k, pg in self.pg.items()}
+
+    def stop(self):
+        for pg in self.pg.values():
+            pg.stop()
+
+
+def paired_ratios(runs: dict, key: str, base: str = "sqlite") -> dict:
+    return {b: round(statistics.median(x[key] / y[key] for x, y in zip(runs[b], runs[base]) if y[key]), 3)
+            for b in runs if b != base}
+
+
+def bench_intake_backends(rounds: int = int(os.environ.get("BENCH_ROUNDS", "3"))):
+    """Durable intake on SQLite (synchronous=FULL) and on PostgreSQL (fsync off, as started
+    for the tests; and fsync + synchronous_commit on), interleaved, a fresh relay and
+    database per run, each round in the reverse order of the previous one. Maximum: 32
+    connections back to back for 5 s; then open loop at 500/s for 10 s."""
+    b = Backends()
+    try:
+        maxrate, at500 = {k: [] for k in BACKENDS}, {k: [] for k in BACKENDS}
+        cpu = {k: [] for k in BACKENDS}
+        order = list(BACKENDS)
+        for _ in range(rounds):
+            for backend in order:
+                relay = b.relay(backend)
+                pg = b.pg.get(backend)
+                try:
+                    c0 = (relay.proc.cpu_seconds(), pg.cpu_seconds() if pg else 0.0)
+                    r = loadgen("intake", "--url", relay.url, "--token", TOKEN, "--rate", 0, "--connections", 32, "--duration", 5)[0]
+                    r["relay_cpu_s"] = round(relay.proc.cpu_seconds() - c0[0], 2)
+                    r["postgres_cpu_s"] = round((pg.cpu_seconds() if pg else 0.0) - c0[1], 2)
+                    maxrate[backend].append(r)
+                    cpu[backend].append((r["relay_cpu_s"], r["postgres_cpu_s"]))
+                finally:
+                    relay.close()
+                relay = b.relay(backend)
+                try:
+                    at500[backend].append(loadgen("intake", "--url", relay.url, "--token", TOKEN, "--rate", 500, "--duration", 10)[0])
+                finally:
+                    relay.close()
+            order.reverse()
+        emit("intake_backends", {
+            "postgres_settings": b.settings(),
+            "max_per_s": {k: [round(r["rate_per_s"]) for r in v] for k, v in maxrate.items()},
+            "max_ratio_to_sqlite": paired_ratios(maxrate, "rate_per_s"),
+            "max_p99_ms": {k: [r["p99_ms"] for r in v] for k, v in maxrate.items()},
+            "cpu_s_relay_postgres": cpu,
+            "at_500_p50_ms": {k: [r["p50_ms"] for r in v] for k, v in at500.items()},
+            "at_500_p99_ms": {k: [r["p99_ms"] for r in v] for k, v in at500.items()},
+            "runs": {"max": maxrate, "at_500": at500},
+        })
+    finally:
+        b.stop()
+
+
+class FakeNtfy:
+    """An ntfy on loopback that answers at once and records (arrival, topic) of each push."""
+
+    def __init__(self):
+        arrivals = self.arrivals = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                at, topic = time.perf_counter(), self.path.strip("/")
+                try:
+                    topic = json.loads(body).get("topic") or topic  # ntfy's JSON publishing: POST / {"topic": ...}
+                except (ValueError, AttributeError):
+                    pass
+                arrivals.append((at, topic))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def do_GET(self):  # noqa: N802
+                body = b'{"healthy":true}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def critical_webhook(name: str) -> bytes:
+    return json.dumps({
+        "version": "4", "groupKey": f"{{}}:{{alertname=\"{name}\"}}", "status": "firing",
+        "receiver": "relay", "groupLabels": {"alertname": name},
+        "commonLabels": {"alertname": name, "severity": "critical"},
+        "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+        "alerts": [{"status": "firing", "labels": {"alertname": name, "severity": "critical"},
+                    "annotations": {}, "startsAt": "2026-12-02T00:00:00Z", "fingerprint": name}]}).encode()
+
+
+def post_webhook(url: str, body: bytes):
+    req = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def wait_push(arrivals: list, topic: str, after: float, limit: float = 15.0) -> float | None:
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        for at, t in list(arrivals):
+            if t == topic and at >= after:
+                return at
+        time.sleep(0.0005)
+    return None
+
+
+def bench_latency_backends(rounds: int = int(os.environ.get("BENCH_ROUNDS", "3")), pages: int = 8):
+    """Webhook -> ntfy push on each backend, interleaved: `pages` single webhooks one after
+    another on a fresh relay (the first after the start counted apart), then loadgen's e2e at
+    100/s for 5 s on another fresh relay."""
+    b = Backends()
+    ntfy = FakeNtfy()
+    try:
+        first, later, e2e = ({k: [] for k in BACKENDS} for _ in range(3))
+        order = list(BACKENDS)
+        for rnd in range(rounds):
+            for backend in order:
+                relay = b.relay(backend, ntfy.port)
+                try:
+                    time.sleep(0.5)  # the start-up healthcheck has answered
+                    for i in range(pages):
+                        sent = time.perf_counter()
+                        post_webhook(relay.url, critical_webhook(f"Lat{rnd}x{i}"))
+                        at = wait_push(ntfy.arrivals, "bench", sent, 10)
+                        (first if i == 0 else later)[backend].append(round((at - sent) * 1000, 2) if at else float("nan"))
+                finally:
+                    relay.close()
+                port = free_port()
+                relay = b.relay(backend, port)
+                try:
+                    e2e[backend].append(loadgen("e2e", "--url", relay.url, "--token", TOKEN, "--rate", 100, "--duration", 5,
+                                                "--ntfy-listen", f"127.0.0.1:{port}")[1])
+                finally:
+                    relay.close()
+            order.reverse()
+        emit("latency_backends", {
+            "sequential_first_after_start_ms": first,
+            "sequential_later_ms_median": {k: round(statistics.median(v), 2) for k, v in later.items()},
+            "sequential_later_ms_max": {k: round(max(v), 2) for k, v in later.items()},
+            "e2e_100_per_s_p50_ms": {k: [r.get("p50_ms") for r in v] for k, v in e2e.items()},
+            "e2e_100_per_s_p99_ms": {k: [r.get("p99_ms") for r in v] for k, v in e2e.items()},
+            "e2e_100_per_s": e2e,
+        })
+    finally:
+        ntfy.close()
+        b.stop()
+
+
+FAILOVER_POLICY = """server:
+  webhook_auth:
+    bearer_token: ${RELAY_WEBHOOK_TOKEN}
+delivery:
+  timeout: 10s
+  initial_backoff: 1s
+  max_backoff: 60s
+  give_up_after: 6h
+targets:
+  ntfy:
+    primary: {url: "${NTFY_URL}", topic: step1}
+    secondary: {url: "${NTFY_URL}", topic: step2}
+  log:
+    audit: {path: "${RELAY_AUDIT_LOG:--}"}
+policies:
+  - name: critical
+    matchers: ['severity="critical"']
+    steps:
+      - {after: 0s, notify: [ntfy.primary, log.audit]}
+      - {after: %ds, notify: [ntfy.secondary]}
+    send_resolved: true
+"""
+
+
+def bench_failover(runs: int = int(os.environ.get("BENCH_FAILOVER_RUNS", "7")), step2_after: int = 3):
+    """Two relays on one PostgreSQL database (fsync off), each with its own fake ntfy so that
+    a push says who sent it. A critical webhook to one relay; as soon as step 1's push
+    arrives, the relay that sent it is killed with SIGKILL; measured: the push of step 2
+    (due `step2_after` s after the webhook) from the survivor, after the kill and after its
+    due time. The same with nobody killed is the baseline of how late a due step fires."""
+    pg = Postgres(False)
+    tmp = Path(tempfile.mkdtemp())
+    policy = tmp / "policy.yml"
+    policy.write_text(FAILOVER_POLICY % step2_after)
+    out = {"killed": [], "baseline": []}
+    try:
+        for n in range(runs * 2):
+            kill = n % 2 == 0
+            url = pg.fresh()
+            fakes = [FakeNtfy(), FakeNtfy()]
+            relays = [Relay(f.port, database_url=url, policy=policy) for f in fakes]
+            try:
+                time.sleep(0.5)
+                sent = time.perf_counter()
+                post_webhook(relays[n % 2].url, critical_webhook(f"Failover{n}"))
+                deadline = time.perf_counter() + 10
+                fired = None
+                while fired is None and time.perf_counter() < deadline:
+                    fired = next((i for i, f in enumerate(fakes) if any(t == "step1" for _, t in f.arrivals)), None)
+                    time.sleep(0.0005)
+                step1 = min(a for a, t in fakes[fired].arrivals if t == "step1")
+                killed_at = None
+                if kill:
+                    relays[fired].proc.p.kill()
+                    killed_at = time.perf_counter()
+                    relays[fired].proc.p.wait()
+                survivors = [1 - fired] if kill else [0, 1]
+                arrival, by = None, None
+                limit = time.perf_counter() + step2_after + 60
+                while arrival is None and time.perf_counter() < limit:
+                    for i in survivors:
+                        hits = [a for a, t in fakes[i].arrivals if t == "step2"]
+                        if hits:
+                            arrival, by = min(hits), i
+                    time.sleep(0.0005)
+                due = sent + step2_after
+                row = {"step1_ms": round((step1 - sent) * 1000, 1), "fired_by_webhook_receiver": fired == n % 2,
+                       "step2_after_due_ms": round((arrival - due) * 1000, 1) if arrival else None,
+                       "step2_by": "survivor" if kill else ("same" if by == fired else "other")}
+                if kill:
+                    row["kill_to_step2_ms"] = round((arrival - killed_at) * 1000, 1) if arrival else None
+                # any duplicate step-2 push from the survivors
+                row["step2_pushes"] = sum(1 for i in survivors for _, t in fakes[i].arrivals if t == "step2")
+                out["killed" if kill else "baseline"].append(row)
+                print(json.dumps({"failover_run": n, "killed": kill, **row}), flush=True)
+            finally:
+                for r in relays:
+                    r.close()
+                for f in fakes:
+                    f.close()
+        stats = lambda xs: {"min": min(xs), "median": statistics.median(xs), "max": max(xs)} if xs else None  # noqa: E731
+        emit("failover", {
+            "step2_after_s": step2_after, "postgres": pg.settings(),
+            "killed_step2_after_due_ms": stats([r["step2_after_due_ms"] for r in out["killed"] if r["step2_after_due_ms"] is not None]),
+            "killed_kill_to_step2_ms": stats([r["kill_to_step2_ms"] for r in out["killed"] if r.get("kill_to_step2_ms") is not None]),
+            "baseline_step2_after_due_ms": stats([r["step2_after_due_ms"] for r in out["baseline"] if r["step2_after_due_ms"] is not None]),
+            "lost": sum(1 for r in out["killed"] + out["baseline"] if r["step2_after_due_ms"] is None),
+            "runs": out,
+        })
+    finally:
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or ["exporter", "middleware", "relay", "storm", "startup", "slowclients", "firstdelivery"]
     for name in wanted:
         {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
-         "startup": bench_startup, "slowclients": bench_slowclients, "firstdelivery": bench_first_delivery}[name]()
+         "startup": bench_startup, "slowclients": bench_slowclients, "firstdelivery": bench_first_delivery,
+         "intake-backends": bench_intake_backends, "latency-backends": bench_latency_backends, "failover": bench_failover}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 
