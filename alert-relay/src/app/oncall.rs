@@ -190,6 +190,9 @@ impl Relay {
     /// restart too). Returns how many were queued.
     pub async fn announce_handoffs(&self, now: Timestamp) -> Result<usize, StoreError> {
         let runtime = self.runtime();
+        if !runtime.config.schedules.values().any(|s| s.handoff_notices) {
+            return Ok(0);
+        }
         let queued = self
             .store
             .run(Mode::Durable, move |tx| {

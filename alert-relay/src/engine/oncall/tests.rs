@@ -486,3 +486,38 @@ fn back_from_a_newer_override_inside_an_older_one_is_a_handoff() {
         ]
     );
 }
+
+#[test]
+fn instants_at_the_ends_of_time_answer_without_panicking_or_spinning() {
+    let s = schedule(
+        "Europe/Berlin",
+        vec![weekly(&["alice", "bob", "carol"], "2027-03-01T09:00")],
+    );
+    for at in [
+        "9999-12-30T00:00:00Z",
+        "9999-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+    ] {
+        let t = utc(at);
+        let r = s.report(t, &[], 50);
+        // Far ahead someone is on call (or the arithmetic ends at the calendar's edge);
+        // before the first shift nobody is.
+        if t < utc("2027-03-01T08:00:00Z") {
+            assert_eq!(r.now, None, "{at}");
+        }
+        let _ = s.handoff(t, HANDOFF_WINDOW_MS, &[]);
+        let _ = s.next_handoff(t, &[]);
+        let _ = s.local(t);
+    }
+    let minutes = schedule(
+        "UTC",
+        vec![Rotation {
+            people: vec!["a".into(), "b".into()],
+            shift: ShiftLength::Minutes(1),
+            first: "2027-01-01T00:00".parse().expect("civil"),
+        }],
+    );
+    let r = minutes.report(utc("9999-12-30T00:00:00Z"), &[], 50);
+    assert!(r.next.len() <= 50);
+}
