@@ -160,14 +160,7 @@ impl Relay {
                 notification.note = notification
                     .note
                     .map(|n| format!("{n} (Override {id}, {} covering, was removed.)", o.person));
-                let configured = runtime.configured.contains(&notification.target);
-                tx.insert_outbox(
-                    &NewOutbox {
-                        notification,
-                        dead: (!configured).then(|| UNCONFIGURED.to_owned()),
-                    },
-                    now,
-                )?;
+                let configured = queue(tx, &runtime, notification, now)?;
                 Ok((true, configured.then(|| schedule.name.clone())))
             })
             .await?;
@@ -212,21 +205,13 @@ impl Relay {
                     let report = schedule.report(now, &overrides, 1);
                     let shift = report.now.unwrap_or(shift);
                     let notification = handoff_notice(schedule, &shift, report.next.first(), now);
-                    let configured = runtime.configured.contains(&notification.target);
                     tracing::info!(
                         schedule = %schedule.name,
                         person = %shift.person,
                         until = %schedule.local(shift.ends_at),
                         "handoff: the incoming person is told"
                     );
-                    tx.insert_outbox(
-                        &NewOutbox {
-                            notification,
-                            dead: (!configured).then(|| UNCONFIGURED.to_owned()),
-                        },
-                        now,
-                    )?;
-                    if configured {
+                    if queue(tx, &runtime, notification, now)? {
                         queued.push(schedule.name.clone());
                     }
                 }
@@ -260,4 +245,23 @@ impl Relay {
             .filter_map(|s| s.next_handoff(now, &overrides))
             .min())
     }
+}
+
+/// Queues a handoff notice (dead at once if the person's target is switched off); whether it
+/// will be delivered.
+fn queue(
+    tx: &mut dyn crate::store::Tx,
+    runtime: &super::Runtime,
+    notification: crate::domain::Notification,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let configured = runtime.configured.contains(&notification.target);
+    tx.insert_outbox(
+        &NewOutbox {
+            notification,
+            dead: (!configured).then(|| UNCONFIGURED.to_owned()),
+        },
+        now,
+    )?;
+    Ok(configured)
 }

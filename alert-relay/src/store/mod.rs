@@ -301,6 +301,22 @@ pub fn run<T>(
     out.ok_or_else(|| StoreError::Task("the transaction returned nothing".into()))
 }
 
+/// An outbox row whose payload cannot be read back as a notification (its column could not
+/// be read as text, or the text is not a notification): what `Tx::undecodable` reports.
+pub(crate) fn undecodable_outbox(id: i64, payload: Result<String, String>) -> Option<BadRow> {
+    let error = match payload {
+        Ok(text) => serde_json::from_str::<crate::domain::Notification>(&text)
+            .err()?
+            .to_string(),
+        Err(e) => e,
+    };
+    Some(BadRow {
+        table: "outbox",
+        id,
+        error,
+    })
+}
+
 /// The `kind` column of an outbox row (superseding touches `firing` rows only).
 pub(crate) fn kind_column(kind: crate::domain::NotificationKind) -> &'static str {
     use crate::domain::NotificationKind;

@@ -440,19 +440,10 @@ impl Tx for SqliteTx<'_> {
         })?;
         for row in rows {
             let (id, payload) = row?;
-            let error = match payload {
-                Ok(text) => serde_json::from_str::<crate::domain::Notification>(&text)
-                    .err()
-                    .map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(error) = error {
-                bad.push(BadRow {
-                    table: "outbox",
-                    id,
-                    error,
-                });
-            }
+            bad.extend(super::undecodable_outbox(
+                id,
+                payload.map_err(|e| e.to_string()),
+            ));
         }
         Ok(bad)
     }

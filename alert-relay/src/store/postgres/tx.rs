@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::wait;
-use crate::domain::{GroupKey, IncidentKey, Notification, PolicyName, TargetName, Timestamp};
+use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, NewOutbox, Override};
 use crate::store::{
     BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, StoreError, Tx,
@@ -250,19 +250,10 @@ impl Tx for PgTx<'_> {
             &[],
         )? {
             let id: i64 = row.try_get(0)?;
-            let error = match row.try_get::<_, String>(1) {
-                Ok(payload) => serde_json::from_str::<Notification>(&payload)
-                    .err()
-                    .map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(error) = error {
-                bad.push(BadRow {
-                    table: "outbox",
-                    id,
-                    error,
-                });
-            }
+            bad.extend(crate::store::undecodable_outbox(
+                id,
+                row.try_get::<_, String>(1).map_err(|e| e.to_string()),
+            ));
         }
         Ok(bad)
     }
