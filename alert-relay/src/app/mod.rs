@@ -32,7 +32,7 @@ use crate::store::{SqliteStore, Store, StoreHandle};
 pub use delivery::{Step, Worker};
 pub use incidents::{AckLinkError, OpenIncident};
 pub use intake::{IngestError, Ingested};
-pub use oncall::{OverrideError, MAX_OVERRIDE_MS};
+pub use oncall::{OverrideError, MAX_LIVE_OVERRIDES, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};
 
 /// The wall clock, injectable: loops read it, use cases take `now` as an argument.

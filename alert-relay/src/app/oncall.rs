@@ -3,9 +3,14 @@
 
 use super::Relay;
 use crate::domain::Timestamp;
-use crate::engine::oncall::{handoff_key, handoff_notice, OnCall, HANDOFF_WINDOW_MS};
+use crate::engine::oncall::{
+    handoff_key, handoff_notice, OnCall, Schedule, Shift, HANDOFF_WINDOW_MS,
+};
 use crate::engine::{NewOutbox, Override, UNCONFIGURED};
 use crate::store::{Mode, StoreError};
+
+/// Overrides in force or ahead at most: each step that fires reads them all.
+pub const MAX_LIVE_OVERRIDES: usize = 1000;
 
 /// The longest override: a cover is for days or weeks; a year is a rotation, not a cover.
 pub const MAX_OVERRIDE_MS: i64 = 366 * 86_400_000;
@@ -94,6 +99,11 @@ impl Relay {
                 "an override lasts at most 366 days: change the rotation in the policy file instead"
                     .into(),
             );
+        }
+        if self.overrides(now).await?.len() >= MAX_LIVE_OVERRIDES {
+            return invalid(format!(
+                "{MAX_LIVE_OVERRIDES} overrides are in force or ahead already: remove some (alert-relay override list)"
+            ));
         }
         let by = new.created_by.trim();
         if by.is_empty() || by.len() > 200 || by.chars().any(char::is_control) {
@@ -228,6 +238,43 @@ impl Relay {
             self.wakers.wake_delivery();
         }
         Ok(queued.len())
+    }
+
+    /// The shifts of a calendar feed (`schedule-<name>`: everyone's in it; `person-<name>`:
+    /// theirs in every schedule) overlapping `window`, at most `limit` per schedule, in order.
+    /// Worked out on a blocking thread: a year of short shifts is real work.
+    pub async fn feed_shifts(
+        &self,
+        feed: &str,
+        window: (Timestamp, Timestamp),
+        limit: usize,
+    ) -> Result<Vec<(Schedule, Shift)>, StoreError> {
+        let runtime = self.runtime();
+        let overrides = self.overrides(window.0).await?;
+        let feed = feed.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let (schedule, person) =
+                match (feed.strip_prefix("schedule-"), feed.strip_prefix("person-")) {
+                    (Some(s), _) => (Some(s), None),
+                    (_, Some(p)) => (None, Some(p)),
+                    _ => return Vec::new(),
+                };
+            let mut out = Vec::new();
+            for s in runtime.config.schedules.values() {
+                if schedule.is_some_and(|name| name != s.name) {
+                    continue;
+                }
+                for shift in s.shifts(window.0, window.1, &overrides, limit) {
+                    if person.is_none_or(|p| p == shift.person) {
+                        out.push((s.clone(), shift));
+                    }
+                }
+            }
+            out.sort_by_key(|(_, shift)| shift.starts_at);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
     }
 
     /// When the person on call may next change in a schedule that announces handoffs.

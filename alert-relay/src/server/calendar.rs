@@ -15,7 +15,6 @@ use serde_json::json;
 use super::{error, Shared};
 use crate::domain::Timestamp;
 use crate::engine::oncall::{Schedule, Shift};
-use crate::engine::Override;
 
 /// A feed shows 30 days back and 90 ahead, at most this many shifts per schedule.
 const MAX_SHIFTS: usize = 1000;
@@ -37,34 +36,6 @@ pub fn feeds(config: &crate::config::Config) -> Vec<String> {
         .map(|s| format!("schedule-{s}"))
         .chain(config.people.keys().map(|p| format!("person-{p}")))
         .collect()
-}
-
-/// The shifts of a feed between `from` and `to`, with the schedule each belongs to.
-fn feed_shifts<'a>(
-    feed: &str,
-    schedules: impl Iterator<Item = &'a Schedule>,
-    overrides: &[Override],
-    from: Timestamp,
-    to: Timestamp,
-) -> Vec<(&'a Schedule, Shift)> {
-    let (schedule, person) = match (feed.strip_prefix("schedule-"), feed.strip_prefix("person-")) {
-        (Some(s), _) => (Some(s), None),
-        (_, Some(p)) => (None, Some(p)),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    for s in schedules {
-        if schedule.is_some_and(|name| name != s.name) {
-            continue;
-        }
-        for shift in s.shifts(from, to, overrides, MAX_SHIFTS) {
-            if person.is_none_or(|p| p == shift.person) {
-                out.push((s, shift));
-            }
-        }
-    }
-    out.sort_by_key(|(_, shift)| shift.starts_at);
-    out
 }
 
 /// The feed as iCalendar text: one event per shift, its UID stable across requests (so a
@@ -139,21 +110,15 @@ pub async fn feed(
         );
     }
     let now = Timestamp::now();
-    let from = Timestamp(now.0 - PAST_MS);
-    let overrides = match relay.overrides(from).await {
-        Ok(o) => o,
+    let window = (Timestamp(now.0 - PAST_MS), Timestamp(now.0 + AHEAD_MS));
+    let shifts = match relay.feed_shifts(feed, window, MAX_SHIFTS).await {
+        Ok(shifts) => shifts,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the overrides");
             return error(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read");
         }
     };
-    let shifts = feed_shifts(
-        feed,
-        runtime.config.schedules.values(),
-        &overrides,
-        from,
-        Timestamp(now.0 + AHEAD_MS),
-    );
+    let shifts: Vec<(&Schedule, Shift)> = shifts.iter().map(|(s, x)| (s, x.clone())).collect();
     (
         [
             (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),

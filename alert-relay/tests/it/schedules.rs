@@ -625,3 +625,52 @@ async fn calendar_feeds_parse_and_need_their_own_token() {
         .is_some_and(|d| d.contains("An override")));
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overrides_in_force_are_bounded() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policy.yml");
+    std::fs::write(&file, policy(&ntfy.uri())).expect("write");
+    let relay = TestRelay::start(&file, &dir.path().join("data"), None).await;
+    let body = json!({
+        "schedule": "primary", "person": "carol",
+        "start": rfc3339(Duration::ZERO, true),
+        "end": rfc3339(Duration::from_secs(3600), true),
+        "created_by": "flood"
+    });
+    for i in 0..alert_relay::app::MAX_LIVE_OVERRIDES {
+        let (status, answer) = api(
+            &relay,
+            reqwest::Method::POST,
+            "/api/v1/overrides",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, 201, "override {i}: {answer}");
+    }
+    let (status, answer) = api(
+        &relay,
+        reqwest::Method::POST,
+        "/api/v1/overrides",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("remove some")),
+        "{answer}"
+    );
+    // Steps still page (through the most recent override) with a full list.
+    assert_eq!(
+        relay
+            .webhook(&webhook("WithManyOverrides", "firing"))
+            .await
+            .0,
+        200
+    );
+    wait_topic(&ntfy, "topic-carol", 1).await;
+    relay.shutdown().await;
+}
