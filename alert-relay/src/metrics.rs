@@ -25,6 +25,9 @@ pub struct RelayMetrics {
     pub quarantined: IntCounterVec,
     pub schedule_gaps: IntCounterVec,
     pub handoff_notices: IntCounterVec,
+    pub lease_takeovers: IntCounterVec,
+    pub leases_lost: IntCounterVec,
+    pub store_timeouts: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -155,6 +158,27 @@ impl RelayMetrics {
                 ),
                 &["schedule"],
             )?,
+            lease_takeovers: IntCounterVec::new(
+                Opts::new(
+                    "relay_delivery_lease_takeovers_total",
+                    "Delivery leases this relay took over from another relay (or an earlier run of itself) whose lease ran out without being released: a relay died, hung or lost the database while it held the target. By target.",
+                ),
+                &["target"],
+            )?,
+            leases_lost: IntCounterVec::new(
+                Opts::new(
+                    "relay_delivery_leases_lost_total",
+                    "Delivery leases this relay lost while it worked under them (it stalled or lost the database, and another relay took the target over): the attempt was abandoned unsent or unrecorded. By target.",
+                ),
+                &["target"],
+            )?,
+            store_timeouts: IntCounterVec::new(
+                Opts::new(
+                    "relay_store_timeouts_total",
+                    "Store operations that gave up waiting, by kind: lock (a lock held by another relay), statement, idle_transaction (the server ended this relay's transaction), no_answer (the database did not answer in time), deadlock.",
+                ),
+                &["kind"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -176,6 +200,9 @@ impl RelayMetrics {
         r.register(Box::new(metrics.quarantined.clone()))?;
         r.register(Box::new(metrics.schedule_gaps.clone()))?;
         r.register(Box::new(metrics.handoff_notices.clone()))?;
+        r.register(Box::new(metrics.lease_takeovers.clone()))?;
+        r.register(Box::new(metrics.leases_lost.clone()))?;
+        r.register(Box::new(metrics.store_timeouts.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -202,6 +229,9 @@ impl RelayMetrics {
         for table in ["incidents", "outbox"] {
             metrics.quarantined.with_label_values(&[table]).inc_by(0);
         }
+        for kind in crate::store::TIMEOUT_KINDS {
+            metrics.store_timeouts.with_label_values(&[kind]).inc_by(0);
+        }
         metrics.config_last_reload_successful.set(1);
         Ok(metrics)
     }
@@ -222,6 +252,15 @@ impl RelayMetrics {
                 .inc_by(0);
         }
         self.dead_letters.with_label_values(&[target]).inc_by(0);
+        self.lease_takeovers.with_label_values(&[target]).inc_by(0);
+        self.leases_lost.with_label_values(&[target]).inc_by(0);
+    }
+
+    /// Counts a store error that was a timeout of some kind.
+    pub fn store_error(&self, error: &crate::store::StoreError) {
+        if let Some(kind) = error.timeout_kind() {
+            self.store_timeouts.with_label_values(&[kind]).inc();
+        }
     }
 
     pub fn record_effects(&self, effects: &crate::engine::Effects) {

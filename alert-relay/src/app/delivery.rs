@@ -3,17 +3,24 @@
 //! waits for a target the policy file no longer has.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Relay;
-use crate::domain::{TargetName, Timestamp};
+use crate::domain::{Notification, Rendered, TargetName, Timestamp};
 use crate::engine::UNCONFIGURED;
 use crate::sinks::{Backoff, Outcome, Sink};
-use crate::store::{self, BadRow, Claim, Finish, Mode, OutboxItem, StoreError, StoreHandle};
+use crate::store::{
+    self, BadRow, Claim, Finish, Lease, Mode, OutboxItem, StoreError, StoreHandle, LEASE,
+    RENEW_EVERY,
+};
 use crate::templates::Templates;
 
 /// How soon to ask again for a target that another relay is delivering.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
+/// A send in progress is abandoned this long before its lease would run out by this relay's
+/// own reckoning, if the lease could not be renewed meanwhile (the database is unreachable):
+/// another relay may take the target over from then.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// What one delivery step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +29,7 @@ pub enum Step {
     /// Failed, will be retried at the given time.
     Retrying(Timestamp),
     DeadLettered,
-    /// The head of the queue is not due before this time.
+    /// The head of the queue is not due before this time (or another relay delivers it).
     Deferred(Timestamp),
     Empty,
 }
@@ -45,9 +52,19 @@ pub struct Worker {
 struct Unrecorded {
     id: i64,
     finish: Finish,
+    /// The lease it was sent under: recorded only if it is still this relay's.
+    lease: Option<Lease>,
     /// Failed tries to record it, and when to try again.
     failures: u32,
     next: Timestamp,
+}
+
+/// Why an attempt under a lease was abandoned.
+enum Lost {
+    /// Another relay holds the target now.
+    TakenOver,
+    /// The lease could not be renewed before it would run out (the database did not answer).
+    Unrenewed(String),
 }
 
 impl Relay {
@@ -74,9 +91,12 @@ impl Relay {
     /// went: delivered, retried later (the vendor's `Retry-After`, else backoff), or
     /// dead-lettered (refused for good, or older than `give_up_after`).
     ///
-    /// Relays sharing one store deliver a target one at a time ([`Store::claim_target`]): the
-    /// worker claims it for this call and releases it at the end, so a relay that stops or
-    /// changes its targets holds nothing.
+    /// Relays sharing one store deliver a target one at a time, under a lease
+    /// ([`Store::claim_target`]) taken for this call and released at its end, so a relay that
+    /// stops or changes its targets holds nothing. The lease is checked (and renewed) just
+    /// before the send, renewed while the vendor answers, and held while the outcome is
+    /// recorded: a relay that stalled past its lease sends nothing more and records nothing;
+    /// the relay that took over sends the page again with the same idempotency key.
     ///
     /// [`Store::claim_target`]: crate::store::Store::claim_target
     pub async fn deliver_next(&self, w: &Worker, now: Timestamp) -> Result<Step, StoreError> {
@@ -87,26 +107,41 @@ impl Relay {
         let (claim, head) = self
             .store
             .blocking(move |store| {
-                let claim = store.claim_target(&target)?;
-                if claim == Claim::Theirs {
-                    return Ok((claim, None));
-                }
+                let claim = store.claim_target(&target, now)?;
+                let lease = match &claim {
+                    Claim::Theirs => return Ok((claim, None)),
+                    Claim::Ours(lease) => Some(lease.clone()),
+                    Claim::Alone => None,
+                };
                 let head = store::run(store, Mode::Read, |tx| tx.outbox_head(&target));
-                if head.is_err() && claim == Claim::Ours {
+                if let (Err(_), Some(lease)) = (&head, &lease) {
                     // The read's error is the one to report.
-                    let _ = store.release_target(&target);
+                    let _ = store.release_target(lease);
                 }
                 Ok((claim, Some(head?)))
             })
             .await?;
-        let Some(head) = head else {
-            return Ok(Step::Deferred(now.plus(CLAIM_RETRY)));
+        let lease = match claim {
+            Claim::Theirs => return Ok(Step::Deferred(now.plus(CLAIM_RETRY))),
+            Claim::Ours(lease) => Some(lease),
+            Claim::Alone => None,
         };
+        if let Some(from) = lease.as_ref().and_then(|l| l.taken_from.as_deref()) {
+            self.metrics
+                .lease_takeovers
+                .with_label_values(&[w.target.as_str()])
+                .inc();
+            tracing::warn!(target = %w.target, from, "took the target over from a relay whose lease ran out (it died, hung or lost the database): its page in flight, if any, is sent again with the same key");
+        }
         let mut claimed = Claimed {
             store: self.store.clone(),
-            target: (claim == Claim::Ours).then(|| w.target.clone()),
+            lease: lease.clone(),
         };
-        let step = self.deliver_head(w, head, now).await;
+        let Some(head) = head else {
+            claimed.release().await;
+            return Ok(Step::Empty);
+        };
+        let step = self.deliver_head(w, head, lease, now).await;
         claimed.release().await;
         step
     }
@@ -116,6 +151,7 @@ impl Relay {
         &self,
         w: &Worker,
         head: Option<Result<OutboxItem, BadRow>>,
+        lease: Option<Lease>,
         now: Timestamp,
     ) -> Result<Step, StoreError> {
         let item = match head {
@@ -124,9 +160,22 @@ impl Relay {
             // An unreadable row would block its target's queue for good.
             Some(Err(bad)) => {
                 let row = bad.clone();
-                self.store
-                    .run(Mode::Durable, move |tx| tx.quarantine(&row, now))
+                let held = lease.clone();
+                let quarantined = self
+                    .store
+                    .run(Mode::Durable, move |tx| {
+                        if let Some(lease) = &held {
+                            if !tx.hold(lease, now)? {
+                                return Ok(false);
+                            }
+                        }
+                        tx.quarantine(&row, now)?;
+                        Ok(true)
+                    })
                     .await?;
+                if !quarantined {
+                    return Ok(self.lost(w, Lost::TakenOver, now));
+                }
                 self.quarantined(&[bad]);
                 self.metrics
                     .dead_letters
@@ -141,20 +190,162 @@ impl Relay {
         let label = w.target.as_str();
         let n = &item.notification;
         let text = w.templates.render(n);
-        let started = std::time::Instant::now();
-        let outcome = match tokio::time::timeout(w.timeout, w.sink.send(n, &text)).await {
+        let started = Instant::now();
+        let outcome = match self.send(w, n, &text, lease.clone(), now).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Retry {
-                after: None,
-                reason: format!("no answer within {}", humantime::format_duration(w.timeout)),
-            },
+            Err(lost) => return Ok(self.lost(w, lost, now)),
         };
         self.metrics
             .delivery_seconds
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
+        let (finish, step) = self.finish(w, &item, outcome, now);
+        let id = item.id;
+        let recorded = finish.clone();
+        let held = lease.clone();
+        let written = self
+            .store
+            .run(Mode::Relaxed, move |tx| {
+                if let Some(lease) = &held {
+                    if !tx.hold(lease, now)? {
+                        return Ok(false);
+                    }
+                }
+                tx.finish(id, &recorded, now)?;
+                Ok(true)
+            })
+            .await;
+        match written {
+            Ok(true) => {}
+            Ok(false) => return Ok(self.lost(w, Lost::TakenOver, now)),
+            Err(error) => {
+                self.metrics.store_error(&error);
+                tracing::error!(target = label, incident = n.incident_id, %error, "cannot record the delivery outcome; kept in memory, not sent again");
+                let next = now.plus(w.backoff.ceiling(1));
+                *lock(&w.unrecorded) = Some(Unrecorded {
+                    id,
+                    finish,
+                    lease,
+                    failures: 1,
+                    next,
+                });
+                return Ok(Step::Deferred(next));
+            }
+        }
+        self.count_outcome(label, n, &finish, now);
+        Ok(step)
+    }
+
+    /// Sends `n` within the worker's timeout. Under a lease: only if the lease is still this
+    /// relay's just before (fencing), renewing it while the vendor answers, and abandoning
+    /// the send if it can no longer be renewed in time.
+    async fn send(
+        &self,
+        w: &Worker,
+        n: &Notification,
+        text: &Rendered,
+        lease: Option<Lease>,
+        now: Timestamp,
+    ) -> Result<Outcome, Lost> {
+        let timeout = w.timeout;
+        let send = async move {
+            match tokio::time::timeout(timeout, w.sink.send(n, text)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Retry {
+                    after: None,
+                    reason: format!("no answer within {}", humantime::format_duration(timeout)),
+                },
+            }
+        };
+        let Some(lease) = lease else {
+            return Ok(send.await);
+        };
+        let asked = Instant::now();
+        let lease = match self.renew(&lease, now).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Err(Lost::TakenOver),
+            Err(error) => return Err(Lost::Unrenewed(error.to_string())),
+        };
+        tokio::select! {
+            biased;
+            outcome = send => Ok(outcome),
+            lost = self.keep(lease, now, asked) => Err(lost),
+        }
+    }
+
+    /// Renews `lease` every [`RENEW_EVERY`] while a send goes on; returns only when the lease
+    /// is lost, or could not be renewed before it runs out by this relay's own reckoning
+    /// (from `confirmed`, when the last successful renewal was asked).
+    async fn keep(&self, mut lease: Lease, now: Timestamp, mut confirmed: Instant) -> Lost {
+        let started = Instant::now();
+        loop {
+            let deadline = confirmed + LEASE.saturating_sub(LEASE_MARGIN);
+            tokio::time::sleep(RENEW_EVERY).await;
+            let asked = Instant::now();
+            let at = now.plus(started.elapsed());
+            let renewed = tokio::time::timeout_at(deadline.into(), self.renew(&lease, at)).await;
+            match renewed {
+                Ok(Ok(Some(renewed))) => {
+                    lease = renewed;
+                    confirmed = asked;
+                }
+                Ok(Ok(None)) => return Lost::TakenOver,
+                Ok(Err(error)) if Instant::now() >= deadline => {
+                    return Lost::Unrenewed(error.to_string())
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target = %lease.target, %error, "cannot renew the delivery lease; trying again");
+                }
+                Err(_) => {
+                    return Lost::Unrenewed(format!(
+                        "no renewal within {} ms",
+                        (LEASE - LEASE_MARGIN).as_millis()
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let lease = lease.clone();
+        let renewed = self
+            .store
+            .blocking(move |store| store.renew(&lease, now))
+            .await;
+        if let Err(error) = &renewed {
+            self.metrics.store_error(error);
+        }
+        renewed
+    }
+
+    /// An attempt abandoned because the lease is gone: counted and logged; the queue is
+    /// looked at again soon (another relay has it, or this one claims it afresh).
+    fn lost(&self, w: &Worker, lost: Lost, now: Timestamp) -> Step {
+        self.metrics
+            .leases_lost
+            .with_label_values(&[w.target.as_str()])
+            .inc();
+        match lost {
+            Lost::TakenOver => {
+                tracing::warn!(target = %w.target, "delivery lease lost to another relay (this one stalled past it): nothing sent or recorded under it; the other relay delivers the queue")
+            }
+            Lost::Unrenewed(error) => {
+                tracing::error!(target = %w.target, %error, "delivery lease could not be renewed in time: attempt abandoned, nothing recorded; another relay may take the target over")
+            }
+        }
+        Step::Deferred(now.plus(CLAIM_RETRY))
+    }
+
+    /// How an attempt ended, as it is to be recorded.
+    fn finish(
+        &self,
+        w: &Worker,
+        item: &OutboxItem,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> (Finish, Step) {
         let attempts = item.attempts + 1;
-        let (finish, step) = match outcome {
+        match outcome {
             Outcome::Delivered => (Finish::Delivered, Step::Delivered),
             Outcome::Retry { after, reason } => {
                 let age =
@@ -181,38 +372,24 @@ impl Relay {
                 }
             }
             Outcome::Permanent { reason } => (Finish::Dead { error: reason }, Step::DeadLettered),
-        };
-        let id = item.id;
-        let recorded = finish.clone();
-        if let Err(error) = self
-            .store
-            .run(Mode::Relaxed, move |tx| tx.finish(id, &recorded, now))
-            .await
-        {
-            tracing::error!(target = label, incident = n.incident_id, %error, "cannot record the delivery outcome; kept in memory, not sent again");
-            let next = now.plus(w.backoff.ceiling(1));
-            *lock(&w.unrecorded) = Some(Unrecorded {
-                id,
-                finish,
-                failures: 1,
-                next,
-            });
-            return Ok(Step::Deferred(next));
         }
+    }
+
+    fn count_outcome(&self, label: &str, n: &Notification, finish: &Finish, now: Timestamp) {
         let counter = |outcome: &str| {
             self.metrics
                 .notifications
                 .with_label_values(&[label, outcome])
                 .inc()
         };
-        match &finish {
+        match finish {
             Finish::Delivered => {
                 counter("delivered");
-                tracing::info!(target = label, incident = n.incident_id, kind = ?n.kind, attempts, "notification delivered");
+                tracing::info!(target = label, incident = n.incident_id, kind = ?n.kind, "notification delivered");
             }
             Finish::Retry { next_try, error } => {
                 counter("retried");
-                tracing::warn!(target = label, incident = n.incident_id, attempts, retry_in_ms = next_try.0 - now.0, %error, "delivery failed; will retry");
+                tracing::warn!(target = label, incident = n.incident_id, retry_in_ms = next_try.0 - now.0, %error, "delivery failed; will retry");
             }
             Finish::Dead { error } => {
                 counter("dead_letter");
@@ -220,7 +397,6 @@ impl Relay {
                 tracing::error!(target = label, incident = n.incident_id, kind = ?n.kind, %error, "notification dead-lettered: it will not be retried");
             }
         }
-        Ok(step)
     }
 
     /// Records an outcome the store refused earlier; `Some(step)` while it still cannot (the
@@ -230,18 +406,33 @@ impl Relay {
         if pending.next > now {
             return Some(Step::Deferred(pending.next));
         }
-        let (id, finish) = (pending.id, pending.finish.clone());
-        match self
+        let (id, finish, lease) = (pending.id, pending.finish.clone(), pending.lease.clone());
+        let written = self
             .store
-            .run(Mode::Relaxed, move |tx| tx.finish(id, &finish, now))
-            .await
-        {
-            Ok(()) => {
+            .run(Mode::Relaxed, move |tx| {
+                if let Some(lease) = &lease {
+                    if !tx.hold(lease, now)? {
+                        return Ok(false);
+                    }
+                }
+                tx.finish(id, &finish, now)?;
+                Ok(true)
+            })
+            .await;
+        match written {
+            Ok(true) => {
                 tracing::info!(target = %w.target, "delivery outcome recorded after the store recovered");
                 *lock(&w.unrecorded) = None;
                 None
             }
+            Ok(false) => {
+                // Another relay took the target over meanwhile and sends the page again
+                // with the same key; this outcome is no longer this relay's to record.
+                *lock(&w.unrecorded) = None;
+                Some(self.lost(w, Lost::TakenOver, now))
+            }
             Err(error) => {
+                self.metrics.store_error(&error);
                 let failures = pending.failures + 1;
                 let next = now.plus(w.backoff.ceiling(failures));
                 tracing::warn!(target = %w.target, %error, retry_in_ms = next.0 - now.0, "still cannot record a delivery outcome");
@@ -291,36 +482,37 @@ impl Relay {
 }
 
 /// A target claimed for one delivery step: released at its end, and also if the step is
-/// dropped halfway (a claim left held would stop every relay delivering the target).
+/// dropped halfway (a lease left held would keep every relay from the target until it runs
+/// out).
 struct Claimed {
     store: StoreHandle,
-    target: Option<TargetName>,
+    lease: Option<Lease>,
 }
 
 impl Claimed {
     async fn release(&mut self) {
-        let Some(target) = self.target.take() else {
+        let Some(lease) = self.lease.take() else {
             return;
         };
-        let shown = target.clone();
+        let shown = lease.target.clone();
         let released = self
             .store
-            .blocking(move |store| store.release_target(&target))
+            .blocking(move |store| store.release_target(&lease))
             .await;
         if let Err(error) = released {
-            tracing::warn!(target = %shown, %error, "cannot release the delivery claim (the store drops it with its connection)");
+            tracing::warn!(target = %shown, %error, "cannot release the delivery lease (it runs out by itself)");
         }
     }
 }
 
 impl Drop for Claimed {
     fn drop(&mut self) {
-        let Some(target) = self.target.take() else {
+        let Some(lease) = self.lease.take() else {
             return;
         };
         let store = self.store.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn_blocking(move || store.store().release_target(&target));
+            runtime.spawn_blocking(move || store.store().release_target(&lease));
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum IngestError {
 type Unit = Box<dyn FnMut(&mut dyn Tx) -> Result<(IngestOutcome, Effects), StoreError> + Send>;
 
 struct Job {
+    /// [`store::group_lock_key`] of the webhook's group: a batch runs in this order.
+    order: i64,
     work: Unit,
     reply: oneshot::Sender<Result<(IngestOutcome, Effects), String>>,
 }
@@ -74,13 +76,13 @@ impl IngestWriter {
         })
     }
 
-    async fn submit(&self, work: Unit) -> Result<(IngestOutcome, Effects), StoreError> {
+    async fn submit(&self, order: i64, work: Unit) -> Result<(IngestOutcome, Effects), StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Batch("the writer stopped".into());
         self.queue
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Job { work, reply })
+            .send(Job { order, work, reply })
             .await
             .map_err(|_| stopped())?;
         answer
@@ -99,6 +101,9 @@ fn write_loop(store: &dyn Store, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // Group locks in one order in every relay's batches: none waits for another in a
+        // circle. Stable: webhooks of one group keep their order.
+        batch.sort_by_key(|job| job.order);
         let mut results: Vec<Option<(IngestOutcome, Effects)>> = vec![None; batch.len()];
         let committed = {
             let mut units: Vec<Box<store::Work<'_>>> = batch
@@ -192,6 +197,7 @@ impl Relay {
     ) -> Result<(IngestOutcome, Effects), StoreError> {
         let runtime = self.runtime();
         let key = self.new_key();
+        let order = store::group_lock_key(&plan.policy, &group.group_key);
         let work: Unit = Box::new(move |tx| {
             let found = tx.open_incident(&plan.policy, &group.group_key)?;
             // An unreadable open incident would block its group for good: quarantined, and the
@@ -200,10 +206,13 @@ impl Relay {
                 tx.quarantine(bad, now)?;
             }
             let open = found.rows.into_iter().next();
-            let fresh = Fresh {
-                id: tx.next_incident_id()?,
-                key,
+            // An id only for a webhook that starts an incident (a sequence skips none then).
+            let id = if engine::starts_incident(open.as_ref(), &group) {
+                tx.next_incident_id()?
+            } else {
+                0
             };
+            let fresh = Fresh { id, key };
             let (outcome, t) = engine::webhook(
                 open,
                 &plan,
@@ -214,7 +223,7 @@ impl Relay {
             store::commit(tx, &t, now)?;
             Ok((outcome, t.effects))
         });
-        let (outcome, effects) = self.writer.submit(work).await?;
+        let (outcome, effects) = self.writer.submit(order, work).await?;
         self.apply_effects(&effects);
         Ok((outcome, effects))
     }

@@ -148,6 +148,13 @@ pub struct Fresh {
     pub key: IncidentKey,
 }
 
+/// Whether [`webhook`] starts a new incident for `group` (and so needs a fresh id): a firing
+/// group with no open incident, or whose open incident was stopped by a silence.
+pub fn starts_incident(open: Option<&IncidentRecord>, group: &AlertGroup) -> bool {
+    group.status == AlertStatus::Firing
+        && open.is_none_or(|i| i.machine.phase == Phase::Stopped(StopReason::Silenced))
+}
+
 /// A webhook for `plan`'s policy: `open` is that policy's open incident for the group.
 pub fn webhook(
     open: Option<IncidentRecord>,

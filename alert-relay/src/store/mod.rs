@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Override, Transition};
@@ -35,6 +36,39 @@ pub enum StoreError {
     Open(String),
     #[error("{0}")]
     Undecodable(BadRow),
+    /// The database did not answer in time (down, or a network path that stopped
+    /// forwarding): the connection is closed and the work is not done.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The kinds of [`StoreError::timeout_kind`].
+pub const TIMEOUT_KINDS: [&str; 5] = [
+    "lock",
+    "statement",
+    "idle_transaction",
+    "no_answer",
+    "deadlock",
+];
+
+impl StoreError {
+    /// What the store gave up waiting for, if this error is a timeout: `lock` (another
+    /// relay held a lock past `lock_timeout`), `statement` (`statement_timeout`),
+    /// `idle_transaction` (the server ended this relay's transaction, left idle too long),
+    /// `no_answer` (the database did not answer in time), `deadlock`.
+    pub fn timeout_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Unavailable(_) => Some("no_answer"),
+            Self::Postgres(e) => match e.code()? {
+                "55P03" => Some("lock"),
+                "57014" => Some("statement"),
+                "25P03" => Some("idle_transaction"),
+                "40P01" => Some("deadlock"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// A PostgreSQL error shown with its cause: the server's message, detail and hint (the
@@ -178,7 +212,8 @@ pub trait Tx {
     fn quarantined(&mut self, limit: u32) -> Result<Vec<Quarantined>, StoreError>;
     /// When the next step of any incident is due.
     fn next_due(&mut self) -> Result<Option<Timestamp>, StoreError>;
-    /// The id the next inserted incident gets.
+    /// An id for a new incident, greater than any given before (a backend may skip numbers:
+    /// one taken by a transaction that rolled back). Only in a writing transaction.
     fn next_incident_id(&mut self) -> Result<i64, StoreError>;
     fn insert_incident(
         &mut self,
@@ -232,18 +267,45 @@ pub trait Tx {
     fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
     /// Records that a shift's handoff was announced; `false` if it had been already.
     fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Renews `lease` to [`LEASE`] from `now` and keeps it this relay's until the
+    /// transaction ends (no other relay can take it over meanwhile); `false` if another relay
+    /// holds it now: the work must then write nothing (fencing).
+    fn hold(&mut self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+        let _ = (lease, now);
+        Ok(true)
+    }
 }
 
+/// How long a delivery lease lasts after it is taken or renewed. A relay that stops renewing
+/// (killed, hung, cut off from the database) loses its targets to another this long after
+/// its last renewal at most; the holder renews well before ([`RENEW_EVERY`]).
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often a relay renews the leases it works under.
+pub const RENEW_EVERY: Duration = Duration::from_millis(1500);
+
 /// Which relay delivers a target's notifications now, among relays sharing one store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The store belongs to this relay alone: nothing to claim or release.
     Alone,
-    /// This relay's until released: deliver, in queue order.
-    Ours,
-    /// Another relay (or another worker of this one) is delivering this target: ask again
-    /// a little later.
+    /// This relay's until the lease expires or is released: deliver, in queue order.
+    Ours(Lease),
+    /// Another relay (or another worker of this one) holds a live lease on this target: ask
+    /// again a little later.
     Theirs,
+}
+
+/// A claim on one target's queue that ends at `expires` unless renewed. Every new holder
+/// gets a greater `fence`: a holder that stalled and lost its lease finds out before it
+/// sends ([`Store::renew`]) and before it records anything ([`Tx::hold`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub target: TargetName,
+    pub fence: i64,
+    pub expires: Timestamp,
+    /// When this lease was taken over from a holder whose lease ran out without being
+    /// released (it died, hung or lost the database): that holder.
+    pub taken_from: Option<String>,
 }
 
 /// A unit of work: runs inside one transaction; an `Err` rolls it back.
@@ -265,18 +327,26 @@ pub trait Store: Send + Sync {
     /// A cheap write that is rolled back: can the store accept a webhook now?
     fn probe(&self) -> Result<(), StoreError>;
 
-    /// Claims the delivery of `target`'s queue for this relay until [`Store::release_target`]:
-    /// among relays sharing the store, one delivers a target at a time, so none sends a
-    /// notification another is sending, and the queue stays in order. A claim held by a relay that died is free again within a
-    /// bounded time. A store that one relay holds alone (SQLite) answers `Alone`.
-    fn claim_target(&self, target: &TargetName) -> Result<Claim, StoreError> {
-        let _ = target;
+    /// Claims the delivery of `target`'s queue for this relay, as a lease lasting [`LEASE`]
+    /// from `now`: among relays sharing the store, one delivers a target at a time, so none
+    /// sends a notification another is sending, and the queue stays in order. A lease that
+    /// ran out (its holder died, hung or lost the database) is taken over. A store that one
+    /// relay holds alone (SQLite) answers `Alone`.
+    fn claim_target(&self, target: &TargetName, now: Timestamp) -> Result<Claim, StoreError> {
+        let _ = (target, now);
         Ok(Claim::Alone)
     }
 
-    /// Gives up this relay's claim on `target` (its queue is empty).
-    fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
-        let _ = target;
+    /// Extends `lease` to [`LEASE`] from `now`; `None` if it is no longer this relay's (another
+    /// took it over after it ran out): then send and record nothing under it.
+    fn renew(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let _ = now;
+        Ok(Some(lease.clone()))
+    }
+
+    /// Gives up `lease` (the step is over): another relay may claim the target at once.
+    fn release_target(&self, lease: &Lease) -> Result<(), StoreError> {
+        let _ = lease;
         Ok(())
     }
 
@@ -315,6 +385,22 @@ pub(crate) fn undecodable_outbox(id: i64, payload: Result<String, String>) -> Op
         id,
         error,
     })
+}
+
+/// The lock that intake takes on `policy`'s `group` in a store shared by several relays: the
+/// first 8 bytes of a SHA-256 of both, the same in every relay and every version. The intake
+/// writer orders each batch by it, so that locks are always taken in the same order.
+pub fn group_lock_key(policy: &PolicyName, group: &GroupKey) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"alert-relay intake\0");
+    hash.update(policy.as_str().as_bytes());
+    hash.update(b"\0");
+    hash.update(group.as_str().as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// The `kind` column of an outbox row (superseding touches `firing` rows only).

@@ -9,19 +9,69 @@ use std::time::Duration;
 use url::Url;
 
 /// Waiting longer than this for a TCP connection means the server is not there.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle seconds before the kernel asks a silent server whether it is still there (the
 /// default, two hours, would leave a relay waiting on a dead connection for that long).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Data unacknowledged this long closes the connection: a query never hangs on a server
-/// that vanished.
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// that vanished. (A path that still acknowledges but no longer forwards is the client-side
+/// deadline's: `Limits::answer`.)
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Asked of the server for every session: notice a relay that vanished within about 25 s
-/// (its locks and claims end with its session), and end a transaction left idle for a
-/// minute (the relay's transactions never wait on anything but the database).
-const SESSION_OPTIONS: &str = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
-     -c tcp_keepalives_count=3 -c idle_in_transaction_session_timeout=60000";
+/// Asked of the server for every session: notice a relay that vanished within about 25 s.
+/// The timeouts that bound how long one relay can hold up another are [`Limits`]'.
+const SESSION_OPTIONS: &str =
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+
+/// How long anything may take on the server, so that no relay — killed, hung or cut off —
+/// holds up another for longer than a few seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A transaction whose relay sends nothing for this long is ended by the server
+    /// (`idle_in_transaction_session_timeout`): a hung relay's locks are free after it.
+    pub idle_in_transaction: Duration,
+    /// Waiting longer for a lock is an error (`lock_timeout`): a webhook gets a 5xx, which
+    /// Alertmanager retries, instead of hanging.
+    pub lock_wait: Duration,
+    /// A statement running longer is cancelled (`statement_timeout`).
+    pub statement: Duration,
+    /// A query unanswered this long is given up on by the relay and its connection closed
+    /// (a network path that stopped forwarding without closing).
+    pub answer: Duration,
+    /// `/ready`'s write probe, all of it, at most.
+    pub probe: Duration,
+    /// Waiting longer for a connection from the pool (or a new one) is an error.
+    pub pool_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Ordered so that a wait outlasts what it waits for: a lock held by a hung relay is
+        // freed (idle 3 s) before a waiter gives up (4 s), and the statement (5 s) and the
+        // relay's own deadline (6 s) come after.
+        Self {
+            idle_in_transaction: Duration::from_secs(3),
+            lock_wait: Duration::from_secs(4),
+            statement: Duration::from_secs(5),
+            answer: Duration::from_secs(6),
+            probe: Duration::from_secs(2),
+            pool_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Limits {
+    /// The server settings, as `-c` options for the session.
+    fn options(&self) -> String {
+        let ms = |d: Duration| d.as_millis();
+        format!(
+            "{SESSION_OPTIONS} -c idle_in_transaction_session_timeout={} -c lock_timeout={} -c statement_timeout={}",
+            ms(self.idle_in_transaction),
+            ms(self.lock_wait),
+            ms(self.statement)
+        )
+    }
+}
 
 /// A validated connection URL and, perhaps, a password kept beside it.
 #[derive(Clone)]
@@ -130,6 +180,11 @@ impl DatabaseUrl {
 
     /// The driver's configuration, with the relay's timeouts where the URL sets none.
     pub fn config(&self) -> Result<tokio_postgres::Config, String> {
+        self.config_with(&Limits::default())
+    }
+
+    /// [`DatabaseUrl::config`] with other limits (tests that need them short).
+    pub fn config_with(&self, limits: &Limits) -> Result<tokio_postgres::Config, String> {
         let mut config = tokio_postgres::Config::from_str(self.url.as_str())
             .map_err(|e| format!("{self}: {e}"))?;
         if let Some(password) = &self.password {
@@ -148,9 +203,10 @@ impl DatabaseUrl {
             config.application_name("alert-relay");
         }
         // The URL's own options come last, so that they win.
+        let ours = limits.options();
         let options = match config.get_options() {
-            Some(own) => format!("{SESSION_OPTIONS} {own}"),
-            None => SESSION_OPTIONS.to_owned(),
+            Some(own) => format!("{ours} {own}"),
+            None => ours,
         };
         config.options(&options);
         Ok(config)
@@ -266,9 +322,15 @@ mod tests {
     fn sessions_ask_for_keepalives_and_the_url_options_win() {
         let plain = DatabaseUrl::parse("postgres://relay@db/relay").expect("url");
         let options = plain.config().expect("config");
-        assert!(options
-            .get_options()
-            .is_some_and(|o| o.contains("tcp_keepalives_idle=10")));
+        let ours = options.get_options().expect("options");
+        for setting in [
+            "tcp_keepalives_idle=10",
+            "idle_in_transaction_session_timeout=3000",
+            "lock_timeout=4000",
+            "statement_timeout=5000",
+        ] {
+            assert!(ours.contains(setting), "{setting} in {ours}");
+        }
         let own =
             DatabaseUrl::parse("postgres://relay@db/relay?options=-c%20statement_timeout%3D5s")
                 .expect("url");

@@ -25,29 +25,36 @@
 //! reported, never committed by half.
 //!
 //! **Several relays on one database.** What one relay's lock serialises in the process,
-//! the database serialises between relays:
+//! the database serialises between relays, and no relay — killed, hung, or cut off from the
+//! database — can hold up the others for longer than a few seconds ([`Limits`]: the server
+//! ends a transaction left idle for 3 s, gives up a lock wait after 4 s and a statement
+//! after 5 s; the relay gives up on an answer after 6 s and closes that connection):
 //! - *Incidents*: read for writing with `FOR UPDATE`, so two relays never both advance an
 //!   incident from the same state. The scheduler takes due incidents with
 //!   `FOR UPDATE SKIP LOCKED`: relays firing at once share them out instead of queueing, and
-//!   one locked by another relay's webhook is fired on the next pass.
-//! - *Intake*: from its first read of an open incident to the commit, a webhook's
-//!   transaction holds a transaction-scoped advisory lock, so two relays given the same
-//!   webhook (both Alertmanagers of a pair) never both start an incident for one group or
-//!   choose the same id; the second finds the first's incident and refreshes it.
-//! - *Delivery* (`claims`): a target's queue is delivered by one relay at a time, claimed
-//!   for each delivery step with a session-level advisory lock on a connection of the
-//!   store's own. Not `SKIP LOCKED` on outbox rows: skipping a locked head would send the
-//!   next notification before it and break the queue's order; a claim per target keeps it.
-//!   A dead relay's claims end with its session: at once when its process dies, within
-//!   the server's TCP keepalive (about 25 s) when its machine or network does; its
-//!   transactions too (and any left idle for a minute). A notification being sent when its
-//!   relay died is sent again by the next with the same idempotency key.
+//!   one locked by another relay is fired on the next pass.
+//! - *Intake*: from its first read of a group's open incident to the commit, a webhook's
+//!   transaction holds a transaction-scoped advisory lock on that group (policy and group
+//!   key), so two relays given the same webhook (both Alertmanagers of a pair) never both
+//!   start an incident for one group; the second finds the first's incident and refreshes
+//!   it. Webhooks for other groups do not wait. Incident ids come from a sequence.
+//! - *Delivery* (`leases`): a target's queue is delivered by one relay at a time, under a
+//!   lease (a row of `delivery_claims`) that lasts [`LEASE`] unless its holder renews it.
+//!   Not `SKIP LOCKED` on outbox rows: skipping a locked head would send the next
+//!   notification before it and break the queue's order; a lease per target keeps it. A
+//!   lease that ran out is taken over, and its fence grows: the stalled holder learns it
+//!   before it sends and cannot record anything after ([`Tx::hold`] locks the lease row
+//!   in the transaction that records). A notification being sent when its relay stalled is
+//!   sent again by the next with the same idempotency key.
 //!
-//! **Left for later**: TLS to the server (plain TCP or a unix socket for now, no OpenSSL);
-//! heartbeats are still counted in each relay's memory, not in the database.
+//! Leases and due steps are reckoned in the relays' own clocks (`now`), as the escalation
+//! is: the relays' clocks must agree to well within a second (NTP).
+//!
+//! [`LEASE`]: crate::store::LEASE
+//! [`Tx::hold`]: crate::store::Tx::hold
 
-mod claims;
 mod database_url;
+mod leases;
 mod schema;
 pub mod scratch;
 mod tx;
@@ -59,17 +66,14 @@ use std::time::Duration;
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-pub use database_url::DatabaseUrl;
+pub use database_url::{DatabaseUrl, Limits};
 
-use super::{Claim, Mode, Store, StoreError, Work};
-use crate::domain::TargetName;
-use claims::Claims;
+use super::{Claim, Lease, Mode, Store, StoreError, Work};
+use crate::domain::{TargetName, Timestamp};
 use tx::PgTx;
 
-/// Connections at most: one writer at a time, the rest for reads and `/ready`.
+/// Connections at most: one writer at a time, the rest for reads, leases and `/ready`.
 const POOL_SIZE: usize = 8;
-/// Waiting longer for a free or new connection is a failure (a webhook gets a 5xx).
-const POOL_WAIT: Duration = Duration::from_secs(15);
 
 pub struct PostgresStore {
     pool: Pool,
@@ -77,8 +81,9 @@ pub struct PostgresStore {
     writer: Mutex<()>,
     /// Where it connects, password hidden, for error messages.
     shown: String,
-    /// The targets this relay delivers now, locked against other relays.
-    claims: Claims,
+    limits: Limits,
+    /// This store's name in `delivery_claims`: unique per process and store.
+    holder: String,
 }
 
 /// The runtime that drives every connection of every store in the process.
@@ -110,32 +115,67 @@ fn on_driver<T: Send + 'static>(
         .map_err(|_| StoreError::Task("the PostgreSQL driver stopped".into()))
 }
 
-/// Waits for a query: the connection's task does the I/O on the driver's runtime.
-fn wait<F: Future>(future: F) -> F::Output {
-    futures_executor::block_on(future)
+/// Waits for a query at most `limit`: the connection's task does the I/O on the driver's
+/// runtime, whose timers also keep the deadline. A server that does not answer in time (a
+/// network path that stopped forwarding) is [`StoreError::Unavailable`], never a hang; the
+/// caller then closes the connection rather than wait on it again.
+fn wait<T>(
+    limit: Duration,
+    future: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    let _timers = driver()?.enter();
+    match futures_executor::block_on(tokio::time::timeout(limit, future)) {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "PostgreSQL did not answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// A name for this store among the relays on one database: host, process and a random part
+/// (two stores in one process — tests — are two holders).
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "relay".into()
+    } else {
+        host
+    };
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 impl PostgresStore {
     /// Connects, then migrates the schema forward (under an advisory lock: replicas that
     /// start together are safe).
     pub fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::open_with(url, Limits::default())
+    }
+
+    /// [`PostgresStore::open`] with other limits (the simulation keeps them short).
+    pub fn open_with(url: &DatabaseUrl, limits: Limits) -> Result<Self, StoreError> {
         let shown = url.to_string();
-        let config = url.config().map_err(StoreError::Open)?;
-        let claims = Claims::new(config.clone());
+        let config = url.config_with(&limits).map_err(StoreError::Open)?;
         let manager = Manager::from_config(
             config,
             NoTls,
             ManagerConfig {
-                // Checks that the connection is alive; locks and LISTEN never outlive the
-                // transaction that took them, so nothing needs cleaning.
+                // Checks that the connection is alive; locks never outlive the transaction
+                // that took them, so nothing needs cleaning.
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .recycle_timeout(Some(POOL_WAIT))
+            .wait_timeout(Some(limits.pool_wait))
+            .create_timeout(Some(limits.pool_wait))
+            .recycle_timeout(Some(limits.pool_wait))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Open(format!("{shown}: {e}")))?;
@@ -143,10 +183,11 @@ impl PostgresStore {
             pool,
             writer: Mutex::new(()),
             shown,
-            claims,
+            limits,
+            holder: holder_name(),
         };
         let session = store.session()?;
-        schema::migrate(session.client()).map_err(|e| match e {
+        schema::migrate(session.client(), limits.answer).map_err(|e| match e {
             StoreError::Open(why) => StoreError::Open(format!("{}: {why}", store.shown)),
             other => StoreError::Open(format!(
                 "{}: cannot migrate the schema: {other}",
@@ -157,11 +198,16 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// This store's name in the leases it holds (`delivery_claims.holder`).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// Runs statements outside the contract (several, separated by `;`), for tests that
     /// damage or inspect rows.
     pub fn execute(&self, sql: &str) -> Result<(), StoreError> {
         let session = self.session()?;
-        wait(session.client().batch_execute(sql))?;
+        session.batch(sql, self.limits.answer)?;
         session.release();
         Ok(())
     }
@@ -174,7 +220,7 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let session = self.session()?;
-        let rows = wait(session.client().query(sql, params))?;
+        let rows = wait(self.limits.answer, session.client().query(sql, params))?;
         session.release();
         Ok(rows)
     }
@@ -187,13 +233,14 @@ impl PostgresStore {
             use deadpool_postgres::PoolError;
             match e {
                 PoolError::Backend(e) => StoreError::Open(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    self.shown
-                )),
-                PoolError::Timeout(_) => StoreError::Open(format!(
-                    "no connection to PostgreSQL at {} within {} s",
+                    "cannot connect to PostgreSQL at {}: {}",
                     self.shown,
-                    POOL_WAIT.as_secs()
+                    super::PgError(e)
+                )),
+                PoolError::Timeout(_) => StoreError::Unavailable(format!(
+                    "no connection to PostgreSQL at {} within {} ms",
+                    self.shown,
+                    self.limits.pool_wait.as_millis()
                 )),
                 other => StoreError::Open(format!("PostgreSQL at {}: {other}", self.shown)),
             }
@@ -205,6 +252,19 @@ impl PostgresStore {
 
     fn writer(&self, mode: Mode) -> Option<MutexGuard<'_, ()>> {
         (mode != Mode::Read).then(|| self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs one lease statement on a pooled connection, outside any transaction.
+    fn lease<T>(
+        &self,
+        op: impl FnOnce(&ClientWrapper, &str, Duration) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let session = self.session()?;
+        let result = op(session.client(), &self.holder, self.limits.answer);
+        if result.is_ok() {
+            session.release();
+        }
+        result
     }
 }
 
@@ -224,8 +284,8 @@ impl Session {
         }
     }
 
-    fn batch(&self, sql: &str) -> Result<(), StoreError> {
-        Ok(wait(self.client().batch_execute(sql))?)
+    fn batch(&self, sql: &str, limit: Duration) -> Result<(), StoreError> {
+        wait(limit, self.client().batch_execute(sql))
     }
 
     /// Gives the connection back to the pool, clean.
@@ -250,22 +310,32 @@ fn begin(mode: Mode) -> &'static str {
     }
 }
 
+/// Ends a transaction that failed: rolled back, and the connection given back — unless the
+/// server stopped answering, when the connection is closed instead (the server rolls back).
+fn abandon(session: Session, error: &StoreError, limit: Duration) {
+    if matches!(error, StoreError::Unavailable(_)) {
+        return;
+    }
+    if session.batch("ROLLBACK", limit).is_ok() {
+        session.release();
+    }
+}
+
 impl Store for PostgresStore {
     fn transact(&self, mode: Mode, work: &mut Work<'_>) -> Result<(), StoreError> {
+        let limit = self.limits.answer;
         let _writer = self.writer(mode);
         let session = self.session()?;
-        session.batch(begin(mode))?;
-        let mut tx = PgTx::new(session.client(), mode);
+        session.batch(begin(mode), limit)?;
+        let mut tx = PgTx::new(session.client(), mode, limit, &self.holder);
         match work(&mut tx).and_then(|()| tx.check()) {
             Ok(()) => {
-                session.batch("COMMIT")?;
+                session.batch("COMMIT", limit)?;
                 session.release();
                 Ok(())
             }
             Err(error) => {
-                if session.batch("ROLLBACK").is_ok() {
-                    session.release();
-                }
+                abandon(session, &error, limit);
                 Err(error)
             }
         }
@@ -275,55 +345,67 @@ impl Store for PostgresStore {
         &self,
         jobs: &mut [&mut Work<'_>],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let limit = self.limits.answer;
         let _writer = self.writer(Mode::Durable);
         let session = self.session()?;
-        session.batch(begin(Mode::Durable))?;
+        session.batch(begin(Mode::Durable), limit)?;
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
-            session.batch("SAVEPOINT job")?;
-            let mut tx = PgTx::new(session.client(), Mode::Durable);
+            session.batch("SAVEPOINT job", limit)?;
+            let mut tx = PgTx::new(session.client(), Mode::Durable, limit, &self.holder);
             match job(&mut tx).and_then(|()| tx.check()) {
                 Ok(()) => {
-                    session.batch("RELEASE SAVEPOINT job")?;
+                    session.batch("RELEASE SAVEPOINT job", limit)?;
                     results.push(Ok(()));
                 }
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 Err(error) => {
-                    session.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+                    session.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job", limit)?;
                     results.push(Err(error));
                 }
             }
         }
-        session.batch("COMMIT")?;
+        session.batch("COMMIT", limit)?;
         session.release();
         Ok(results)
     }
 
-    /// A connection within the pool's wait, and a write that is rolled back: a server that
-    /// is down, full of connections or read-only (a standby after a failover) fails here.
+    /// A connection within the pool's wait, and a write that is rolled back, all within
+    /// [`Limits::probe`]: a server that is down, unreachable, full of connections or
+    /// read-only (a standby after a failover) fails here.
     fn probe(&self) -> Result<(), StoreError> {
+        let limit = self.limits.probe;
+        let started = std::time::Instant::now();
         let session = self.session()?;
-        session.batch("BEGIN")?;
+        let left = limit.saturating_sub(started.elapsed());
         let now = crate::domain::Timestamp::now().0;
-        wait(
-            session
-                .client()
-                .execute("INSERT INTO probe (at) VALUES ($1)", &[&now]),
-        )?;
-        session.batch("ROLLBACK")?;
+        let client = session.client();
+        let write = async {
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute("INSERT INTO probe (at) VALUES ($1)", &[&now])
+                .await?;
+            client.batch_execute("ROLLBACK").await
+        };
+        wait(left, write)?;
         session.release();
         Ok(())
     }
 
-    fn claim_target(&self, target: &TargetName) -> Result<Claim, StoreError> {
-        self.claims.claim(target)
+    fn claim_target(&self, target: &TargetName, now: Timestamp) -> Result<Claim, StoreError> {
+        self.lease(|client, holder, limit| leases::claim(client, holder, target, now, limit))
+    }
+
+    fn renew(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        self.lease(|client, holder, limit| leases::renew(client, holder, lease, now, limit))
+    }
+
+    fn release_target(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.lease(|client, holder, limit| leases::release(client, holder, lease, limit))
     }
 
     fn shared(&self) -> bool {
         true
-    }
-
-    fn release_target(&self, target: &TargetName) -> Result<(), StoreError> {
-        self.claims.release(target)
     }
 }
 

@@ -2,13 +2,16 @@
 //! at start inside one transaction that holds an advisory lock, so that several replicas
 //! starting at once migrate one after the other (the second finds nothing left to do).
 
+use std::time::Duration;
+
 use super::{wait, StoreError};
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. The tables are SQLite's
 /// (same columns, same meaning); JSON stays `TEXT` so that a damaged value can be read
 /// back as it is and quarantined, as in SQLite. Keys compare byte-wise (`COLLATE "C"`),
 /// as SQLite's do, whatever the database's locale.
-pub(super) const MIGRATIONS: [&str; 1] = ["
+pub(super) const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE incidents (
     id BIGINT PRIMARY KEY,
     incident_key TEXT NOT NULL,
@@ -58,35 +61,62 @@ CREATE TABLE overrides (
 );
 CREATE INDEX overrides_live ON overrides (ends_at) WHERE removed_at IS NULL;
 CREATE TABLE handoffs (shift TEXT PRIMARY KEY, announced_at BIGINT NOT NULL);
-"];
+",
+    "
+CREATE TABLE delivery_claims (
+    target TEXT COLLATE \"C\" PRIMARY KEY,
+    holder TEXT NOT NULL,
+    fence BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    released BOOLEAN NOT NULL DEFAULT false,
+    taken_from TEXT
+);
+CREATE SEQUENCE incident_ids;
+SELECT setval('incident_ids', COALESCE((SELECT MAX(id) FROM incidents), 0) + 1, false);
+",
+];
 
 /// The advisory lock that serialises migrations (any number, the same in every relay).
 const MIGRATION_LOCK: i64 = 0x7265_6c61_795f_6d67;
 
 /// Brings the schema to the newest version; refuses a database from a newer relay.
-pub(super) fn migrate(client: &tokio_postgres::Client) -> Result<(), StoreError> {
-    wait(client.batch_execute("BEGIN"))?;
-    let result = apply(client);
+/// Each step within `limit`; a relay that starts while another migrates waits for it (the
+/// server gives up the lock wait after its `lock_timeout`, and the relay fails to start).
+pub(super) fn migrate(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreError> {
+    wait(limit, client.batch_execute("BEGIN"))?;
+    let result = apply(client, limit);
+    if let Err(StoreError::Unavailable(_)) = result {
+        return result;
+    }
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = wait(client.batch_execute(end));
+    let ended = wait(limit, client.batch_execute(end));
     result?;
     ended?;
     Ok(())
 }
 
-fn apply(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+fn apply(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreError> {
     // Released with the transaction: a relay that dies midway leaves no lock behind.
-    wait(client.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]))?;
-    wait(client.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+    wait(
+        limit,
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]),
+    )?;
+    wait(
+        limit,
+        client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY,
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
          )",
-    ))?;
-    let version: i32 = wait(client.query_one(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        &[],
-    ))?
+        ),
+    )?;
+    let version: i32 = wait(
+        limit,
+        client.query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        ),
+    )?
     .try_get(0)?;
     let known = MIGRATIONS.len();
     let version = usize::try_from(version).unwrap_or(0);
@@ -97,12 +127,15 @@ fn apply(client: &tokio_postgres::Client) -> Result<(), StoreError> {
         )));
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
-        wait(client.batch_execute(step))?;
+        wait(limit, client.batch_execute(step))?;
         let next = i32::try_from(i + 1).unwrap_or(i32::MAX);
-        wait(client.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[&next],
-        ))?;
+        wait(
+            limit,
+            client.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&next],
+            ),
+        )?;
     }
     Ok(())
 }

@@ -2,29 +2,36 @@
 //! SQLite's `Tx`, statement for statement.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use deadpool_postgres::ClientWrapper as Client;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::wait;
+use super::{leases, wait};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{IncidentRecord, NewOutbox, Override};
 use crate::store::{
-    BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, StoreError, Tx,
+    group_lock_key, BadRow, Counts, DeadLetter, Finish, Lease, Loaded, Mode, OutboxItem,
+    Quarantined, StoreError, Tx,
 };
 
-/// Taken before intake reads an open incident or chooses the id of a new one: relays
-/// sharing the database take webhooks in one after the other (released at commit).
-const INCIDENT_ID_LOCK: i64 = 0x7265_6c61_795f_6964;
+/// Taken before intake reads a group's open incident, held to the commit: relays sharing
+/// the database take webhooks for one group one after the other, and for other groups at
+/// once. Locks of one transaction are taken in the order of their keys (the intake writer
+/// sorts its batch by [`group_lock_key`]), so two batches never wait on each other in a
+/// circle.
+const GROUP_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
 pub(super) struct PgTx<'a> {
     client: &'a Client,
     mode: Mode,
+    /// How long the relay waits for any answer.
+    limit: Duration,
+    /// This relay's name in the leases.
+    holder: &'a str,
     /// The first statement that failed: PostgreSQL has aborted the transaction since.
     failed: Option<String>,
-    /// Whether this transaction holds [`INCIDENT_ID_LOCK`] (taken once, held to the end).
-    id_locked: bool,
 }
 
 /// PostgreSQL's text cannot hold NUL; SQLite's can. Free text from outside (a vendor's
@@ -62,12 +69,13 @@ fn decode_incident(row: &Row) -> Result<IncidentRecord, BadRow> {
 }
 
 impl<'a> PgTx<'a> {
-    pub(super) fn new(client: &'a Client, mode: Mode) -> Self {
+    pub(super) fn new(client: &'a Client, mode: Mode, limit: Duration, holder: &'a str) -> Self {
         Self {
             client,
             mode,
+            limit,
+            holder,
             failed: None,
-            id_locked: false,
         }
     }
 
@@ -92,27 +100,15 @@ impl<'a> PgTx<'a> {
         }
     }
 
-    /// Intake on several relays, one after the other from the first read of an open incident
-    /// to the commit: two relays given the same webhook never both start an incident for its
-    /// group, nor choose the same id.
-    fn lock_intake(&mut self) -> Result<(), StoreError> {
-        if self.mode != Mode::Read && !self.id_locked {
-            self.execute("SELECT pg_advisory_xact_lock($1)", &[&INCIDENT_ID_LOCK])?;
-            self.id_locked = true;
-        }
-        Ok(())
-    }
-
-    fn note<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
-        result.map_err(|e| {
+    fn note<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.inspect_err(|e| {
             self.failed.get_or_insert_with(|| e.to_string());
-            StoreError::from(e)
         })
     }
 
     fn rows(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         let client = self.client;
-        let result = wait(async {
+        let result = wait(self.limit, async {
             let statement = client.prepare_cached(sql).await?;
             client.query(&statement, args).await
         });
@@ -121,7 +117,7 @@ impl<'a> PgTx<'a> {
 
     fn execute(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<usize, StoreError> {
         let client = self.client;
-        let result = wait(async {
+        let result = wait(self.limit, async {
             let statement = client.prepare_cached(sql).await?;
             client.execute(&statement, args).await
         });
@@ -140,27 +136,36 @@ impl<'a> PgTx<'a> {
         }
     }
 
+    fn incident_query(&self, filter: &str, skip_locked: bool) -> String {
+        format!(
+            "SELECT id, incident_key, group_key, machine, alert_group FROM incidents {filter}{}",
+            self.lock(skip_locked)
+        )
+    }
+
+    fn decode_incidents(rows: &[Row]) -> Loaded<IncidentRecord> {
+        let mut loaded = Loaded {
+            rows: Vec::new(),
+            bad: Vec::new(),
+        };
+        for row in rows {
+            match decode_incident(row) {
+                Ok(record) => loaded.rows.push(record),
+                Err(bad) => loaded.bad.push(bad),
+            }
+        }
+        loaded
+    }
+
     fn incidents(
         &mut self,
         filter: &str,
         args: &[&(dyn ToSql + Sync)],
         skip_locked: bool,
     ) -> Result<Loaded<IncidentRecord>, StoreError> {
-        let sql = format!(
-            "SELECT id, incident_key, group_key, machine, alert_group FROM incidents {filter}{}",
-            self.lock(skip_locked)
-        );
-        let mut loaded = Loaded {
-            rows: Vec::new(),
-            bad: Vec::new(),
-        };
-        for row in self.rows(&sql, args)? {
-            match decode_incident(&row) {
-                Ok(record) => loaded.rows.push(record),
-                Err(bad) => loaded.bad.push(bad),
-            }
-        }
-        Ok(loaded)
+        let sql = self.incident_query(filter, skip_locked);
+        let rows = self.rows(&sql, args)?;
+        Ok(Self::decode_incidents(&rows))
     }
 
     fn targets(rows: Vec<Row>) -> Result<Vec<TargetName>, StoreError> {
@@ -174,12 +179,30 @@ impl Tx for PgTx<'_> {
         policy: &PolicyName,
         group: &GroupKey,
     ) -> Result<Loaded<IncidentRecord>, StoreError> {
-        self.lock_intake()?;
-        self.incidents(
-            "WHERE policy = $1 AND group_key = $2 AND open",
-            &[&policy.as_str(), &text(group.as_str())],
-            false,
-        )
+        const FILTER: &str = "WHERE policy = $1 AND group_key = $2 AND open";
+        if self.mode == Mode::Read {
+            return self.incidents(FILTER, &[&policy.as_str(), &text(group.as_str())], false);
+        }
+        // The group's lock, then the read: sent together (one round trip), run in order, so
+        // the read sees whatever the lock's previous holder committed.
+        let sql = self.incident_query(FILTER, false);
+        let key = group_lock_key(policy, group);
+        let group = text(group.as_str());
+        let args: [&(dyn ToSql + Sync); 2] = [&policy.as_str(), &group];
+        let client = self.client;
+        let result = wait(self.limit, async {
+            let lock = client.prepare_cached(GROUP_LOCK).await?;
+            let read = client.prepare_cached(&sql).await?;
+            let (locked, rows) = futures_util::future::join(
+                client.execute(&lock, &[&key]),
+                client.query(&read, &args),
+            )
+            .await;
+            locked?;
+            rows
+        });
+        let rows = self.note(result)?;
+        Ok(Self::decode_incidents(&rows))
     }
 
     fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError> {
@@ -266,9 +289,10 @@ impl Tx for PgTx<'_> {
         Ok(due.map(Timestamp))
     }
 
+    /// From a sequence: relays starting incidents for different groups at once never wait
+    /// for each other (an id taken by a transaction that rolled back is skipped).
     fn next_incident_id(&mut self) -> Result<i64, StoreError> {
-        self.lock_intake()?;
-        self.one("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents", &[])
+        self.one("SELECT nextval('incident_ids')", &[])
     }
 
     fn insert_incident(
@@ -515,5 +539,15 @@ impl Tx for PgTx<'_> {
             "INSERT INTO handoffs (shift, announced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&text(shift), &now.0],
         )? == 1)
+    }
+
+    fn hold(&mut self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+        let holder = self.holder;
+        let expires = leases::expiry(now);
+        let renewed = self.rows(
+            leases::RENEW,
+            &[&lease.target.as_str(), &holder, &lease.fence, &expires.0],
+        )?;
+        Ok(!renewed.is_empty())
     }
 }
