@@ -123,27 +123,26 @@ fn named(db: &ScratchDatabase, name: &str) -> String {
     url.to_string()
 }
 
-/// The replica holding a delivery claim now (`relay-a`…), if one does: the claims are
-/// session-level advisory locks in the space `0x72656c79` (`store::postgres::claims`).
-async fn claim_holder(db: &ScratchDatabase) -> Option<String> {
+/// The process holding a live delivery lease now, by pid, if one does: the leases are rows
+/// of `delivery_claims` whose holder is `host:pid:random` (`store::postgres::leases`).
+async fn claim_holder(db: &ScratchDatabase) -> Option<u32> {
     let (client, connection) =
         tokio_postgres::connect(&db.url().to_string(), tokio_postgres::NoTls)
             .await
             .ok()?;
     tokio::spawn(connection);
+    let now = alert_relay::domain::Timestamp::now().0;
     let rows = client
         .query(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
-             AND l.classid = 1919249529::oid",
-            &[],
+            "SELECT holder FROM delivery_claims WHERE NOT released AND expires_at > $1",
+            &[&now],
         )
         .await
         .ok()?;
     let mut holders: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     holders.dedup();
     assert!(holders.len() <= 1, "one sender at a time: {holders:?}");
-    holders.pop()
+    holders.pop()?.split(':').nth(1)?.parse().ok()
 }
 
 /// Sends `payload` to every replica at once; each must store it.
@@ -605,7 +604,7 @@ async fn the_replica_killed_while_its_page_is_on_the_way_the_survivor_sends_it_a
     .await;
     let victim = replicas
         .iter()
-        .position(|r| holder == format!("relay-{}", r.name))
+        .position(|r| r.child.id() == holder)
         .expect("a replica's claim");
     replicas[victim].kill_9();
     let killed = Instant::now();
