@@ -21,13 +21,15 @@ pub struct Row {
     pub reason: Option<String>,
     pub next_try: i64,
     pub done_at: Option<i64>,
+    /// Attempts recorded.
+    pub attempts: i64,
     pub sequence_id: String,
     /// The person the page names (a `person.<name>` target).
     pub person: Option<String>,
 }
 
-/// id, status, last_error, next_try, done_at, payload.
-type RawRow = (i64, String, Option<String>, i64, Option<i64>, String);
+/// id, status, last_error, next_try, done_at, payload, attempts.
+type RawRow = (i64, String, Option<String>, i64, Option<i64>, String, i64);
 
 /// Where the relay's rows are.
 enum Source {
@@ -44,7 +46,7 @@ pub struct Observer {
 }
 
 const OUTBOX: &str =
-    "SELECT id, status, last_error, next_try, done_at, payload FROM outbox ORDER BY id";
+    "SELECT id, status, last_error, next_try, done_at, payload, attempts FROM outbox ORDER BY id";
 const PENDING: &str = "SELECT COUNT(*) FROM outbox WHERE status = 'pending'";
 
 impl Observer {
@@ -75,6 +77,7 @@ impl Observer {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })
                 .expect("query")
@@ -85,7 +88,18 @@ impl Observer {
                 .query(OUTBOX, &[])
                 .expect("outbox rows")
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .map(|r| {
+                    let attempts: i32 = r.get(6);
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        i64::from(attempts),
+                    )
+                })
                 .collect(),
         }
     }
@@ -93,26 +107,29 @@ impl Observer {
     pub fn rows(&mut self) -> Vec<Row> {
         let raw = self.raw_rows();
         raw.into_iter()
-            .map(|(id, status, reason, next_try, done_at, payload)| {
-                let (key, sequence_id, person) = self
-                    .keys
-                    .entry(id)
-                    .or_insert_with(|| {
-                        let n: Notification = serde_json::from_str(&payload).expect("payload");
-                        (Key::of(&n), n.sequence_id, n.person)
-                    })
-                    .clone();
-                Row {
-                    id,
-                    key,
-                    status,
-                    reason,
-                    next_try,
-                    done_at,
-                    sequence_id,
-                    person,
-                }
-            })
+            .map(
+                |(id, status, reason, next_try, done_at, payload, attempts)| {
+                    let (key, sequence_id, person) = self
+                        .keys
+                        .entry(id)
+                        .or_insert_with(|| {
+                            let n: Notification = serde_json::from_str(&payload).expect("payload");
+                            (Key::of(&n), n.sequence_id, n.person)
+                        })
+                        .clone();
+                    Row {
+                        id,
+                        key,
+                        status,
+                        reason,
+                        next_try,
+                        done_at,
+                        attempts,
+                        sequence_id,
+                        person,
+                    }
+                },
+            )
             .collect()
     }
 
@@ -143,6 +160,37 @@ impl Observer {
         }
     }
 
+    /// Delivery leases not released: target, holder, end (PostgreSQL; none on SQLite).
+    pub fn leases(&self) -> Vec<(String, String, i64)> {
+        match &self.source {
+            Source::Sqlite(_) => Vec::new(),
+            Source::Postgres(store) => store
+                .query(
+                    "SELECT target, holder, expires_at FROM delivery_claims WHERE NOT released",
+                    &[],
+                )
+                .expect("leases")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        }
+    }
+
+    /// Sessions of the relays' database sitting idle inside a transaction.
+    pub fn idle_transactions(&self) -> i64 {
+        match &self.source {
+            Source::Sqlite(_) => 0,
+            Source::Postgres(store) => store
+                .query(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND state LIKE 'idle in transaction%'",
+                    &[],
+                )
+                .expect("sessions")[0]
+                .get(0),
+        }
+    }
+
     /// (id, policy, group key) of every open incident.
     pub fn open_incidents(&self) -> Vec<(i64, String, String)> {
         match &self.source {
@@ -170,12 +218,19 @@ impl Observer {
     }
 }
 
+/// How long after it fell due a page may still wait, when the target's lease is held by a
+/// replica that stalled, crashed or lost the database (the issue's promise: every page
+/// leaves within 10 s of when it was due, whatever happens to one replica).
+const FAILOVER_MS: i64 = 10_000;
+
 /// Checks every invariant at `now`; `final_` after the world was made healthy and drained.
+/// `running`: the lease holders of the replicas taking their steps.
 pub fn invariants(
     model: &Model,
     observer: &mut Observer,
     world: &State,
     now: Timestamp,
+    running: &BTreeSet<String>,
     final_: bool,
 ) -> Result<(), String> {
     let rows = observer.rows();
@@ -254,7 +309,8 @@ pub fn invariants(
     let id_of: BTreeMap<&Key, i64> = rows.iter().map(|r| (&r.key, r.id)).collect();
     let mut last_per_target: BTreeMap<&str, i64> = BTreeMap::new();
     let mut accepted: BTreeSet<i64> = BTreeSet::new();
-    // Per row: when it was last sent, and the earliest time the vendor allowed the next try.
+    // Per row: when it was last sent, and the earliest time the vendor allowed the next try
+    // (any time, if that try's sender stalled and lost its lease before recording the answer).
     let mut last_try: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for got in &world.received {
         let key = got.key.clone();
@@ -284,7 +340,10 @@ pub fn invariants(
                 ));
             }
         }
-        let wait = got.retry_after.map_or(0, |d| d.as_millis() as i64);
+        let wait = match got.abandoned {
+            true => 0,
+            false => got.retry_after.map_or(0, |d| d.as_millis() as i64),
+        };
         last_try.insert(id, (got.at.0, got.at.0 + wait));
         if got.accepted {
             accepted.insert(id);
@@ -296,6 +355,23 @@ pub fn invariants(
             }
         }
     }
+    // Every attempt a vendor saw is recorded once, but for an attempt whose sender stalled
+    // and lost its lease to another replica: that one is never recorded (fencing).
+    let mut seen: BTreeMap<i64, i64> = BTreeMap::new();
+    for got in world.received.iter().filter(|g| !g.abandoned) {
+        if let Some(&id) = id_of.get(&got.key) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    for row in &rows {
+        let sent = seen.get(&row.id).copied().unwrap_or(0);
+        if row.attempts != sent && !stalled_now(world, row) {
+            return Err(format!(
+                "{} attempts recorded, {sent} seen by the vendor (abandoned ones apart): {row:?}",
+                row.attempts
+            ));
+        }
+    }
     for row in &rows {
         if row.status == "delivered" && !accepted.contains(&row.id) {
             return Err(format!(
@@ -305,7 +381,15 @@ pub fn invariants(
     }
 
     // A failing target never delays another: the head of a healthy target's queue is not due
-    // (rows behind a head that waits for its retry wait too: delivery is in order).
+    // (rows behind a head that waits for its retry wait too: delivery is in order) — unless a
+    // replica that stopped taking steps holds the target's lease, and then for at most
+    // FAILOVER_MS after it fell due.
+    let stale: BTreeMap<String, i64> = observer
+        .leases()
+        .into_iter()
+        .filter(|(_, holder, expires)| !running.contains(holder) && *expires > now.0)
+        .map(|(target, _, expires)| (target, expires))
+        .collect();
     let mut heads: BTreeMap<&str, &Row> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.status == "pending") {
         heads.entry(row.key.target.as_str()).or_insert(row);
@@ -316,7 +400,15 @@ pub fn invariants(
             .get(&TargetName(row.key.target.clone()))
             .copied()
             .unwrap_or(Mode::Healthy);
-        if mode == Mode::Healthy && row.next_try <= now.0 {
+        if mode != Mode::Healthy || row.next_try > now.0 {
+            continue;
+        }
+        if now.0 - row.next_try > FAILOVER_MS {
+            return Err(format!(
+                "a due page waited more than {FAILOVER_MS} ms: {row:?} (leases held by stopped replicas: {stale:?})"
+            ));
+        }
+        if !stale.contains_key(&row.key.target) {
             return Err(format!("a healthy target left a due page waiting: {row:?}"));
         }
     }
@@ -440,4 +532,10 @@ fn schedules(model: &Model, rows: &[Row]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `row` has an attempt in flight right now, by a stalled replica (not yet recorded,
+/// nor known to be abandoned).
+fn stalled_now(world: &State, row: &Row) -> bool {
+    world.in_flight.as_ref().is_some_and(|key| *key == row.key)
 }

@@ -15,14 +15,16 @@
 //! failure prints its seed and its trace.
 
 mod check;
+mod faults;
 mod model;
+mod replicas;
 mod world;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alert_relay::app::{OverrideError, Relay, Step, Worker};
+use alert_relay::app::{OverrideError, Relay, Step};
 use alert_relay::config::Config;
 use alert_relay::domain::{
     Alert, AlertGroup, AlertStatus, Fingerprint, GroupKey, Labels, TargetName, Timestamp,
@@ -34,6 +36,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use model::{Cover, Incident, Model, Phase, Variant, MIN, PEOPLE, T0};
+use replicas::{Faults, Replica};
 use world::{Mode, World};
 
 const GROUPS: usize = 6;
@@ -46,8 +49,20 @@ struct Sim {
     world: World,
     variants: Vec<Variant>,
     variant: usize,
-    relay: Option<Relay>,
-    workers: Vec<Worker>,
+    /// One relay on SQLite; two on one PostgreSQL database.
+    replicas: Vec<Replica>,
+    /// The replica a stall is armed for (one fault at a time).
+    armed: Option<usize>,
+    /// Replica faults this seed reached.
+    faults: Faults,
+    /// The vendor request (index in `received`) and replica of an attempt a stall left
+    /// unrecorded, until it is recorded or abandoned.
+    in_flight: Option<(usize, usize)>,
+    /// Lets a transaction stalled by the seed go on.
+    releases: Vec<std::sync::mpsc::Sender<()>>,
+    /// Until then, time passes a second at a time (after a fault or a crash on PostgreSQL,
+    /// when a lease may hold a target up: each second is a pass of the relays' loops).
+    fine_until: Timestamp,
     model: Model,
     now: Timestamp,
     /// Alerts currently in each group (new ones join over time).
@@ -81,8 +96,12 @@ impl Sim {
             world: World::default(),
             variants: model::variants(),
             variant: 0,
-            relay: None,
-            workers: Vec::new(),
+            replicas: Vec::new(),
+            armed: None,
+            faults: Faults::default(),
+            in_flight: None,
+            releases: Vec::new(),
+            fine_until: T0,
             model: Model::default(),
             now: T0,
             alerts: vec![1; GROUPS],
@@ -93,7 +112,11 @@ impl Sim {
         };
         sim.world.state().now = T0;
         sim.model.schedules = sim.variants[0].schedules.clone();
-        sim.boot();
+        let replicas = if sim.database.is_some() { 2 } else { 1 };
+        for r in 0..replicas {
+            let replica = sim.boot(r);
+            sim.replicas.push(replica);
+        }
         sim.observer = Some(match &sim.database {
             Some(db) => check::Observer::postgres(db.open()),
             None => check::Observer::open(dir),
@@ -114,23 +137,36 @@ impl Sim {
             .collect()
     }
 
-    /// Starts (or restarts after a crash) the relay on the same directory or database.
-    fn boot(&mut self) {
+    /// Starts (or restarts after a crash) replica `r` on the same directory or database.
+    fn boot(&mut self, r: usize) -> Replica {
         let seed = self.rng.random();
+        // Replicas share the data directory (the acknowledge key) but not the state.
         let mut builder = Relay::builder(self.config(), &self.dir)
-            .peers(Arc::new(self.world.clone()))
+            .peers(Arc::new(self.world.for_replica(r)))
             .seed(seed)
             .started(self.now);
+        let mut store = None;
         if let Some(db) = &self.database {
-            builder = builder.store(Arc::new(db.open()));
+            let opened = alert_relay::store::PostgresStore::open_with(db.url(), replicas::limits())
+                .unwrap_or_else(|e| panic!("cannot open the store: {e}"));
+            let faulty = Arc::new(faults::FaultyStore::new(opened));
+            builder = builder.store(faulty.clone());
+            store = Some(faulty);
         }
-        let relay = builder.build().expect("relay");
-        self.workers = relay.workers();
-        self.relay = Some(relay);
+        let relay = Arc::new(builder.build().expect("relay"));
+        Replica {
+            workers: relay.workers(),
+            relay,
+            store,
+            fault: None,
+            stale_config: false,
+        }
     }
 
+    /// A running relay (the first): for what any replica answers alike.
     fn relay(&self) -> &Relay {
-        self.relay.as_ref().expect("running")
+        let r = self.running()[0];
+        &self.replicas[r].relay
     }
 
     fn group(&self, g: usize, status: AlertStatus) -> AlertGroup {
@@ -182,11 +218,12 @@ impl Sim {
             self.world.state().silenced.remove(&key);
         }
         let open = self.model.open_for(policy, &key).cloned();
-        let ingested = self
-            .relay()
+        let r = self.pick();
+        let ingested = self.replicas[r]
+            .relay
             .ingest(None, self.group(g, status), self.now)
             .await
-            .map_err(|e| format!("ingest failed: {e}"))?;
+            .map_err(|e| format!("ingest failed on replica {r}: {e}"))?;
         let outcome = ingested.outcome;
         let configured = self.configured();
         let silenced = open
@@ -208,12 +245,17 @@ impl Sim {
                 if let Some(old) = &open {
                     self.model.close_silenced(old.id, self.now);
                 }
+                // The id the store gave it (a sequence on PostgreSQL may skip one that a
+                // transaction ended by the server had taken).
                 let id = self
-                    .model
-                    .incidents
-                    .keys()
-                    .next_back()
-                    .map_or(1, |last| last + 1);
+                    .observer
+                    .as_ref()
+                    .expect("observer")
+                    .open_incidents()
+                    .into_iter()
+                    .find(|(_, p, k)| p == policy && *k == key)
+                    .map(|(id, _, _)| id)
+                    .ok_or_else(|| format!("started, but no open incident for group {g}"))?;
                 let v = &self.variants[self.variant];
                 let plan = if policy == "warning" {
                     v.warning.clone()
@@ -252,12 +294,45 @@ impl Sim {
             }
             IngestOutcome::Ignored => {}
         }
+        self.duplicate(r, g, status).await
+    }
+
+    /// On several replicas, the other Alertmanager of a pair may send the same webhook to
+    /// another replica: it finds what the first stored (a refresh, or nothing to resolve).
+    async fn duplicate(
+        &mut self,
+        first: usize,
+        g: usize,
+        status: AlertStatus,
+    ) -> Result<(), String> {
+        let others: Vec<usize> = self.running().into_iter().filter(|r| *r != first).collect();
+        if others.is_empty() || !self.rng.random_bool(0.25) {
+            return Ok(());
+        }
+        let r = others[self.rng.random_range(0..others.len())];
+        self.trace.push(format!("  and to replica {r}"));
+        let ingested = self.replicas[r]
+            .relay
+            .ingest(None, self.group(g, status), self.now)
+            .await
+            .map_err(|e| format!("ingest failed on replica {r}: {e}"))?;
+        let expected = match status {
+            AlertStatus::Firing => IngestOutcome::Refreshed,
+            AlertStatus::Resolved => IngestOutcome::Ignored,
+        };
+        if ingested.outcome != Some(expected) {
+            return Err(format!(
+                "the same webhook again on replica {r}: {:?}, expected {expected:?}",
+                ingested.outcome
+            ));
+        }
         Ok(())
     }
 
     async fn acknowledge(&mut self, id: i64) -> Result<(), String> {
-        let outcome = self
-            .relay()
+        let r = self.pick();
+        let outcome = self.replicas[r]
+            .relay
             .acknowledge(id, "sim".into(), self.now)
             .await
             .map_err(|e| format!("acknowledge failed: {e}"))?;
@@ -305,23 +380,59 @@ impl Sim {
                 self.model.fire(id, self.now, &configured);
             }
         }
-        self.relay()
-            .fire_due(self.now)
-            .await
-            .map_err(|e| format!("fire_due failed: {e}"))?;
+        // Every replica that is not stalled takes its loops' pass; one cut off from the
+        // database fails in each (and must send nothing).
+        let mut order = self.passing();
+        let passing = order.len();
+        if passing > 1 {
+            order.rotate_left(self.rng.random_range(0..passing));
+        }
+        let sent_before = self.world.state().received.len();
+        let cut = (0..self.replicas.len())
+            .find(|r| matches!(self.replicas[*r].fault, Some(replicas::Fault::Cut)));
+        for &r in &order {
+            let fired = self.replicas[r].relay.fire_due(self.now).await;
+            if let (Err(e), true) = (fired, self.replicas[r].running()) {
+                return Err(format!("fire_due failed on replica {r}: {e}"));
+            }
+        }
         // The handoff loop's pass, when something woke it.
         if std::mem::take(&mut self.handoffs_woken) {
             self.model.announce(self.now, &configured);
-            self.relay()
-                .announce_handoffs(self.now)
-                .await
-                .map_err(|e| format!("announce_handoffs failed: {e}"))?;
+            for &r in &order {
+                let announced = self.replicas[r].relay.announce_handoffs(self.now).await;
+                if let (Err(e), true) = (announced, self.replicas[r].running()) {
+                    return Err(format!("announce_handoffs failed on replica {r}: {e}"));
+                }
+            }
         }
+        for r in order {
+            if !self.replicas[r].running() {
+                if let Err(e) = self.deliveries(r).await {
+                    self.trace.push(format!("  replica {r}, cut off: {e}"));
+                }
+                continue;
+            }
+            self.deliveries(r).await?;
+        }
+        if let Some(r) = cut {
+            let s = self.world.state();
+            if let Some(got) = s.received[sent_before..].iter().find(|g| g.replica == r) {
+                return Err(format!(
+                    "a replica cut off from the database sent a page: {got:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replica `r`'s delivery workers, each until its queue is empty or waits.
+    async fn deliveries(&mut self, r: usize) -> Result<(), String> {
         // A worker whose queue is empty has nothing to do (it would answer `Empty`).
         let pending = self.observer.as_mut().map(check::Observer::pending_targets);
         let mut i = 0;
-        while i < self.workers.len() {
-            let worker = self.workers[i].clone();
+        while i < self.replicas[r].workers.len() {
+            let worker = self.replicas[r].workers[i].clone();
             if pending
                 .as_ref()
                 .is_some_and(|p| !p.contains(worker.target.as_str()))
@@ -331,15 +442,14 @@ impl Sim {
             }
             let mut attempts = 0;
             loop {
-                let step = self
-                    .relay()
-                    .deliver_next(&worker, self.now)
-                    .await
-                    .map_err(|e| format!("deliver_next failed: {e}"))?;
+                let Some(step) = self.deliver(r, &worker).await? else {
+                    // Stalled: it takes no step until it resumes.
+                    return Ok(());
+                };
                 if std::mem::take(&mut self.world.state().crash_requested) {
                     self.trace
                         .push(format!("  crash after {} accepted a page", worker.target));
-                    self.crash().await;
+                    self.crash_replica(r).await;
                     break;
                 }
                 match step {
@@ -355,19 +465,30 @@ impl Sim {
         Ok(())
     }
 
-    async fn crash(&mut self) {
+    /// Replica `r` dies and starts again on the same directory or database: everything in
+    /// its memory is lost (a lease it held runs out by itself).
+    async fn crash_replica(&mut self, r: usize) {
         self.handoffs_woken = true;
-        self.relay = None;
-        self.workers.clear();
-        self.boot();
-        self.relay().forget_removed_targets(self.now).await;
+        if self.replicas.len() > 1 {
+            self.fine_until = self.now.plus(std::time::Duration::from_secs(20));
+        }
+        // The old one goes first: its data directory (SQLite) is free only then.
+        drop(self.replicas.remove(r));
+        let replica = self.boot(r);
+        self.replicas.insert(r, replica);
+        self.replicas[r]
+            .relay
+            .forget_removed_targets(self.now)
+            .await;
     }
 
     async fn step(&mut self) -> Result<(), String> {
         // No two events share a millisecond (Alertmanager's webhooks for a group are seconds
         // apart); the order of events within one is the schedule's.
         self.now = Timestamp(self.now.0 + 1);
-        let roll = self.rng.random_range(0..106);
+        // Replica faults only where there are replicas (SQLite's seeds run as before).
+        let rolls = if self.replicas.len() > 1 { 112 } else { 106 };
+        let roll = self.rng.random_range(0..rolls);
         let g = self.rng.random_range(0..GROUPS);
         match roll {
             0..=19 => {
@@ -450,20 +571,32 @@ impl Sim {
                 self.variant = self.rng.random_range(0..self.variants.len());
                 self.trace
                     .push(format!("reload to {}", self.variants[self.variant].name));
-                let config = self.config();
                 self.model.schedules = self.variants[self.variant].schedules.clone();
-                self.relay()
-                    .apply(config)
-                    .map_err(|e| format!("reload refused: {e}"))?;
-                self.workers = self.relay().workers();
+                for r in 0..self.replicas.len() {
+                    if !self.replicas[r].running() {
+                        // A stalled replica reloads when it resumes (SIGHUP waits too).
+                        self.replicas[r].stale_config = true;
+                        continue;
+                    }
+                    self.replicas[r]
+                        .relay
+                        .apply(self.config())
+                        .map_err(|e| format!("reload refused: {e}"))?;
+                    self.replicas[r].workers = self.replicas[r].relay.workers();
+                    self.replicas[r]
+                        .relay
+                        .forget_removed_targets(self.now)
+                        .await;
+                }
                 self.handoffs_woken = true;
                 self.compare_on_call().await?;
-                self.relay().forget_removed_targets(self.now).await;
             }
             52..=54 => {
-                self.trace.push("crash and restart".into());
-                self.crash().await;
+                let r = self.pick();
+                self.trace.push(format!("crash and restart replica {r}"));
+                self.crash_replica(r).await;
             }
+            106..=111 => self.fault(roll, g).await?,
             100..=103 => {
                 self.add_override().await?;
                 self.handoffs_woken = true;
@@ -495,6 +628,8 @@ impl Sim {
                     10..=16 => self.rng.random_range(MIN..20 * MIN),
                     _ => self.rng.random_range(20 * MIN..120 * MIN),
                 };
+                let fine = self.now < self.fine_until || self.faulty().is_some();
+                let dt = if fine { 1_000 } else { dt };
                 self.now = Timestamp(self.now.0 + dt);
                 self.handoffs_woken = true;
                 self.trace.push(format!("advance {}s", dt / 1000));
@@ -585,9 +720,18 @@ impl Sim {
     }
 
     fn check(&mut self, final_: bool) -> Result<(), String> {
+        self.settle_in_flight();
+        // Leases of these are held by relays that take their steps; any other's (a stalled
+        // replica's, or a crashed one's earlier run) may hold a target up until it runs out.
+        let running: BTreeSet<String> = self
+            .replicas
+            .iter()
+            .filter(|r| r.running())
+            .filter_map(Replica::holder)
+            .collect();
         let observer = self.observer.as_mut().expect("observer");
         let world = self.world.0.lock().unwrap_or_else(|e| e.into_inner());
-        check::invariants(&self.model, observer, &world, self.now, final_)
+        check::invariants(&self.model, observer, &world, self.now, &running, final_)
     }
 
     /// Heals the world and lets time pass until nothing is pending (at most two days).
@@ -598,6 +742,7 @@ impl Sim {
             s.alertmanager_down = false;
         }
         self.trace.push("heal every vendor; let time pass".into());
+        self.heal().await?;
         for _ in 0..48 * 12 {
             self.now = Timestamp(self.now.0 + 5 * MIN);
             self.handoffs_woken = true;
@@ -615,6 +760,7 @@ impl Sim {
 /// fails a full run.
 #[derive(Debug, Default, Clone, Copy)]
 struct Coverage {
+    faults: Faults,
     handoffs: usize,
     gaps: usize,
     schedule_pages: usize,
@@ -644,10 +790,12 @@ impl Coverage {
             override_pages: m.overridden_pages,
             overrides: m.covers.len(),
             removed: m.covers.iter().filter(|c| c.removed).count(),
+            faults: Faults::default(),
         }
     }
 
     fn add(&mut self, o: Coverage) {
+        self.faults.add(&o.faults);
         self.handoffs += o.handoffs;
         self.gaps += o.gaps;
         self.schedule_pages += o.schedule_pages;
@@ -681,7 +829,13 @@ fn run_seed(
         sim.drain().await?;
         sim.check(true).map_err(|e| format!("at the end: {e}"))
     });
-    result.map(|()| Coverage::of(&sim.model)).map_err(|violation| {
+    let faults = sim.faults;
+    result
+        .map(|()| Coverage {
+            faults,
+            ..Coverage::of(&sim.model)
+        })
+        .map_err(|violation| {
         format!(
             "simulation seed {seed} failed: {violation}\nreplay: SIM_SEED={seed} cargo nextest run -p alert-relay {replay}\ntrace:\n  {}",
             sim.trace.join("\n  ")
@@ -736,6 +890,21 @@ fn run_part(part: u64, parts: u64, postgres: bool) {
             Ok(c) => coverage.add(c),
             Err(report) => panic!("{report}"),
         }
+    }
+    if postgres && count >= 20 && steps >= 60 && std::env::var("SIM_SEED").is_err() {
+        let f = coverage.faults;
+        let reached = [
+            f.stall_send,
+            f.stall_recording,
+            f.stall_intake,
+            f.cut,
+            f.taken_over,
+        ];
+        assert!(
+            reached.iter().all(|n| *n > 0),
+            "the seeds no longer reach every replica fault: {f:?}"
+        );
+        eprintln!("replica faults reached: {f:?}");
     }
     if many {
         let c = coverage;

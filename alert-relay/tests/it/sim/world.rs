@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use alert_relay::app::Peers;
 use alert_relay::config::Config;
 use alert_relay::domain::{AlertGroup, Notification, Rendered, TargetName, Timestamp};
@@ -36,6 +38,11 @@ pub enum Mode {
 /// One request a vendor received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The replica that sent it.
+    pub replica: usize,
+    /// Its sender stalled before recording the outcome, and lost the lease: the next try
+    /// (by the relay that took over) does not know the vendor's answer to this one.
+    pub abandoned: bool,
     /// The notification it carried, as the checker identifies rows.
     pub key: Key,
     pub target: TargetName,
@@ -60,6 +67,15 @@ pub struct State {
     /// Set by `AcceptThenCrash`: the driver crashes the relay at once.
     pub crash_requested: bool,
     flaky_toggle: bool,
+    /// The replica whose next send stalls after the vendor got the request: the replica
+    /// hangs mid-send until the driver opens `gate`.
+    pub hang_send: Option<usize>,
+    /// Told when a send stalls.
+    pub stalled: Arc<Notify>,
+    /// Opened by the driver to let a stalled send have its answer.
+    pub gate: Arc<Notify>,
+    /// The page a stalled replica is sending or recording (its attempt not recorded yet).
+    pub in_flight: Option<Key>,
 }
 
 /// Shared by the driver, the fake vendors and the fake Alertmanager.
@@ -71,7 +87,15 @@ impl World {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn answer(&self, target: &TargetName, n: &Notification) -> Outcome {
+    /// The vendors and Alertmanager as replica `replica` sees them.
+    pub fn for_replica(&self, replica: usize) -> ReplicaPeers {
+        ReplicaPeers {
+            world: self.clone(),
+            replica,
+        }
+    }
+
+    fn answer(&self, replica: usize, target: &TargetName, n: &Notification) -> Outcome {
         let mut s = self.state();
         let mode = s.modes.get(target).copied().unwrap_or(Mode::Healthy);
         let (accepted, outcome) = match mode {
@@ -108,6 +132,8 @@ impl World {
             _ => None,
         };
         s.received.push(Received {
+            replica,
+            abandoned: false,
             key: Key::of(n),
             target: target.clone(),
             sequence_id: n.sequence_id.clone(),
@@ -129,12 +155,26 @@ fn retry(after: Option<Duration>, reason: &str) -> Outcome {
 struct SimSink {
     target: TargetName,
     world: World,
+    replica: usize,
 }
 
 impl Sink for SimSink {
     fn send<'a>(&'a self, n: &'a Notification, _: &'a Rendered) -> SendFuture<'a> {
-        let outcome = self.world.answer(&self.target, n);
-        Box::pin(async move { outcome })
+        let outcome = self.world.answer(self.replica, &self.target, n);
+        let stall = {
+            let mut s = self.world.state();
+            (s.hang_send == Some(self.replica)).then(|| {
+                s.hang_send = None;
+                (Arc::clone(&s.stalled), Arc::clone(&s.gate))
+            })
+        };
+        Box::pin(async move {
+            if let Some((stalled, gate)) = stall {
+                stalled.notify_one();
+                gate.notified().await;
+            }
+            outcome
+        })
     }
 
     fn healthcheck(&self) -> HealthFuture<'_> {
@@ -165,7 +205,13 @@ impl SilenceOracle for SimAlertmanager {
     }
 }
 
-impl Peers for World {
+/// The world seen by one replica: its vendors' requests are marked as its own.
+pub struct ReplicaPeers {
+    world: World,
+    replica: usize,
+}
+
+impl Peers for ReplicaPeers {
     fn sinks(&self, config: &Config) -> BTreeMap<TargetName, Arc<dyn Sink>> {
         config
             .targets
@@ -173,7 +219,8 @@ impl Peers for World {
             .map(|target| {
                 let sink: Arc<dyn Sink> = Arc::new(SimSink {
                     target: target.clone(),
-                    world: self.clone(),
+                    world: self.world.clone(),
+                    replica: self.replica,
                 });
                 (target.clone(), sink)
             })
@@ -182,7 +229,7 @@ impl Peers for World {
 
     fn silences(&self, _: &Config) -> Option<Arc<dyn SilenceOracle>> {
         Some(Arc::new(SimAlertmanager {
-            world: self.clone(),
+            world: self.world.clone(),
         }))
     }
 }
