@@ -43,13 +43,19 @@
 //!   transactions too (and any left idle for a minute). A notification being sent when its
 //!   relay died is sent again by the next with the same idempotency key.
 //!
-//! **Left for later**: TLS to the server (plain TCP or a unix socket for now, no OpenSSL);
-//! heartbeats are still counted in each relay's memory, not in the database.
+//! **TLS** (`tls`): rustls with the ring provider, no OpenSSL. `sslmode` and `sslrootcert`
+//! mean what they mean to libpq (`verify-full` checks the chain and the host name); the
+//! relay reads them itself and gives the pool a connector that checks what they ask, and
+//! SCRAM binds the password exchange to the server's certificate when the server offers it.
+//!
+//! **Left for later**: client certificates (`sslcert`); heartbeats are still counted in
+//! each relay's memory, not in the database.
 
 mod claims;
 mod database_url;
 mod schema;
 pub mod scratch;
+mod tls;
 mod tx;
 
 use std::future::Future;
@@ -57,7 +63,6 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 pub use database_url::DatabaseUrl;
 
@@ -124,7 +129,7 @@ impl PostgresStore {
         let claims = Claims::new(config.clone());
         let manager = Manager::from_config(
             config,
-            NoTls,
+            url.tls().map_err(StoreError::Open)?,
             ManagerConfig {
                 // Checks that the connection is alive; locks and LISTEN never outlive the
                 // transaction that took them, so nothing needs cleaning.
