@@ -192,8 +192,9 @@ impl PostgresStore {
             use deadpool_postgres::PoolError;
             match e {
                 PoolError::Backend(e) => StoreError::Open(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    self.shown
+                    "cannot connect to PostgreSQL at {}: {}",
+                    self.shown,
+                    super::PgError(e)
                 )),
                 PoolError::Timeout(_) => StoreError::Open(format!(
                     "no connection to PostgreSQL at {} within {} s",
