@@ -98,41 +98,30 @@ impl Explain {
         let rustls::Error::InvalidCertificate(why) = error else {
             return None;
         };
-        let mode = self.mode;
-        let cause =
-            match why {
-                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                    format!(
-                        "the server's certificate is not signed by a CA in {}",
-                        self.roots
-                    )
-                }
-                CertificateError::NotValidForNameContext {
-                    expected,
-                    presented,
-                } => {
-                    let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
-                    format!(
-                    "the server's certificate is for {}, not for {} (sslmode={mode} checks the \
-                     host name: connect by a name the certificate lists)",
-                    if names.is_empty() { "no host name".to_owned() } else { names.join(", ") },
-                    expected.to_str()
+        let cause = match why {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                format!(
+                    "the server's certificate is not signed by a CA in {}",
+                    self.roots
                 )
-                }
-                CertificateError::NotValidForName => format!(
-                    "the server's certificate is not for the host connected to (sslmode={mode} \
-                 checks the host name)"
-                ),
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "the server's certificate has expired".to_owned()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "the server's certificate is not valid yet (is this machine's clock right?)"
-                        .to_owned()
-                }
-                other => format!("the server's certificate is refused: {other}"),
-            };
-        Some(format!("{cause} (sslmode={mode})"))
+            }
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => name_mismatch(&expected.to_str(), presented),
+            CertificateError::NotValidForName => {
+                "the server's certificate is not for the host connected to".to_owned()
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the server's certificate has expired".to_owned()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet (is this machine's clock right?)"
+                    .to_owned()
+            }
+            other => format!("the server's certificate is refused: {other}"),
+        };
+        Some(format!("{cause} (sslmode={})", self.mode))
     }
 
     pub(super) fn io(&self, error: io::Error) -> io::Error {
@@ -145,6 +134,18 @@ impl Explain {
             None => error,
         }
     }
+}
+
+/// The names a certificate is for, against the host in the URL.
+fn name_mismatch(expected: &str, presented: &[String]) -> String {
+    let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
+    if names.is_empty() {
+        return format!("the server's certificate names no host, and {expected} was asked for");
+    }
+    format!(
+        "the server's certificate is for {}, not for {expected}; connect by a name it lists",
+        names.join(", ")
+    )
 }
 
 /// `localhost` out of webpki's `DnsName("localhost")`, `10.0.0.5` out of `IpAddress(10.0.0.5)`.
