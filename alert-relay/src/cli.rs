@@ -163,7 +163,8 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// Keep the state in PostgreSQL instead of SQLite in --data-dir (which then holds only
     /// the generated ack key): postgres://USER@HOST:PORT/DATABASE, or
-    /// postgres://USER@%2Frun%2Fpostgresql/DATABASE for a unix socket. No TLS yet.
+    /// postgres://USER@%2Frun%2Fpostgresql/DATABASE for a unix socket. TLS as libpq:
+    /// ?sslmode=verify-full&sslrootcert=/path/ca.pem (or disable, prefer, require, verify-ca).
     #[arg(long, env = "RELAY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// A file whose first line is the database password (a mounted secret), so that it

@@ -2,6 +2,7 @@
 
 mod fakes;
 mod helpers;
+mod pg_server;
 
 mod api;
 mod cli;
@@ -11,6 +12,7 @@ mod heartbeat;
 mod intake;
 mod limits;
 mod pg_outage;
+mod pg_tls;
 mod postgres;
 mod reload;
 mod restart;

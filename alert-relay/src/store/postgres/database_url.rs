@@ -1,12 +1,19 @@
 //! Where the PostgreSQL store connects: a `postgres://` URL checked before use, with the
-//! password from a file if asked, so that it never sits in the URL (nor in `ps`).
+//! password from a file if asked, so that it never sits in the URL (nor in `ps`), and
+//! what it asks of TLS (`sslmode`, `sslrootcert`: see [`super::tls`]).
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tokio_postgres::config::Host;
 use url::Url;
+
+use super::tls::{Connector, Tls};
+
+/// Keys the relay reads itself: the driver knows neither `verify-*` nor `sslrootcert`.
+const TLS_KEYS: [&str; 2] = ["sslmode", "sslrootcert"];
 
 /// Waiting longer than this for a TCP connection means the server is not there.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +85,7 @@ impl Limits {
 pub struct DatabaseUrl {
     url: Url,
     password: Option<String>,
+    tls: Tls,
 }
 
 impl DatabaseUrl {
@@ -90,9 +98,10 @@ impl DatabaseUrl {
                  postgres://relay@db.example.com:5432/relay"
             )
         })?;
-        let this = Self {
+        let mut this = Self {
             url,
             password: None,
+            tls: Tls::default(),
         };
         let shown = this.to_string();
         if !matches!(this.url.scheme(), "postgres" | "postgresql") {
@@ -121,17 +130,35 @@ impl DatabaseUrl {
                 shown.trim_end_matches('/')
             ));
         }
-        if let Some(mode) = this.query("sslmode") {
-            if !matches!(mode.as_str(), "disable" | "prefer") {
-                return Err(format!(
-                    "{shown}: sslmode={mode} asks for TLS, which this relay does not speak to \
-                     PostgreSQL yet: use a unix socket or a trusted network with sslmode=disable"
-                ));
-            }
+        if let Some(key) = ["sslcert", "sslkey", "sslpassword"]
+            .into_iter()
+            .find(|key| this.query(key).is_some())
+        {
+            return Err(format!(
+                "{shown}: {key}: client certificates are not supported; the relay signs in \
+                 with a password (--database-password-file)"
+            ));
         }
+        this.tls = Tls::parse(
+            this.query("sslmode").as_deref(),
+            this.query("sslrootcert").as_deref(),
+        )
+        .map_err(|e| format!("{shown}: {e}"))?;
         // The driver's own reading, so that anything it refuses is refused here, at start.
-        tokio_postgres::Config::from_str(this.url.as_str())
+        let driver = tokio_postgres::Config::from_str(this.driver_url().as_str())
             .map_err(|e| format!("{shown}: not a PostgreSQL URL the driver accepts: {e}"))?;
+        let mode = this.tls.mode();
+        if mode.requires_tls()
+            && driver
+                .get_hosts()
+                .iter()
+                .all(|h| matches!(h, Host::Unix(_)))
+        {
+            return Err(format!(
+                "{shown}: sslmode={mode} asks for TLS, which PostgreSQL does not speak over a \
+                 unix socket: leave sslmode out for a socket, or connect by host name"
+            ));
+        }
         Ok(this)
     }
 
@@ -164,17 +191,8 @@ impl DatabaseUrl {
     /// The same server and credentials, another database (tests make one each).
     pub fn with_database(&self, name: &str) -> Self {
         let mut other = self.clone();
+        other.url = without(&self.url, &["dbname"]);
         other.url.set_path(&format!("/{name}"));
-        let pairs: Vec<(String, String)> = other
-            .url
-            .query_pairs()
-            .filter(|(k, _)| k != "dbname")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        other.url.set_query(None);
-        if !pairs.is_empty() {
-            other.url.query_pairs_mut().extend_pairs(pairs);
-        }
         other
     }
 
@@ -185,8 +203,9 @@ impl DatabaseUrl {
 
     /// [`DatabaseUrl::config`] with other limits (tests that need them short).
     pub fn config_with(&self, limits: &Limits) -> Result<tokio_postgres::Config, String> {
-        let mut config = tokio_postgres::Config::from_str(self.url.as_str())
+        let mut config = tokio_postgres::Config::from_str(self.driver_url().as_str())
             .map_err(|e| format!("{self}: {e}"))?;
+        config.ssl_mode(self.tls.driver_mode());
         if let Some(password) = &self.password {
             config.password(password);
         }
@@ -212,12 +231,41 @@ impl DatabaseUrl {
         Ok(config)
     }
 
+    /// The connector that negotiates TLS and checks the server's certificate as `sslmode`
+    /// asks (used for every connection; with `sslmode=disable` it is never called).
+    pub fn tls(&self) -> Result<Connector, String> {
+        self.tls.connector().map_err(|e| format!("{self}: {e}"))
+    }
+
+    /// The URL without the keys the relay reads itself, for the driver.
+    fn driver_url(&self) -> Url {
+        without(&self.url, &TLS_KEYS)
+    }
+
     fn query(&self, key: &str) -> Option<String> {
         self.url
             .query_pairs()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.into_owned())
     }
+}
+
+/// `url` without the query parameters named `keys`; the others are kept as written (the
+/// driver reads `%20` as a space, but not `+`, which re-encoding would write).
+fn without(url: &Url, keys: &[&str]) -> Url {
+    let kept: Vec<&str> = url
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            let key = url::form_urlencoded::parse(key.as_bytes()).next();
+            !pair.is_empty() && !key.is_some_and(|(k, _)| keys.contains(&k.as_ref()))
+        })
+        .collect();
+    let mut url = url.clone();
+    url.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    url
 }
 
 /// The URL as it may be printed: a password, in the userinfo or as `?password=`, is `***`.
@@ -279,13 +327,12 @@ mod tests {
         assert!(refused("mysql://relay@db/relay").contains("must start with postgres://"));
         assert!(refused("postgres://db/relay").contains("no user"));
         assert!(refused("postgres://relay@db").contains("no database"));
-        assert!(refused("postgres://relay@db/relay?sslmode=require").contains("TLS"));
         assert!(refused("postgres://relay@db/relay?port=many").contains("driver"));
     }
 
     #[test]
     fn a_password_is_never_printed() {
-        let error = refused("postgres://relay:s3cret@db/relay?sslmode=verify-full");
+        let error = refused("postgres://relay:s3cret@db/relay?sslmode=verify-everything");
         assert!(
             !error.contains("s3cret") && error.contains("***"),
             "{error}"

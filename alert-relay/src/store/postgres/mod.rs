@@ -50,6 +50,14 @@
 //! Leases and due steps are reckoned in the relays' own clocks (`now`), as the escalation
 //! is: the relays' clocks must agree to well within a second (NTP).
 //!
+//! **TLS** (`tls`): rustls with the ring provider, no OpenSSL. `sslmode` and `sslrootcert`
+//! mean what they mean to libpq (`verify-full` checks the chain and the host name); the
+//! relay reads them itself and gives the pool a connector that checks what they ask, and
+//! SCRAM binds the password exchange to the server's certificate when the server offers it.
+//!
+//! **Left for later**: client certificates (`sslcert`); heartbeats are still counted in
+//! each relay's memory, not in the database.
+//!
 //! [`LEASE`]: crate::store::LEASE
 //! [`Tx::hold`]: crate::store::Tx::hold
 
@@ -57,6 +65,7 @@ mod database_url;
 mod leases;
 mod schema;
 pub mod scratch;
+mod tls;
 mod tx;
 
 use std::future::Future;
@@ -64,7 +73,6 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 pub use database_url::{DatabaseUrl, Limits};
 
@@ -164,7 +172,7 @@ impl PostgresStore {
         let config = url.config_with(&limits).map_err(StoreError::Open)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            url.tls().map_err(StoreError::Open)?,
             ManagerConfig {
                 // Checks that the connection is alive; locks never outlive the transaction
                 // that took them, so nothing needs cleaning.
