@@ -2,6 +2,8 @@
 //! SQLite's `Tx`, statement for statement.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::ClientWrapper as Client;
@@ -23,8 +25,32 @@ use crate::store::{
 /// circle.
 const GROUP_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
+/// What the units of work of one transaction share: its `BEGIN`, sent with the first
+/// statement (one round trip for both), and the overrides it read (intake reads them once
+/// per group commit, not once per webhook).
+pub(super) struct TxState {
+    begin: Cell<Option<&'static str>>,
+    overrides: RefCell<Option<(Timestamp, Vec<Override>)>>,
+}
+
+impl TxState {
+    pub(super) fn new(begin: &'static str) -> Self {
+        Self {
+            begin: Cell::new(Some(begin)),
+            overrides: RefCell::new(None),
+        }
+    }
+
+    /// Whether the transaction began on the server (a unit of work that ran no statement
+    /// leaves nothing to commit or roll back).
+    pub(super) fn begun(&self) -> bool {
+        self.begin.get().is_none()
+    }
+}
+
 pub(super) struct PgTx<'a> {
     client: &'a Client,
+    state: &'a TxState,
     mode: Mode,
     /// How long the relay waits for any answer.
     limit: Duration,
@@ -69,9 +95,16 @@ fn decode_incident(row: &Row) -> Result<IncidentRecord, BadRow> {
 }
 
 impl<'a> PgTx<'a> {
-    pub(super) fn new(client: &'a Client, mode: Mode, limit: Duration, holder: &'a str) -> Self {
+    pub(super) fn new(
+        client: &'a Client,
+        state: &'a TxState,
+        mode: Mode,
+        limit: Duration,
+        holder: &'a str,
+    ) -> Self {
         Self {
             client,
+            state,
             mode,
             limit,
             holder,
@@ -106,22 +139,52 @@ impl<'a> PgTx<'a> {
         })
     }
 
-    fn rows(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    /// Sets, releases or rolls back to a savepoint (group commit), beginning the
+    /// transaction first if need be. A failure here is the whole transaction's.
+    pub(super) fn savepoint(&mut self, sql: &'static str) -> Result<(), StoreError> {
         let client = self.client;
-        let result = wait(self.limit, async {
-            let statement = client.prepare_cached(sql).await?;
-            client.query(&statement, args).await
+        let result = self.send(client.batch_execute(sql));
+        // Whatever the job did before, this statement's failure is not the job's.
+        self.failed = None;
+        result
+    }
+
+    /// Waits for `query`, sent right behind the transaction's `BEGIN` if this is its first
+    /// statement: the server runs them in order, and the relay waits once.
+    fn send<T>(
+        &mut self,
+        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let begin = self.state.begin.take();
+        let client = self.client;
+        let result = wait(self.limit, async move {
+            match begin {
+                Some(begin) => {
+                    let (began, answer) =
+                        futures_util::future::join(client.batch_execute(begin), query).await;
+                    began?;
+                    answer
+                }
+                None => query.await,
+            }
         });
         self.note(result)
     }
 
+    fn rows(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client;
+        self.send(async move {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, args).await
+        })
+    }
+
     fn execute(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<usize, StoreError> {
         let client = self.client;
-        let result = wait(self.limit, async {
+        let n = self.send(async move {
             let statement = client.prepare_cached(sql).await?;
             client.execute(&statement, args).await
-        });
-        let n = self.note(result)?;
+        })?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -190,7 +253,7 @@ impl Tx for PgTx<'_> {
         let group = text(group.as_str());
         let args: [&(dyn ToSql + Sync); 2] = [&policy.as_str(), &group];
         let client = self.client;
-        let result = wait(self.limit, async {
+        let rows = self.send(async {
             let lock = client.prepare_cached(GROUP_LOCK).await?;
             let read = client.prepare_cached(&sql).await?;
             let (locked, rows) = futures_util::future::join(
@@ -200,8 +263,7 @@ impl Tx for PgTx<'_> {
             .await;
             locked?;
             rows
-        });
-        let rows = self.note(result)?;
+        })?;
         Ok(Self::decode_incidents(&rows))
     }
 
@@ -493,26 +555,35 @@ impl Tx for PgTx<'_> {
     }
 
     fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError> {
-        self.rows(
-            "SELECT id, schedule, person, replaces, starts_at, ends_at, created_by FROM overrides WHERE removed_at IS NULL AND ends_at > $1 ORDER BY id",
-            &[&t.0],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(Override {
-                id: r.try_get(0)?,
-                schedule: r.try_get(1)?,
-                person: r.try_get(2)?,
-                replaces: r.try_get(3)?,
-                starts_at: Timestamp(r.try_get(4)?),
-                ends_at: Timestamp(r.try_get(5)?),
-                created_by: r.try_get(6)?,
+        if let Some((at, cached)) = &*self.state.overrides.borrow() {
+            if *at == t {
+                return Ok(cached.clone());
+            }
+        }
+        let read: Vec<Override> = self
+            .rows(
+                "SELECT id, schedule, person, replaces, starts_at, ends_at, created_by FROM overrides WHERE removed_at IS NULL AND ends_at > $1 ORDER BY id",
+                &[&t.0],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Override {
+                    id: r.try_get(0)?,
+                    schedule: r.try_get(1)?,
+                    person: r.try_get(2)?,
+                    replaces: r.try_get(3)?,
+                    starts_at: Timestamp(r.try_get(4)?),
+                    ends_at: Timestamp(r.try_get(5)?),
+                    created_by: r.try_get(6)?,
+                })
             })
-        })
-        .collect()
+            .collect::<Result<_, StoreError>>()?;
+        *self.state.overrides.borrow_mut() = Some((t, read.clone()));
+        Ok(read)
     }
 
     fn insert_override(&mut self, o: &Override, now: Timestamp) -> Result<i64, StoreError> {
+        self.state.overrides.borrow_mut().take();
         self.one(
             "INSERT INTO overrides (schedule, person, replaces, starts_at, ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             &[
@@ -528,6 +599,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        self.state.overrides.borrow_mut().take();
         Ok(self.execute(
             "UPDATE overrides SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL",
             &[&id, &now.0],
