@@ -2,7 +2,7 @@
 """Side-by-side benchmarks of the bundle (issue: benchmarks). Everything compared runs in the
 same invocation, interleaved where possible, and is reported as ratios; results are JSON lines
 on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|storm|startup|slowclients|firstdelivery|
-intake-backends|latency-backends|failover]...
+intake-backends|latency-backends|failover|intake-replicas]...
 
 Needs release builds (scripts/bench/run does them), Debian's prometheus-node-exporter and wrk.
 """
@@ -512,6 +512,71 @@ def bench_intake_backends(rounds: int = int(os.environ.get("BENCH_ROUNDS", "3"))
         b.stop()
 
 
+def loadgen_parallel(urls: list[str], connections: int, seconds: int) -> list[dict]:
+    """Closed-loop intake against several relays at once: one loadgen per relay, each with
+    its own alert names (so that each webhook starts an incident), started together."""
+    procs = [subprocess.Popen([REL / "examples/loadgen", "intake", "--url", url, "--token", TOKEN, "--rate", "0",
+                               "--connections", str(connections), "--duration", str(seconds),
+                               "--start", str(1_000_000 * (i + 1))], stdout=subprocess.PIPE, text=True)
+             for i, url in enumerate(urls)]
+    out = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        out += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return out
+
+
+def bench_intake_replicas(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))):
+    """Durable intake with several relays on one PostgreSQL database (fsync, synchronous
+    commit and full page writes on), beside one relay on it and one relay on SQLite
+    (synchronous=FULL): 32 connections back to back for 5 s in all (two relays: 16 each,
+    each relay its own alert names). A fresh database and relays per measurement; each round
+    in the reverse order of the previous one. Also: commits on the server per webhook."""
+    pg = Postgres(True)
+    cases = ("sqlite", "postgres_1", "postgres_2")
+    rates = {k: [] for k in cases}
+    commits = {k: [] for k in cases if k != "sqlite"}
+    cpu = {k: [] for k in cases}
+    order = list(cases)
+    try:
+        for _ in range(rounds):
+            for case in order:
+                n = 2 if case == "postgres_2" else 1
+                url = None if case == "sqlite" else pg.fresh()
+                relays = [Relay(database_url=url) for _ in range(n)]
+                try:
+                    c0 = sum(r.proc.cpu_seconds() for r in relays) + (pg.cpu_seconds() if url else 0.0)
+                    x0 = int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", url)) if url else 0
+                    runs = loadgen_parallel([r.url for r in relays], 32 // n, 5)
+                    total = sum(r["requests"] for r in runs)
+                    rate = sum(r["rate_per_s"] for r in runs)
+                    errors = sum(r["errors"] for r in runs)
+                    rates[case].append({"rate_per_s": rate, "requests": total, "errors": errors,
+                                        "p99_ms": max(r["p99_ms"] for r in runs)})
+                    cpu[case].append(round(sum(r.proc.cpu_seconds() for r in relays) + (pg.cpu_seconds() if url else 0.0) - c0, 2))
+                finally:
+                    for r in relays:
+                        r.close()
+                if url:
+                    # Sessions report their counts when they end (the relays have stopped).
+                    time.sleep(1)
+                    x1 = int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", url))
+                    commits[case].append(round((x1 - x0) / max(total, 1), 2))
+            order.reverse()
+        emit("intake_replicas", {
+            "postgres": pg.settings(),
+            "max_per_s": {k: [round(r["rate_per_s"]) for r in v] for k, v in rates.items()},
+            "median_per_s": {k: round(statistics.median(r["rate_per_s"] for r in v)) for k, v in rates.items()},
+            "ratio_to_sqlite": paired_ratios(rates, "rate_per_s"),
+            "errors": {k: sum(r["errors"] for r in v) for k, v in rates.items()},
+            "p99_ms": {k: [r["p99_ms"] for r in v] for k, v in rates.items()},
+            "commits_per_webhook": commits,
+            "cpu_s_relays_and_server_per_5s": cpu,
+        })
+    finally:
+        pg.stop()
+
+
 class FakeNtfy:
     """An ntfy on loopback that answers at once and records (arrival, topic) of each push."""
 
@@ -717,7 +782,8 @@ def main(argv: list[str]) -> int:
     for name in wanted:
         {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
          "startup": bench_startup, "slowclients": bench_slowclients, "firstdelivery": bench_first_delivery,
-         "intake-backends": bench_intake_backends, "latency-backends": bench_latency_backends, "failover": bench_failover}[name]()
+         "intake-backends": bench_intake_backends, "latency-backends": bench_latency_backends, "failover": bench_failover,
+         "intake-replicas": bench_intake_replicas}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 

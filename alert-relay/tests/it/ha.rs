@@ -4,124 +4,17 @@
 //! the rest to its survivor, which re-sends at most with the same ntfy sequence id.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alert_relay::store::postgres::scratch::ScratchDatabase;
-use alert_relay::store::{self, Mode, PostgresStore};
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 
 use crate::fakes::Recovering;
 use crate::helpers::*;
-
-/// One `alert-relay serve` process with its own data directory, logging to a file.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Replica {
-    async fn start(name: &'static str, policy: &Path, dir: &Path, db: &ScratchDatabase) -> Self {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr");
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
-            .arg("serve")
-            .args(["--database-url", &named(db, name)])
-            .args(["--listen", &addr.to_string()])
-            .arg("--data-dir")
-            .arg(dir.join(name))
-            .arg("--config")
-            .arg(policy)
-            .env_remove("LOKI_URL")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start alert-relay");
-        let url = format!("http://{addr}");
-        wait_ok(&format!("{url}/ready"), Duration::from_secs(20)).await;
-        Self {
-            name,
-            child,
-            url,
-            log,
-        }
-    }
-
-    /// SIGKILL, and reaped: no shutdown of any kind.
-    fn kill_9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Log lines saying that `what` happened for `target`.
-    fn logged(&self, what: &str, target: &str) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(what) && l.contains(target))
-            .count()
-    }
-
-    async fn webhook(&self, payload: &Value) -> u16 {
-        reqwest::Client::new()
-            .post(format!("{}/webhook", self.url))
-            .bearer_auth(TOKEN)
-            .body(payload.to_string())
-            .send()
-            .await
-            .expect("webhook")
-            .status()
-            .as_u16()
-    }
-
-    /// `GET /api/v1/incidents` shows nothing waiting to be sent and no step still to come.
-    async fn settled(&self) -> bool {
-        let Ok(answer) = reqwest::Client::new()
-            .get(format!("{}/api/v1/incidents", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-        else {
-            return false;
-        };
-        let Ok(listing) = answer.json::<Value>().await else {
-            return false;
-        };
-        listing["incidents"].as_array().is_some_and(|all| {
-            all.iter().all(|i| {
-                i["waiting"].as_array().is_some_and(Vec::is_empty) && i["next_step"].is_null()
-            })
-        })
-    }
-}
-
-/// `db`'s URL with the replica's name as its `application_name`, to tell in `pg_stat_activity`
-/// which replica holds a claim.
-fn named(db: &ScratchDatabase, name: &str) -> String {
-    let mut url = url::Url::parse(&db.url().to_string()).expect("a URL");
-    url.query_pairs_mut()
-        .append_pair("application_name", &format!("relay-{name}"));
-    url.to_string()
-}
+use crate::replicas::{all_sent, by_step, to_all, Replica};
 
 /// The process holding a live delivery lease now, by pid, if one does: the leases are rows
 /// of `delivery_claims` whose holder is `host:pid:random` (`store::postgres::leases`).
@@ -143,38 +36,6 @@ async fn claim_holder(db: &ScratchDatabase) -> Option<u32> {
     holders.dedup();
     assert!(holders.len() <= 1, "one sender at a time: {holders:?}");
     holders.pop()?.split(':').nth(1)?.parse().ok()
-}
-
-/// Sends `payload` to every replica at once; each must store it.
-async fn to_all(replicas: &[Replica], payload: &Value) {
-    let sends = replicas.iter().map(|r| r.webhook(payload));
-    for status in futures_util::future::join_all(sends).await {
-        assert_eq!(status, 200, "every replica acknowledges the webhook");
-    }
-}
-
-/// Waits until the database holds nothing left to send for `open` open incidents.
-async fn all_sent(db: &ScratchDatabase, open: i64) {
-    let store = PostgresStore::open(db.url()).expect("the checker's store");
-    eventually("every page recorded", Duration::from_secs(30), || async {
-        store::run(&store, Mode::Read, |tx| tx.counts())
-            .ok()
-            .filter(|c| c.pending == 0 && c.open == open)
-    })
-    .await;
-}
-
-/// The pushes by (topic, sequence id).
-fn by_step(pushes: &[Value]) -> BTreeMap<(String, String), usize> {
-    let mut steps = BTreeMap::new();
-    for p in pushes {
-        let key = (
-            p["topic"].as_str().expect("a topic").to_owned(),
-            p["sequence_id"].as_str().expect("a sequence id").to_owned(),
-        );
-        *steps.entry(key).or_insert(0) += 1;
-    }
-    steps
 }
 
 async fn wait_topic(ntfy: &MockServer, topic: &str, limit: Duration) -> Vec<Value> {
@@ -604,7 +465,7 @@ async fn the_replica_killed_while_its_page_is_on_the_way_the_survivor_sends_it_a
     .await;
     let victim = replicas
         .iter()
-        .position(|r| r.child.id() == holder)
+        .position(|r| r.pid() == holder)
         .expect("a replica's claim");
     replicas[victim].kill_9();
     let killed = Instant::now();
