@@ -64,6 +64,7 @@ async fn scheduler(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Re
                 until(at, clock.now()).min(Duration::from_secs(1))
             }),
             Err(error) => {
+                relay.metrics().store_error(&error);
                 tracing::error!(%error, "cannot read due escalation steps; retrying in 1s");
                 Duration::from_secs(1)
             }
@@ -159,6 +160,7 @@ async fn delivery(
             Ok(Step::Deferred(at)) => until(at, clock.now()),
             Ok(Step::Empty) => relay.idle_poll(),
             Err(error) => {
+                relay.metrics().store_error(&error);
                 tracing::error!(target = %worker.target, %error, "outbox unavailable; retrying in 1s");
                 Duration::from_secs(1)
             }

@@ -65,11 +65,15 @@ impl Drop for IngestWriter {
 }
 
 impl IngestWriter {
-    pub(super) fn start(store: Arc<dyn Store>) -> std::io::Result<Self> {
+    /// `timeouts`: `relay_store_timeouts_total`, counted for each webhook a timeout failed.
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        timeouts: prometheus::IntCounterVec,
+    ) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || write_loop(store.as_ref(), jobs))?;
+            .spawn(move || write_loop(store.as_ref(), jobs, &timeouts))?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
@@ -92,7 +96,16 @@ impl IngestWriter {
     }
 }
 
-fn write_loop(store: &dyn Store, mut jobs: mpsc::Receiver<Job>) {
+fn write_loop(
+    store: &dyn Store,
+    mut jobs: mpsc::Receiver<Job>,
+    timeouts: &prometheus::IntCounterVec,
+) {
+    let count = |error: &StoreError, n: usize| {
+        if let Some(kind) = error.timeout_kind() {
+            timeouts.with_label_values(&[kind]).inc_by(n as u64);
+        }
+    };
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -124,13 +137,17 @@ fn write_loop(store: &dyn Store, mut jobs: mpsc::Receiver<Job>) {
                 for ((job, status), result) in batch.into_iter().zip(each).zip(results) {
                     let answer = match (status, result) {
                         (Ok(()), Some(done)) => Ok(done),
-                        (Err(error), _) => Err(error.to_string()),
+                        (Err(error), _) => {
+                            count(&error, 1);
+                            Err(error.to_string())
+                        }
                         (Ok(()), None) => Err("the webhook's work did not run".into()),
                     };
                     let _ = job.reply.send(answer);
                 }
             }
             Err(error) => {
+                count(&error, batch.len());
                 let message = error.to_string();
                 for job in batch {
                     let _ = job.reply.send(Err(message.clone()));

@@ -180,7 +180,10 @@ impl Builder {
             Ok(bad)
         })?;
         let relay = Relay {
-            writer: intake::IngestWriter::start(Arc::clone(&store))?,
+            writer: intake::IngestWriter::start(
+                Arc::clone(&store),
+                metrics.store_timeouts.clone(),
+            )?,
             store: StoreHandle::new(store),
             runtime: RwLock::new(Arc::new(runtime)),
             generation: watch::channel(0).0,
