@@ -225,8 +225,10 @@ pub trait Tx {
         incident: &IncidentRecord,
         now: Timestamp,
     ) -> Result<(), StoreError>;
-    /// Queues a notification (or records it dead at once); returns its row id.
-    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<i64, StoreError>;
+    /// Queues a notification (or records it dead at once). A backend may send the write
+    /// with the transaction's next statement: its failure then fails that statement or the
+    /// commit, never goes unnoticed.
+    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<(), StoreError>;
     /// Marks the incident's firing notifications still pending as superseded.
     fn supersede(
         &mut self,

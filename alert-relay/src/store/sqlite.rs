@@ -506,7 +506,7 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<i64, StoreError> {
+    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<(), StoreError> {
         let n = &row.notification;
         self.0.prepare_cached(
             "INSERT INTO outbox (incident_id, target, kind, payload, status, next_try, created_at, done_at, last_error)
@@ -522,7 +522,7 @@ impl Tx for SqliteTx<'_> {
             row.dead.as_ref().map(|_| now.0),
             row.dead.as_deref(),
         ])?;
-        Ok(self.0.last_insert_rowid())
+        Ok(())
     }
 
     fn supersede(

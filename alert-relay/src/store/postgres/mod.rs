@@ -329,6 +329,44 @@ fn abandon(session: Session, error: &StoreError, limit: Duration) {
     }
 }
 
+impl PostgresStore {
+    /// Group commit the careful way: a savepoint per job, so that a failing job is rolled
+    /// back alone.
+    fn each_in_savepoints(
+        &self,
+        session: &Session,
+        jobs: &mut [&mut Work<'_>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let limit = self.limits.answer;
+        let client = session.client();
+        let state = TxState::new(begin(Mode::Durable));
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs.iter_mut() {
+            let mut tx = PgTx::new(client, &state, Mode::Durable, limit, &self.holder);
+            tx.savepoint("SAVEPOINT job")?;
+            // The job's writes go out with the release: their failure is the job's.
+            let done = job(&mut tx)
+                .and_then(|()| tx.check())
+                .and_then(|()| state.end(client, limit, &self.holder, "RELEASE SAVEPOINT job"));
+            match done {
+                Ok(()) => results.push(Ok(())),
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                Err(error) => {
+                    // Unsent writes of the failed job are dropped with it.
+                    state.drop_writes();
+                    let mut tx = PgTx::new(client, &state, Mode::Durable, limit, &self.holder);
+                    tx.savepoint("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+                    results.push(Err(error));
+                }
+            }
+        }
+        if state.begun() {
+            state.end(client, limit, &self.holder, "COMMIT")?;
+        }
+        Ok(results)
+    }
+}
+
 impl Store for PostgresStore {
     fn transact(&self, mode: Mode, work: &mut Work<'_>) -> Result<(), StoreError> {
         let limit = self.limits.answer;
@@ -336,11 +374,14 @@ impl Store for PostgresStore {
         let session = self.session()?;
         let state = TxState::new(begin(mode));
         let mut tx = PgTx::new(session.client(), &state, mode, limit, &self.holder);
-        match work(&mut tx).and_then(|()| tx.check()) {
+        let done = work(&mut tx).and_then(|()| tx.check()).and_then(|()| {
+            if state.begun() {
+                state.end(session.client(), limit, &self.holder, "COMMIT")?;
+            }
+            Ok(())
+        });
+        match done {
             Ok(()) => {
-                if state.begun() {
-                    session.batch("COMMIT", limit)?;
-                }
                 session.release();
                 Ok(())
             }
@@ -355,9 +396,10 @@ impl Store for PostgresStore {
         }
     }
 
-    /// Group commit, optimistic: every job in one transaction without savepoints (two
-    /// round trips fewer per job); only if a job fails is the transaction rolled back and run
-    /// again with a savepoint per job, the failed job answered with its error, not run again.
+    /// Group commit, optimistic: every job in one transaction without savepoints, each job's
+    /// writes sent with the next job's first read (a webhook costs the round trips of its
+    /// reads); only if something fails is the transaction rolled back and every job run again
+    /// in a savepoint of its own, so that the failing one is rolled back alone.
     fn transact_each(
         &self,
         jobs: &mut [&mut Work<'_>],
@@ -365,56 +407,41 @@ impl Store for PostgresStore {
         let limit = self.limits.answer;
         let _writer = self.writer(Mode::Durable);
         let session = self.session()?;
+        let client = session.client();
         let state = TxState::new(begin(Mode::Durable));
-        let mut failed = None;
-        for (i, job) in jobs.iter_mut().enumerate() {
-            let mut tx = PgTx::new(session.client(), &state, Mode::Durable, limit, &self.holder);
+        let mut failed = false;
+        for job in jobs.iter_mut() {
+            let mut tx = PgTx::new(client, &state, Mode::Durable, limit, &self.holder);
             match job(&mut tx).and_then(|()| tx.check()) {
                 Ok(()) => {}
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
-                Err(error) => {
-                    failed = Some((i, error));
+                Err(_) => {
+                    failed = true;
                     break;
                 }
             }
         }
-        let Some((failing, error)) = failed else {
-            if state.begun() {
-                session.batch("COMMIT", limit)?;
+        if !failed {
+            // The last job's writes go out with the commit.
+            let committed = match state.begun() {
+                true => state.end(client, limit, &self.holder, "COMMIT"),
+                false => Ok(()),
+            };
+            match committed {
+                Ok(()) => {
+                    session.release();
+                    return Ok(jobs.iter().map(|_| Ok(())).collect());
+                }
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                Err(_) => {}
             }
-            session.release();
-            return Ok(jobs.iter().map(|_| Ok(())).collect());
-        };
+        }
+        // Something failed — a job's statement, or a write of some job sent later with
+        // another's: which job is found by running them again, each in its own savepoint.
         if state.begun() {
             session.batch("ROLLBACK", limit)?;
         }
-        let mut error = Some(error);
-        let state = TxState::new(begin(Mode::Durable));
-        let mut results = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter_mut().enumerate() {
-            if i == failing {
-                results.push(Err(error
-                    .take()
-                    .unwrap_or_else(|| StoreError::Task("the job failed".into()))));
-                continue;
-            }
-            let mut tx = PgTx::new(session.client(), &state, Mode::Durable, limit, &self.holder);
-            tx.savepoint("SAVEPOINT job")?;
-            match job(&mut tx).and_then(|()| tx.check()) {
-                Ok(()) => {
-                    tx.savepoint("RELEASE SAVEPOINT job")?;
-                    results.push(Ok(()));
-                }
-                Err(error @ StoreError::Unavailable(_)) => return Err(error),
-                Err(error) => {
-                    tx.savepoint("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
-                    results.push(Err(error));
-                }
-            }
-        }
-        if state.begun() {
-            session.batch("COMMIT", limit)?;
-        }
+        let results = self.each_in_savepoints(&session, jobs)?;
         session.release();
         Ok(results)
     }

@@ -25,11 +25,19 @@ use crate::store::{
 /// circle.
 const GROUP_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
+/// A write whose answer nobody waits for: sent with the next statement (or the commit).
+struct Deferred {
+    sql: &'static str,
+    args: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
 /// What the units of work of one transaction share: its `BEGIN`, sent with the first
-/// statement (one round trip for both), and the overrides it read (intake reads them once
-/// per group commit, not once per webhook).
+/// statement; the writes not sent yet (inserts and updates of incidents and notifications go
+/// out together with the next read, so a webhook costs the round trips of its reads only);
+/// and the overrides it read (intake reads them once per group commit, not per webhook).
 pub(super) struct TxState {
     begin: Cell<Option<&'static str>>,
+    writes: RefCell<Vec<Deferred>>,
     overrides: RefCell<Option<(Timestamp, Vec<Override>)>>,
 }
 
@@ -37,14 +45,33 @@ impl TxState {
     pub(super) fn new(begin: &'static str) -> Self {
         Self {
             begin: Cell::new(Some(begin)),
+            writes: RefCell::new(Vec::new()),
             overrides: RefCell::new(None),
         }
     }
 
-    /// Whether the transaction began on the server (a unit of work that ran no statement
-    /// leaves nothing to commit or roll back).
+    /// Whether the transaction began on the server, or has writes to send: a unit of work
+    /// that did neither leaves nothing to commit or roll back.
     pub(super) fn begun(&self) -> bool {
-        self.begin.get().is_none()
+        self.begin.get().is_none() || !self.writes.borrow().is_empty()
+    }
+
+    /// Forgets the writes not sent yet (their job is being rolled back).
+    pub(super) fn drop_writes(&self) {
+        self.writes.borrow_mut().clear();
+    }
+
+    /// Sends the writes not sent yet, then `sql` (`COMMIT`, or a savepoint's), in one round
+    /// trip; the first error, if any.
+    pub(super) fn end(
+        &self,
+        client: &Client,
+        limit: Duration,
+        holder: &str,
+        sql: &'static str,
+    ) -> Result<(), StoreError> {
+        let mut tx = PgTx::new(client, self, Mode::Durable, limit, holder);
+        tx.send(client.batch_execute(sql))
     }
 }
 
@@ -156,19 +183,43 @@ impl<'a> PgTx<'a> {
         query: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StoreError> {
         let begin = self.state.begin.take();
+        let writes = std::mem::take(&mut *self.state.writes.borrow_mut());
         let client = self.client;
         let result = wait(self.limit, async move {
-            match begin {
-                Some(begin) => {
-                    let (began, answer) =
-                        futures_util::future::join(client.batch_execute(begin), query).await;
-                    began?;
-                    answer
-                }
-                None => query.await,
+            let mut statements = Vec::with_capacity(writes.len());
+            for write in &writes {
+                statements.push(client.prepare_cached(write.sql).await?);
             }
+            let before = async {
+                if let Some(begin) = begin {
+                    client.batch_execute(begin).await?;
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            };
+            let sent = statements.iter().zip(&writes).map(|(statement, write)| {
+                let args: Vec<&(dyn ToSql + Sync)> = write
+                    .args
+                    .iter()
+                    .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                async move { client.execute(statement, &args).await }
+            });
+            // Polled in order, so sent in order: BEGIN, the writes, the query.
+            let (began, written, answer) =
+                futures_util::future::join3(before, futures_util::future::join_all(sent), query)
+                    .await;
+            began?;
+            for result in written {
+                result?;
+            }
+            answer
         });
         self.note(result)
+    }
+
+    /// Queues a write to go out with the next statement.
+    fn defer(&mut self, sql: &'static str, args: Vec<Box<dyn ToSql + Sync + Send>>) {
+        self.state.writes.borrow_mut().push(Deferred { sql, args });
     }
 
     fn rows(&mut self, sql: &str, args: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
@@ -364,22 +415,22 @@ impl Tx for PgTx<'_> {
     ) -> Result<(), StoreError> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
-        self.execute(
+        self.defer(
             "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &incident.id,
-                &incident.key.to_hex(),
-                &incident.policy().as_str(),
-                &text(incident.group_key.as_str()),
-                &!incident.machine.is_closed(),
-                &machine,
-                &group,
-                &incident.machine.next_due().map(|t| t.0),
-                &incident.machine.started_at.0,
-                &now.0,
+            vec![
+                Box::new(incident.id),
+                Box::new(incident.key.to_hex()),
+                Box::new(incident.policy().as_str().to_owned()),
+                Box::new(text(incident.group_key.as_str()).into_owned()),
+                Box::new(!incident.machine.is_closed()),
+                Box::new(machine),
+                Box::new(group),
+                Box::new(incident.machine.next_due().map(|t| t.0)),
+                Box::new(incident.machine.started_at.0),
+                Box::new(now.0),
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -390,38 +441,44 @@ impl Tx for PgTx<'_> {
     ) -> Result<(), StoreError> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
-        self.execute(
+        self.defer(
             "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6 WHERE id = $1",
-            &[
-                &incident.id,
-                &!incident.machine.is_closed(),
-                &machine,
-                &group,
-                &incident.machine.next_due().map(|t| t.0),
-                &now.0,
+            vec![
+                Box::new(incident.id),
+                Box::new(!incident.machine.is_closed()),
+                Box::new(machine),
+                Box::new(group),
+                Box::new(incident.machine.next_due().map(|t| t.0)),
+                Box::new(now.0),
             ],
-        )?;
+        );
         Ok(())
     }
 
-    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<i64, StoreError> {
+    fn insert_outbox(&mut self, row: &NewOutbox, now: Timestamp) -> Result<(), StoreError> {
         let n = &row.notification;
         let payload = serde_json::to_string(n)?;
-        let reason = row.dead.as_deref().map(text);
-        self.one(
+        let reason = row.dead.as_deref().map(|r| text(r).into_owned());
+        let status = if row.dead.is_some() {
+            "dead"
+        } else {
+            "pending"
+        };
+        self.defer(
             "INSERT INTO outbox (incident_id, target, kind, payload, status, next_try, created_at, done_at, last_error)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) RETURNING id",
-            &[
-                &n.incident_id,
-                &n.target.as_str(),
-                &crate::store::kind_column(n.kind),
-                &payload,
-                &if row.dead.is_some() { "dead" } else { "pending" },
-                &now.0,
-                &row.dead.as_ref().map(|_| now.0),
-                &reason,
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
+            vec![
+                Box::new(n.incident_id),
+                Box::new(n.target.as_str().to_owned()),
+                Box::new(crate::store::kind_column(n.kind)),
+                Box::new(payload),
+                Box::new(status),
+                Box::new(now.0),
+                Box::new(row.dead.as_ref().map(|_| now.0)),
+                Box::new(reason),
             ],
-        )
+        );
+        Ok(())
     }
 
     fn supersede(
