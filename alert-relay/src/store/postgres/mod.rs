@@ -13,19 +13,22 @@
 //! executor (`futures_executor::block_on`), which works on any thread, inside a runtime or
 //! not. The runtime is a `static`: dropping a store inside async code drops no runtime.
 //!
-//! **Transactions.** Like SQLite's, every write transaction of one relay runs alone (one
-//! lock in the process), so the application layer sees the same serial order as with
-//! SQLite. Reads run beside them in `REPEATABLE READ READ ONLY` transactions: one snapshot
-//! for the whole unit of work. [`Mode::Relaxed`] commits with `synchronous_commit = off`:
-//! a server crash may forget the last delivery records, and the notification is sent again
-//! with the same idempotency key. Group commit ([`Store::transact_each`]) is one
-//! transaction with a `SAVEPOINT` per job; a failing job is rolled back to its savepoint
-//! alone. PostgreSQL aborts a transaction at the first failed statement (SQLite does not):
-//! a unit of work that met a failed statement and still returned `Ok` is rolled back and
-//! reported, never committed by half.
+//! **Transactions.** The transactions of one relay run side by side, as those of several
+//! relays do: what must happen one at a time is serialised by the database (below), not by
+//! a lock in the process, so intake never waits behind a delivery record. Reads run in
+//! `REPEATABLE READ READ ONLY` transactions: one snapshot for the whole unit of work.
+//! [`Mode::Relaxed`] commits with `synchronous_commit = off`: a server crash may forget the
+//! last delivery records, and the notification is sent again with the same idempotency key.
+//! A transaction's `BEGIN` goes out with its first statement, and its inserts and updates of
+//! incidents and notifications with the statement after them (or the commit): a webhook
+//! costs the round trips of its reads. Group commit ([`Store::transact_each`]) is one
+//! transaction; if anything in it fails, it is rolled back and run again with a `SAVEPOINT`
+//! per job, so that a failing job is rolled back alone. PostgreSQL aborts a transaction at
+//! the first failed statement (SQLite does not): a unit of work that met a failed statement
+//! and still returned `Ok` is rolled back and reported, never committed by half.
 //!
-//! **Several relays on one database.** What one relay's lock serialises in the process,
-//! the database serialises between relays, and no relay — killed, hung, or cut off from the
+//! **Several relays on one database.** The database serialises what must happen one at a
+//! time, and no relay — killed, hung, or cut off from the
 //! database — can hold up the others for longer than a few seconds ([`Limits`]: the server
 //! ends a transaction left idle for 3 s, gives up a lock wait after 4 s and a statement
 //! after 5 s; the relay gives up on an answer after 6 s and closes that connection):
@@ -69,7 +72,7 @@ mod tls;
 mod tx;
 
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -80,13 +83,11 @@ use super::{Claim, Lease, Mode, Store, StoreError, Work};
 use crate::domain::{TargetName, Timestamp};
 use tx::{PgTx, TxState};
 
-/// Connections at most: one writer at a time, the rest for reads, leases and `/ready`.
+/// Connections at most (transactions, leases and `/ready` of one relay together).
 const POOL_SIZE: usize = 8;
 
 pub struct PostgresStore {
     pool: Pool,
-    /// Write transactions of this process, one at a time (see the module doc).
-    writer: Mutex<()>,
     /// Where it connects, password hidden, for error messages.
     shown: String,
     limits: Limits,
@@ -189,7 +190,6 @@ impl PostgresStore {
             .map_err(|e| StoreError::Open(format!("{shown}: {e}")))?;
         let store = Self {
             pool,
-            writer: Mutex::new(()),
             shown,
             limits,
             holder: holder_name(),
@@ -256,10 +256,6 @@ impl PostgresStore {
         Ok(Session {
             object: Some(object),
         })
-    }
-
-    fn writer(&self, mode: Mode) -> Option<MutexGuard<'_, ()>> {
-        (mode != Mode::Read).then(|| self.writer.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Runs one lease statement on a pooled connection, outside any transaction.
@@ -370,7 +366,6 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn transact(&self, mode: Mode, work: &mut Work<'_>) -> Result<(), StoreError> {
         let limit = self.limits.answer;
-        let _writer = self.writer(mode);
         let session = self.session()?;
         let state = TxState::new(begin(mode));
         let mut tx = PgTx::new(session.client(), &state, mode, limit, &self.holder);
@@ -405,7 +400,6 @@ impl Store for PostgresStore {
         jobs: &mut [&mut Work<'_>],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let limit = self.limits.answer;
-        let _writer = self.writer(Mode::Durable);
         let session = self.session()?;
         let client = session.client();
         let state = TxState::new(begin(Mode::Durable));
