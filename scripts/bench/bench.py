@@ -537,6 +537,7 @@ def bench_intake_replicas(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))
     rates = {k: [] for k in cases}
     commits = {k: [] for k in cases if k != "sqlite"}
     cpu = {k: [] for k in cases}
+    server_cpu = {k: [] for k in cases if k != "sqlite"}
     order = list(cases)
     try:
         for _ in range(rounds):
@@ -545,7 +546,8 @@ def bench_intake_replicas(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))
                 url = None if case == "sqlite" else pg.fresh()
                 relays = [Relay(database_url=url) for _ in range(n)]
                 try:
-                    c0 = sum(r.proc.cpu_seconds() for r in relays) + (pg.cpu_seconds() if url else 0.0)
+                    s0 = pg.cpu_seconds() if url else 0.0
+                    c0 = sum(r.proc.cpu_seconds() for r in relays) + s0
                     x0 = int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()", url)) if url else 0
                     runs = loadgen_parallel([r.url for r in relays], 32 // n, 5)
                     total = sum(r["requests"] for r in runs)
@@ -553,7 +555,11 @@ def bench_intake_replicas(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))
                     errors = sum(r["errors"] for r in runs)
                     rates[case].append({"rate_per_s": rate, "requests": total, "errors": errors,
                                         "p99_ms": max(r["p99_ms"] for r in runs)})
-                    cpu[case].append(round(sum(r.proc.cpu_seconds() for r in relays) + (pg.cpu_seconds() if url else 0.0) - c0, 2))
+                    s1 = pg.cpu_seconds() if url else 0.0
+                    cpu[case].append(round(sum(r.proc.cpu_seconds() for r in relays) + s1 - c0, 2))
+                    if url:
+                        # The server's CPU per 1,000 webhooks, in seconds.
+                        server_cpu[case].append(round((s1 - s0) / max(total, 1) * 1000, 3))
                 finally:
                     for r in relays:
                         r.close()
@@ -572,6 +578,7 @@ def bench_intake_replicas(rounds: int = int(os.environ.get("BENCH_ROUNDS", "5"))
             "p99_ms": {k: [r["p99_ms"] for r in v] for k, v in rates.items()},
             "commits_per_webhook": commits,
             "cpu_s_relays_and_server_per_5s": cpu,
+            "server_cpu_s_per_1000_webhooks": server_cpu,
         })
     finally:
         pg.stop()
