@@ -16,9 +16,10 @@ use crate::fakes::Recovering;
 use crate::helpers::*;
 use crate::replicas::{all_sent, by_step, to_all, Replica};
 
-/// The process holding a live delivery lease now, by pid, if one does: the leases are rows
-/// of `delivery_claims` whose holder is `host:pid:random` (`store::postgres::leases`).
-async fn claim_holder(db: &ScratchDatabase) -> Option<u32> {
+/// The process holding a live delivery lease on `target` now, by pid, if one does: the
+/// leases are rows of `delivery_claims` whose holder is `host:pid:random`
+/// (`store::postgres::leases`). (Other targets' leases may be held by the other replica.)
+async fn claim_holder(db: &ScratchDatabase, target: &str) -> Option<u32> {
     let (client, connection) =
         tokio_postgres::connect(&db.url().to_string(), tokio_postgres::NoTls)
             .await
@@ -27,14 +28,13 @@ async fn claim_holder(db: &ScratchDatabase) -> Option<u32> {
     let now = alert_relay::domain::Timestamp::now().0;
     let rows = client
         .query(
-            "SELECT holder FROM delivery_claims WHERE NOT released AND expires_at > $1",
-            &[&now],
+            "SELECT holder FROM delivery_claims WHERE target = $1 AND NOT released AND expires_at > $2",
+            &[&target, &now],
         )
         .await
         .ok()?;
     let mut holders: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    holders.dedup();
-    assert!(holders.len() <= 1, "one sender at a time: {holders:?}");
+    assert!(holders.len() <= 1, "one lease per target: {holders:?}");
     holders.pop()?.split(':').nth(1)?.parse().ok()
 }
 
@@ -460,7 +460,7 @@ async fn the_replica_killed_while_its_page_is_on_the_way_the_survivor_sends_it_a
     to_all(&replicas, &webhook("GatewayDown", "firing")).await;
     let first = wait_topic(&ntfy, "oncall-secondary", Duration::from_secs(20)).await;
     let holder = eventually("the sender's claim", Duration::from_secs(2), || async {
-        claim_holder(&db).await
+        claim_holder(&db, "ntfy.secondary").await
     })
     .await;
     let victim = replicas
