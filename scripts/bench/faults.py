@@ -52,7 +52,9 @@ def one_run() -> dict[str, float]:
                           "--test-threads", "1", "-E", TESTS],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        sys.stderr.write(out.stdout[-4000:] + out.stderr[-4000:])
+        text = out.stdout + out.stderr
+        why = [line for line in text.splitlines() if "panicked" in line or "FAIL" in line]
+        sys.stderr.write("\n".join(why) + "\n" + text[-4000:])
         raise SystemExit("the HA tests failed: no figures from a failing run")
     lines = (out.stdout + out.stderr).splitlines()
     run = {}
