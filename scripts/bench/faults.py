@@ -23,14 +23,16 @@ TESTS = "test(/^hung::/) | test(/ha::the_replica_killed_while_its_page_is_on_the
 # (figure, regex on a line the tests print, how to fold several matches in one run)
 FIGURES = [
     ("kill -9 mid-send: kill -> the page sent again", r"^failover: replica \w+ killed while sending, kill -> the page sent again in (\S+)", max),
-    ("hung mid-send: stop -> the page sent again (same sequence id)", r"^hung mid-send: .*stop -> a sent it again with the same sequence id in (\S+)", max),
-    ("hung mid-send: a new incident accepted -> paged", r"^hung mid-send: a new incident on a while b hangs: accepted -> paged in (\S+)", max),
-    ("hung mid-intake: slowest answer from the other replica", r"^hung mid-intake: \w+ to b: .*slowest answer (\S+),", max),
+    ("hung mid-send: stop -> the page sent again (same sequence id)", r"^hung mid-send: .*stop -> \w+ sent it again with the same sequence id in (\S+)", max),
+    ("hung mid-send: a new incident accepted -> paged", r"^hung mid-send: a new incident on \w+ while \w+ hangs: accepted -> paged in (\S+)", max),
+    ("hung mid-send: step 2 of either incident after it was due", r"^hung mid-send: step 2 of \w+ from \w+, (\S+) after it was due", max),
+    ("hung mid-intake: slowest answer from the other replica", r"^hung mid-intake: \w+ to \w+: .*slowest answer (\S+),", max),
     ("hung mid-intake: first webhook -> paged (slowest group)", r"^hung mid-intake: \w+ paged (\S+) after its first webhook", max),
     ("partition, path black-holed: cut -> /ready not 200", r"^partition \(Blackhole\): .*its /ready not 200 in (\S+)", max),
-    ("partition, path black-holed: cut -> the page sent again", r"^partition \(Blackhole\): cut -> b sent the page again with its sequence id in (\S+)", max),
+    ("partition, path black-holed: cut -> the page sent again", r"^partition \(Blackhole\): cut -> \w+ sent the page again with its sequence id in (\S+)", max),
+    ("partition, path black-holed: step 2 after it was due", r"^partition \(Blackhole\): step 2 of \w+ from \w+, (\S+) after it was due", max),
     ("partition, connections closed: cut -> /ready not 200", r"^partition \(Refuse\): .*its /ready not 200 in (\S+)", max),
-    ("partition, connections closed: cut -> the page sent again", r"^partition \(Refuse\): cut -> b sent the page again with its sequence id in (\S+)", max),
+    ("partition, connections closed: cut -> the page sent again", r"^partition \(Refuse\): cut -> \w+ sent the page again with its sequence id in (\S+)", max),
     ("database restart under load: longest until a webhook was taken", r"^database restart under load: .*longest until taken (\S+)", max),
     ("database restart under load: latest page after it was due", r"^database restart under load: the latest page left (\S+) after it was due", max),
 ]
