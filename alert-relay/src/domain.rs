@@ -282,6 +282,19 @@ pub enum NotificationKind {
     Handoff,
 }
 
+impl NotificationKind {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+            Self::Acknowledged => "acknowledged",
+            Self::Silenced => "silenced",
+            Self::Handoff => "handoff",
+        }
+    }
+}
+
 /// The text of one notification, rendered from its templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {

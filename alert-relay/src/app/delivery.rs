@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Relay;
 use crate::domain::{Notification, Rendered, TargetName, Timestamp};
-use crate::engine::UNCONFIGURED;
+use crate::engine::{events, EventKind, NewEvent, UNCONFIGURED};
 use crate::sinks::{Backoff, Outcome, Sink};
 use crate::store::{
     self, BadRow, Claim, Finish, Lease, Mode, OutboxItem, StoreError, StoreHandle, LEASE,
@@ -52,6 +52,8 @@ pub struct Worker {
 struct Unrecorded {
     id: i64,
     finish: Finish,
+    /// The incident's timeline entry for it, written with it.
+    event: Option<NewEvent>,
     /// The lease it was sent under: recorded only if it is still this relay's.
     lease: Option<Lease>,
     /// Failed tries to record it, and when to try again.
@@ -200,8 +202,9 @@ impl Relay {
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
         let (finish, step) = self.finish(w, &item, outcome, now);
+        let event = delivery_event(&item, &finish, started.elapsed(), now);
         let id = item.id;
-        let recorded = finish.clone();
+        let (recorded, noted) = (finish.clone(), event.clone());
         let held = lease.clone();
         let written = self
             .store
@@ -212,6 +215,9 @@ impl Relay {
                     }
                 }
                 tx.finish(id, &recorded, now)?;
+                if let Some(event) = &noted {
+                    tx.insert_event(event, now)?;
+                }
                 Ok(true)
             })
             .await;
@@ -225,6 +231,7 @@ impl Relay {
                 *lock(&w.unrecorded) = Some(Unrecorded {
                     id,
                     finish,
+                    event,
                     lease,
                     failures: 1,
                     next,
@@ -407,6 +414,7 @@ impl Relay {
             return Some(Step::Deferred(pending.next));
         }
         let (id, finish, lease) = (pending.id, pending.finish.clone(), pending.lease.clone());
+        let event = pending.event.clone();
         let written = self
             .store
             .run(Mode::Relaxed, move |tx| {
@@ -416,6 +424,9 @@ impl Relay {
                     }
                 }
                 tx.finish(id, &finish, now)?;
+                if let Some(event) = &event {
+                    tx.insert_event(event, now)?;
+                }
                 Ok(true)
             })
             .await;
@@ -457,8 +468,14 @@ impl Relay {
                 let mut forgotten = Vec::new();
                 for target in tx.pending_targets()? {
                     if !known.contains(&target) {
-                        let count = tx.dead_letter_target(&target, UNCONFIGURED, now)?;
-                        forgotten.push((target, count));
+                        let incidents = tx.dead_letter_target(&target, UNCONFIGURED, now)?;
+                        for incident in incidents.iter().filter(|i| **i != 0) {
+                            let event =
+                                NewEvent::new(*incident, EventKind::DeadLettered, UNCONFIGURED)
+                                    .to(&target);
+                            tx.insert_event(&event, now)?;
+                        }
+                        forgotten.push((target, incidents.len()));
                     }
                 }
                 Ok(forgotten)
@@ -479,6 +496,46 @@ impl Relay {
             }
         }
     }
+}
+
+/// The timeline's entry for a delivery attempt's outcome (none for a handoff notice, which
+/// belongs to no incident, nor for most retries of a long outage: [`events::retry_is_noted`]).
+fn delivery_event(
+    item: &OutboxItem,
+    finish: &Finish,
+    took: Duration,
+    now: Timestamp,
+) -> Option<NewEvent> {
+    let n = &item.notification;
+    if n.incident_id == 0 {
+        return None;
+    }
+    let attempt = item.attempts + 1;
+    let what = n.kind.as_str();
+    let (kind, detail) = match finish {
+        Finish::Delivered => (
+            EventKind::Delivered,
+            format!("{what}: attempt {attempt}, {} ms", took.as_millis()),
+        ),
+        Finish::Retry { next_try, error } => {
+            if !events::retry_is_noted(attempt) {
+                return None;
+            }
+            let wait = Duration::from_millis(u64::try_from(next_try.0 - now.0).unwrap_or(0));
+            (
+                EventKind::Retrying,
+                format!(
+                    "{what}: attempt {attempt} failed ({error}); next in {}",
+                    humantime::format_duration(wait)
+                ),
+            )
+        }
+        Finish::Dead { error } => (
+            EventKind::DeadLettered,
+            format!("{what}: attempt {attempt}: {error}"),
+        ),
+    };
+    Some(NewEvent::new(n.incident_id, kind, detail).to(&n.target))
 }
 
 /// A target claimed for one delivery step: released at its end, and also if the step is

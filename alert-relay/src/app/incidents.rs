@@ -4,7 +4,7 @@
 use super::{inputs, Relay};
 use crate::ack::{AckClaim, AckError};
 use crate::domain::{TargetName, Timestamp, OWN_RECEIVER};
-use crate::engine::{self, AckOutcome, IncidentRecord};
+use crate::engine::{self, AckOutcome, IncidentEvent, IncidentRecord};
 use crate::silence::Verdict;
 use crate::store::{self, BadRow, DeadLetter, Mode, Quarantined, StoreError};
 
@@ -220,6 +220,14 @@ impl Relay {
                 }
                 Ok(out)
             })
+            .await
+    }
+
+    /// The latest `limit` events of incident `id`'s timeline, oldest first (none: no such
+    /// incident, or one from before timelines were kept).
+    pub async fn timeline(&self, id: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.store
+            .run(Mode::Read, move |tx| tx.events(id, limit))
             .await
     }
 

@@ -8,6 +8,7 @@
 //!   [`due`] — and the [`Transition`] they return.
 
 pub mod escalation;
+pub mod events;
 pub mod links;
 pub mod oncall;
 
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use escalation::{
     Action, Event, Incident, NotificationKind, Phase, Plan, PlannedStep, Repeat, StopReason,
 };
+pub use events::{EventKind, IncidentEvent, NewEvent};
 pub use links::Links;
 pub use oncall::{person_target, Override, Schedule};
 
@@ -63,6 +65,8 @@ pub struct Transition {
     /// Incidents whose escalation stopped: their firing notifications still waiting for
     /// delivery are superseded (nobody is paged after an acknowledge, silence or resolve).
     pub supersede: Vec<(i64, String)>,
+    /// What the incidents' timelines gain.
+    pub events: Vec<NewEvent>,
     pub effects: Effects,
 }
 
@@ -97,6 +101,7 @@ impl Transition {
         self.incidents.extend(other.incidents);
         self.outbox.extend(other.outbox);
         self.supersede.extend(other.supersede);
+        self.events.extend(other.events);
         self.effects.merge(other.effects);
     }
 }
@@ -169,7 +174,18 @@ pub fn webhook(
         (Some(mut incident), true)
             if incident.machine.phase != Phase::Stopped(StopReason::Silenced) =>
         {
+            let known = incident.machine.seen.len();
             let actions = incident.machine.alerts_joined(&firing_fingerprints(&group));
+            let joined = incident.machine.seen.len() - known;
+            if joined > 0 && known > 0 {
+                let detail = format!(
+                    "{joined} new alert{} joined ({} firing)",
+                    if joined == 1 { "" } else { "s" },
+                    incident.machine.seen.len()
+                );
+                t.events
+                    .push(NewEvent::new(incident.id, EventKind::AlertsJoined, detail));
+            }
             incident.group = group;
             apply(incident, actions, inputs, &mut t);
             IngestOutcome::Refreshed
@@ -188,6 +204,12 @@ pub fn webhook(
         }
         (Some(mut incident), false) => {
             incident.group = group;
+            if !incident.machine.is_closed() {
+                t.events.push(
+                    NewEvent::new(incident.id, EventKind::Resolved, "the alerts resolved")
+                        .by("Alertmanager"),
+                );
+            }
             let actions = incident.machine.handle(Event::Resolved, inputs.now);
             apply(incident, actions, inputs, &mut t);
             IngestOutcome::Resolved
@@ -217,6 +239,16 @@ fn start(plan: &Plan, group: AlertGroup, fresh: Fresh, inputs: &Inputs<'_>, t: &
         group,
         machine,
     };
+    let firing = incident.machine.seen.len();
+    t.events.push(NewEvent::new(
+        incident.id,
+        EventKind::Started,
+        format!(
+            "{firing} alert{} firing, policy {}",
+            if firing == 1 { "" } else { "s" },
+            incident.policy()
+        ),
+    ));
     let actions = resolve_schedules(&mut incident, actions, inputs, t);
     t.incidents.push(IncidentWrite::Insert(incident.clone()));
     t.effects.reschedule = true;
@@ -252,6 +284,9 @@ pub fn silenced(incident: IncidentRecord, note: String, inputs: &Inputs<'_>) -> 
         .handle(Event::Silenced { note }, inputs.now);
     let mut t = Transition::default();
     // An acknowledged incident turns silenced without telling anyone: still written.
+    if actions.is_empty() && incident.machine.phase != before {
+        t.events.push(silence_event(&incident));
+    }
     if !actions.is_empty() || incident.machine.phase != before {
         apply(incident, actions, inputs, &mut t);
     }
@@ -262,8 +297,18 @@ pub fn silenced(incident: IncidentRecord, note: String, inputs: &Inputs<'_>) -> 
 pub fn due(incident: IncidentRecord, inputs: &Inputs<'_>) -> Transition {
     let mut incident = incident;
     let before = incident.machine.next_due();
+    let acknowledged = incident.machine.phase == Phase::Stopped(StopReason::Acknowledged);
     let actions = incident.machine.handle(Event::Due, inputs.now);
     let mut t = Transition::default();
+    if acknowledged && incident.machine.is_escalating() {
+        let detail = incident
+            .machine
+            .notice
+            .clone()
+            .unwrap_or_else(|| "the acknowledgement ran out: escalating again".into());
+        t.events
+            .push(NewEvent::new(incident.id, EventKind::AckTimedOut, detail));
+    }
     // Written even when nothing fired, so that a stale due time is not picked again.
     let moved = incident.machine.next_due() != before;
     if !actions.is_empty() || moved {
@@ -349,6 +394,10 @@ fn resolve_schedules(
                         NotificationKind::Firing,
                         inputs.now,
                     );
+                    t.events.push(
+                        NewEvent::new(incident.id, EventKind::DeadAtOnce, reason.clone())
+                            .to(target),
+                    );
                     t.outbox.push(NewOutbox {
                         notification,
                         dead: Some(reason),
@@ -418,6 +467,8 @@ fn notifications(
                 if kind == NotificationKind::Firing {
                     t.effects.steps.push(incident.policy().clone());
                 }
+                t.events
+                    .push(notify_event(incident, step, kind, &targets, inputs));
                 // The people this step pages, for Slack to mention.
                 let mentions: Vec<String> = targets
                     .iter()
@@ -446,11 +497,67 @@ fn notifications(
             Action::Stopped(reason) => {
                 t.effects.stopped.push(reason);
                 stopped = Some(reason);
+                match reason {
+                    StopReason::Acknowledged => {
+                        let by = incident.machine.acknowledged_by.as_deref();
+                        t.events.push(
+                            NewEvent::new(incident.id, EventKind::Acknowledged, "acknowledged")
+                                .by(by.unwrap_or("someone")),
+                        );
+                    }
+                    StopReason::Silenced => t.events.push(silence_event(incident)),
+                    // Written with the webhook that resolved it.
+                    StopReason::Resolved => {}
+                }
             }
         }
     }
     t.effects.reschedule |= !t.outbox.is_empty();
     (stopped, t)
+}
+
+/// The timeline's entry for a step or a notice: whom it reaches, and who it cannot.
+fn notify_event(
+    incident: &IncidentRecord,
+    step: usize,
+    kind: NotificationKind,
+    targets: &[TargetName],
+    inputs: &Inputs<'_>,
+) -> NewEvent {
+    let (ok, gone): (Vec<TargetName>, Vec<TargetName>) = targets
+        .iter()
+        .cloned()
+        .partition(|t| inputs.configured.contains(t));
+    let whom = match (ok.is_empty(), gone.is_empty()) {
+        (false, true) => events::list(&ok),
+        (false, false) => format!(
+            "{}; not configured: {}",
+            events::list(&ok),
+            events::list(&gone)
+        ),
+        (true, _) => format!("nobody (not configured: {})", events::list(&gone)),
+    };
+    let mut detail = match kind {
+        NotificationKind::Firing => format!("step {} → {whom}", step + 1),
+        other => format!("{} notice → {whom}", other.as_str()),
+    };
+    if let Some(notice) = incident.machine.notice.as_deref() {
+        detail.push_str(&format!(" ({notice})"));
+    }
+    let kind = match kind {
+        NotificationKind::Firing => EventKind::Paged,
+        _ => EventKind::Notice,
+    };
+    NewEvent::new(incident.id, kind, detail)
+}
+
+fn silence_event(incident: &IncidentRecord) -> NewEvent {
+    let note = incident
+        .machine
+        .silence_note
+        .as_deref()
+        .unwrap_or("silenced");
+    NewEvent::new(incident.id, EventKind::Silenced, note).by("Alertmanager")
 }
 
 fn superseded_reason(incident: &IncidentRecord, reason: StopReason) -> String {
@@ -472,3 +579,5 @@ fn superseded_reason(incident: &IncidentRecord, reason: StopReason) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timeline_tests;

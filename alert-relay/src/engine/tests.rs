@@ -14,11 +14,11 @@ static NO_MEMBERS: std::collections::BTreeMap<String, String> = std::collections
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 const MIN: i64 = 60_000;
 
-fn at(minutes: i64) -> Timestamp {
+pub(super) fn at(minutes: i64) -> Timestamp {
     Timestamp(T0.0 + minutes * MIN)
 }
 
-fn links() -> Links {
+pub(super) fn links() -> Links {
     Links {
         public_url: Some("https://relay.test/".parse().expect("url")),
         key: AckKey::new(b"engine-test-key-of-enough-length!"),
@@ -28,7 +28,7 @@ fn links() -> Links {
     }
 }
 
-fn plan() -> Plan {
+pub(super) fn plan() -> Plan {
     Plan {
         policy: "critical".into(),
         steps: vec![
@@ -47,15 +47,15 @@ fn plan() -> Plan {
     }
 }
 
-fn configured(names: &[&str]) -> BTreeSet<TargetName> {
+pub(super) fn configured(names: &[&str]) -> BTreeSet<TargetName> {
     names.iter().map(|n| TargetName::from(*n)).collect()
 }
 
-fn all() -> BTreeSet<TargetName> {
+pub(super) fn all() -> BTreeSet<TargetName> {
     configured(&["ntfy.primary", "ntfy.secondary", "slack.ops"])
 }
 
-fn group(status: AlertStatus) -> AlertGroup {
+pub(super) fn group(status: AlertStatus) -> AlertGroup {
     let kind = if status == AlertStatus::Firing {
         NotificationKind::Firing
     } else {
@@ -64,13 +64,13 @@ fn group(status: AlertStatus) -> AlertGroup {
     sample_notification("critical", "x", kind).group
 }
 
-const FRESH: Fresh = Fresh {
+pub(super) const FRESH: Fresh = Fresh {
     id: 7,
     key: IncidentKey([9; 16]),
 };
 
 /// Starts an incident at `at(0)` and returns its record as committed.
-fn started() -> IncidentRecord {
+pub(super) fn started() -> IncidentRecord {
     let links = links();
     let targets = all();
     let inputs = Inputs {
@@ -88,7 +88,7 @@ fn started() -> IncidentRecord {
     }
 }
 
-fn inputs_at<'a>(
+pub(super) fn inputs_at<'a>(
     links: &'a Links,
     targets: &'a BTreeSet<TargetName>,
     now: Timestamp,

@@ -160,6 +160,48 @@ pub async fn incidents(State(relay): State<Arc<Relay>>, Query(page): Query<Page>
     }
 }
 
+#[derive(Serialize)]
+struct EventView<'a> {
+    at: String,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+    detail: &'a str,
+}
+
+/// `GET /api/v1/incidents/{id}/events[?limit=N]`: the incident's timeline, oldest first
+/// (the latest N events): what it received, whom it paged, what each vendor answered, who
+/// acknowledged. 404 for an incident that has none.
+pub async fn events(
+    State(relay): State<Arc<Relay>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    Query(page): Query<Page>,
+) -> Response {
+    match relay.timeline(id, page.limit()).await {
+        Ok(events) if events.is_empty() => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no incident {id}") })),
+        )
+            .into_response(),
+        Ok(events) => {
+            let views: Vec<EventView<'_>> = events
+                .iter()
+                .map(|e| EventView {
+                    at: e.at.to_rfc3339(),
+                    kind: &e.kind_name,
+                    actor: e.actor.as_deref(),
+                    target: e.target.as_deref(),
+                    detail: &e.detail,
+                })
+                .collect();
+            Json(json!({ "incident_id": id, "events": views })).into_response()
+        }
+        Err(error) => unreadable(&error, "incident events"),
+    }
+}
+
 /// `GET /api/v1/dead-letters[?limit=N]`: notifications given up on, newest first, and
 /// incidents whose stored row could not be read (quarantined).
 pub async fn dead_letters(State(relay): State<Arc<Relay>>, Query(page): Query<Page>) -> Response {

@@ -41,6 +41,7 @@ pub fn router(relay: Shared) -> Router {
         .route("/webhook/{policy}", post(webhook_named))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}/ack", post(ack_api))
+        .route("/api/v1/incidents/{id}/events", get(api::events))
         .route("/api/v1/dead-letters", get(api::dead_letters))
         .route("/api/v1/oncall", get(oncall::on_call))
         .route("/api/v1/calendars", get(calendar::list))

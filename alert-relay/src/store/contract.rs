@@ -100,6 +100,7 @@ pub fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     superseding_touches_only_pending_firing_rows_of_the_incident(fresh().as_ref());
     a_nonce_is_used_once(fresh().as_ref());
     one_open_incident_per_policy_and_group(fresh().as_ref());
+    the_timeline_is_written_with_its_change_and_read_in_order(fresh().as_ref());
 }
 
 fn a_committed_transition_reads_back(store: &dyn Store) {
@@ -225,7 +226,7 @@ fn the_outbox_is_first_in_first_out_per_target(store: &dyn Store) {
         tx.dead_letter_target(&"ntfy.b".into(), "removed", T0)
     })
     .expect("kill");
-    assert_eq!(killed, 2);
+    assert_eq!(killed.len(), 2, "{killed:?}");
     assert_eq!(counts(store).pending, 0);
 }
 
@@ -259,4 +260,49 @@ fn one_open_incident_per_policy_and_group(store: &dyn Store) {
         duplicate.is_err(),
         "the store refuses a second open incident for the same group"
     );
+}
+
+fn the_timeline_is_written_with_its_change_and_read_in_order(store: &dyn Store) {
+    use crate::engine::{EventKind, NewEvent};
+    fire(store, "A", T0).expect("fire");
+    let events = run(store, Mode::Read, |tx| tx.events(1, 100)).expect("events");
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [Some(EventKind::Started), Some(EventKind::Paged)],
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.incident_id == 1 && e.at == T0));
+    let later = Timestamp(T0.0 + 1_000);
+    run(store, Mode::Relaxed, |tx| {
+        for n in 0..3 {
+            let event = NewEvent::new(1, EventKind::Delivered, format!("attempt {n}"))
+                .to(&TargetName::from("ntfy.a"))
+                .by("alice");
+            tx.insert_event(&event, later)?;
+        }
+        Ok(())
+    })
+    .expect("delivery events");
+    let last = run(store, Mode::Read, |tx| tx.events(1, 2)).expect("latest two");
+    let details: Vec<&str> = last.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(
+        details,
+        ["attempt 1", "attempt 2"],
+        "the latest, oldest first"
+    );
+    assert_eq!(last[1].target.as_deref(), Some("ntfy.a"));
+    assert_eq!(last[1].actor.as_deref(), Some("alice"));
+    assert_eq!(last[1].kind_name, "delivered");
+    // A unit of work that fails leaves no event behind.
+    let failed: Result<(), StoreError> = run(store, Mode::Durable, |tx| {
+        tx.insert_event(&NewEvent::new(1, EventKind::Resolved, "never"), later)?;
+        Err(StoreError::Task("fails after writing".into()))
+    });
+    assert!(failed.is_err());
+    let all = run(store, Mode::Read, |tx| tx.events(1, 100)).expect("events");
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(run(store, Mode::Read, |tx| tx.events(2, 100))
+        .expect("none")
+        .is_empty());
 }

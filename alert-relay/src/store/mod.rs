@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, IncidentWrite, NewOutbox, Override, Transition};
+use crate::engine::{
+    IncidentEvent, IncidentRecord, IncidentWrite, NewEvent, NewOutbox, Override, Transition,
+};
 
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -248,13 +250,14 @@ pub trait Tx {
     fn finish(&mut self, id: i64, finish: &Finish, now: Timestamp) -> Result<(), StoreError>;
     /// Targets that have pending notifications.
     fn pending_targets(&mut self) -> Result<Vec<TargetName>, StoreError>;
-    /// Dead-letters every pending notification of `target`; returns how many.
+    /// Dead-letters every pending notification of `target`; returns the incident of each
+    /// (one entry per notification).
     fn dead_letter_target(
         &mut self,
         target: &TargetName,
         reason: &str,
         now: Timestamp,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<Vec<i64>, StoreError>;
     /// The latest dead letters, newest first.
     fn dead_letters(&mut self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
     /// Records an acknowledge link's nonce; `false` if it was recorded before.
@@ -269,6 +272,10 @@ pub trait Tx {
     fn remove_override(&mut self, id: i64, now: Timestamp) -> Result<bool, StoreError>;
     /// Records that a shift's handoff was announced; `false` if it had been already.
     fn mark_handoff(&mut self, shift: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Adds to an incident's timeline (sent with the next statement, like `insert_outbox`).
+    fn insert_event(&mut self, event: &NewEvent, now: Timestamp) -> Result<(), StoreError>;
+    /// The latest `limit` events of an incident, oldest first.
+    fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError>;
     /// Renews `lease` to [`LEASE`] from `now` and keeps it this relay's until the
     /// transaction ends (no other relay can take it over meanwhile); `false` if another relay
     /// holds it now: the work must then write nothing (fencing).
@@ -407,14 +414,7 @@ pub fn group_lock_key(policy: &PolicyName, group: &GroupKey) -> i64 {
 
 /// The `kind` column of an outbox row (superseding touches `firing` rows only).
 pub(crate) fn kind_column(kind: crate::domain::NotificationKind) -> &'static str {
-    use crate::domain::NotificationKind;
-    match kind {
-        NotificationKind::Firing => "firing",
-        NotificationKind::Resolved => "resolved",
-        NotificationKind::Acknowledged => "acknowledged",
-        NotificationKind::Silenced => "silenced",
-        NotificationKind::Handoff => "handoff",
-    }
+    kind.as_str()
 }
 
 /// Writes an engine transition as it is.
@@ -430,6 +430,9 @@ pub fn commit(tx: &mut dyn Tx, t: &Transition, now: Timestamp) -> Result<(), Sto
     }
     for row in &t.outbox {
         tx.insert_outbox(row, now)?;
+    }
+    for event in &t.events {
+        tx.insert_event(event, now)?;
     }
     Ok(())
 }

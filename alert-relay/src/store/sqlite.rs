@@ -13,7 +13,7 @@ use super::{
     Tx, Work,
 };
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, NewOutbox, Override};
+use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
 
 /// Below this much free space on the data directory's filesystem, the store is not ready:
 /// a webhook would fail to commit (and an acknowledged delivery fail to be recorded).
@@ -36,7 +36,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -93,6 +93,18 @@ CREATE TABLE IF NOT EXISTS overrides (
 );
 CREATE INDEX IF NOT EXISTS overrides_live ON overrides(ends_at) WHERE removed_at IS NULL;
 CREATE TABLE IF NOT EXISTS handoffs (shift TEXT PRIMARY KEY, announced_at INTEGER NOT NULL);
+",
+    "
+CREATE TABLE incident_events (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    target TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
 ",
 ];
 
@@ -608,11 +620,14 @@ impl Tx for SqliteTx<'_> {
         target: &TargetName,
         reason: &str,
         now: Timestamp,
-    ) -> Result<usize, StoreError> {
-        Ok(self.0.prepare_cached(
-            "UPDATE outbox SET status = 'dead', done_at = ?2, last_error = ?3 WHERE target = ?1 AND status = 'pending'",
-        )?
-        .execute(params![target.as_str(), now.0, reason])?)
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE outbox SET status = 'dead', done_at = ?2, last_error = ?3 WHERE target = ?1 AND status = 'pending' RETURNING incident_id",
+            )?
+            .query_map(params![target.as_str(), now.0, reason], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
     }
 
     fn dead_letters(&mut self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
@@ -689,6 +704,46 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("INSERT OR IGNORE INTO handoffs (shift, announced_at) VALUES (?1, ?2)")?
             .execute(params![shift, now.0])?
             == 1)
+    }
+
+    fn insert_event(&mut self, e: &NewEvent, now: Timestamp) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO incident_events (incident_id, at, kind, actor, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                e.incident_id,
+                now.0,
+                e.kind.as_str(),
+                e.actor.as_deref(),
+                e.target.as_ref().map(TargetName::as_str),
+                e.detail,
+            ])?;
+        Ok(())
+    }
+
+    fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {
+        let mut rows: Vec<IncidentEvent> = self
+            .0
+            .prepare_cached(
+                "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE incident_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![incident, limit], |r| {
+                let kind: String = r.get(3)?;
+                Ok(IncidentEvent {
+                    id: r.get(0)?,
+                    incident_id: r.get(1)?,
+                    at: Timestamp(r.get(2)?),
+                    kind: EventKind::parse(&kind),
+                    kind_name: kind,
+                    actor: r.get(4)?,
+                    target: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.reverse();
+        Ok(rows)
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {

@@ -94,3 +94,69 @@ async fn dead_letters_list_what_a_vendor_refused_and_why() {
         "limit is at least 1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incidents_timeline_says_what_happened_in_order_with_each_vendors_answer() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = TestRelay::paging(&ntfy, dir.path()).await;
+    let (status, _) = relay.get("/api/v1/incidents/1/events", None).await;
+    assert_eq!(status, 401, "the timeline needs the token");
+    let (status, body) = relay.get("/api/v1/incidents/1/events", Some(TOKEN)).await;
+    assert_eq!(status, 404, "{body}");
+
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 1).await;
+    let (_, body) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    let id = body["incidents"][0]["id"].as_i64().expect("id");
+    let (status, _) = relay
+        .post(&format!("/api/v1/incidents/{id}/ack"), Some(TOKEN), "")
+        .await;
+    assert_eq!(status, 200);
+    wait_pushes(&ntfy, 2).await;
+    relay.webhook(&webhook("GatewayDown", "resolved")).await;
+    let kinds = || async {
+        let (_, body) = relay
+            .get(&format!("/api/v1/incidents/{id}/events"), Some(TOKEN))
+            .await;
+        let kinds: Vec<String> = body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["kind"].as_str().expect("kind").to_owned())
+            .collect();
+        (kinds.len() >= 9).then_some(body)
+    };
+    let body = eventually("the whole timeline", Duration::from_secs(10), kinds).await;
+    let events = body["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "paged",
+            "delivered",
+            "notice",
+            "acknowledged",
+            "delivered",
+            "resolved",
+            "notice",
+            "delivered",
+        ],
+        "{body}"
+    );
+    assert_eq!(events[1]["detail"], "step 1 → ntfy.primary");
+    assert_eq!(events[2]["target"], "ntfy.primary");
+    assert!(
+        events[2]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("firing: attempt 1, ")),
+        "{body}"
+    );
+    assert!(events[4]["actor"].is_string(), "who acknowledged: {body}");
+    let times: Vec<std::time::SystemTime> = events.iter().map(|e| parse_time(&e["at"])).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in order: {body}");
+}

@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::{leases, wait};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
-use crate::engine::{IncidentRecord, NewOutbox, Override};
+use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
 use crate::store::{
     group_lock_key, BadRow, Counts, DeadLetter, Finish, Lease, Loaded, Mode, OutboxItem,
     Quarantined, StoreError, Tx,
@@ -565,11 +565,14 @@ impl Tx for PgTx<'_> {
         target: &TargetName,
         reason: &str,
         now: Timestamp,
-    ) -> Result<usize, StoreError> {
-        self.execute(
-            "UPDATE outbox SET status = 'dead', done_at = $2, last_error = $3 WHERE target = $1 AND status = 'pending'",
+    ) -> Result<Vec<i64>, StoreError> {
+        self.rows(
+            "UPDATE outbox SET status = 'dead', done_at = $2, last_error = $3 WHERE target = $1 AND status = 'pending' RETURNING incident_id",
             &[&target.as_str(), &now.0, &text(reason)],
-        )
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 
     fn dead_letters(&mut self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
@@ -668,6 +671,46 @@ impl Tx for PgTx<'_> {
             "INSERT INTO handoffs (shift, announced_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&text(shift), &now.0],
         )? == 1)
+    }
+
+    fn insert_event(&mut self, e: &NewEvent, now: Timestamp) -> Result<(), StoreError> {
+        self.defer(
+            "INSERT INTO incident_events (incident_id, at, kind, actor, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![
+                Box::new(e.incident_id),
+                Box::new(now.0),
+                Box::new(e.kind.as_str()),
+                Box::new(e.actor.as_deref().map(|a| text(a).into_owned())),
+                Box::new(e.target.as_ref().map(|t| t.as_str().to_owned())),
+                Box::new(text(&e.detail).into_owned()),
+            ],
+        );
+        Ok(())
+    }
+
+    fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {
+        let mut rows = self
+            .rows(
+                "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE incident_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&incident, &i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get(3)?;
+                Ok(IncidentEvent {
+                    id: r.try_get(0)?,
+                    incident_id: r.try_get(1)?,
+                    at: Timestamp(r.try_get(2)?),
+                    kind: EventKind::parse(&kind),
+                    kind_name: kind,
+                    actor: r.try_get(4)?,
+                    target: r.try_get(5)?,
+                    detail: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        rows.reverse();
+        Ok(rows)
     }
 
     fn hold(&mut self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {

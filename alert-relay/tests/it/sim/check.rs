@@ -160,6 +160,26 @@ impl Observer {
         }
     }
 
+    /// Every timeline event: (incident, kind, target).
+    pub fn events(&self) -> Vec<(i64, String, Option<String>)> {
+        const EVENTS: &str = "SELECT incident_id, kind, target FROM incident_events ORDER BY id";
+        match &self.source {
+            Source::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(EVENTS).expect("prepare");
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("events")
+            }
+            Source::Postgres(store) => store
+                .query(EVENTS, &[])
+                .expect("events")
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        }
+    }
+
     /// Delivery leases not released: target, holder, end (PostgreSQL; none on SQLite).
     pub fn leases(&self) -> Vec<(String, String, i64)> {
         match &self.source {
@@ -241,6 +261,7 @@ pub fn invariants(
 
     // Schedules first: their failures say more than "owed but never queued".
     schedules(model, &rows)?;
+    timelines(model, observer, &rows)?;
 
     // Every notification the model owes is queued, and nothing else is: no page early, late,
     // twice, to the wrong target, off the plan the incident started with, or after a stop.
@@ -530,6 +551,79 @@ fn schedules(model: &Model, rows: &[Row]) -> Result<(), String> {
                 row.key.target
             ));
         }
+    }
+    Ok(())
+}
+
+/// Timelines: each incident started once; each recorded delivery has its event (for its
+/// incident and target), and nothing else has; each notification given up on after it was
+/// queued has one; each acknowledgement that stopped an incident is there.
+fn timelines(model: &Model, observer: &Observer, rows: &[Row]) -> Result<(), String> {
+    let events = observer.events();
+    let count = |kind: &str| {
+        let mut n: BTreeMap<(i64, Option<String>), usize> = BTreeMap::new();
+        for (incident, k, target) in &events {
+            if k == kind {
+                *n.entry((*incident, target.clone())).or_default() += 1;
+            }
+        }
+        n
+    };
+    let started: BTreeMap<i64, usize> = count("started")
+        .into_iter()
+        .map(|((i, _), n)| (i, n))
+        .collect();
+    for id in model.incidents.keys() {
+        if started.get(id) != Some(&1) {
+            return Err(format!(
+                "incident {id}'s timeline has {:?} `started` events, not one",
+                started.get(id)
+            ));
+        }
+    }
+    let mut delivered: BTreeMap<(i64, Option<String>), usize> = BTreeMap::new();
+    let mut gave_up: BTreeMap<(i64, Option<String>), usize> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.key.incident != 0) {
+        let at = (row.key.incident, Some(row.key.target.clone()));
+        match row.status.as_str() {
+            "delivered" => *delivered.entry(at).or_default() += 1,
+            // Dead at once (a target gone, nobody on call) is the step's own event.
+            "dead"
+                if !matches!(
+                    model.expected.get(&row.key),
+                    Some(Expectation::DeadAtOnce | Expectation::NobodyOnCall(_))
+                ) =>
+            {
+                *gave_up.entry(at).or_default() += 1
+            }
+            _ => {}
+        }
+    }
+    if count("delivered") != delivered {
+        return Err(format!(
+            "`delivered` events {:?} differ from delivered rows {delivered:?}",
+            count("delivered")
+        ));
+    }
+    // At least one per row given up on: a row dead-lettered by one replica (its target gone
+    // from that replica's policy) may still be delivered by another that was sending it.
+    let noted = count("dead_lettered");
+    for (at, rows) in &gave_up {
+        if noted.get(at).copied().unwrap_or(0) < *rows {
+            return Err(format!(
+                "{rows} rows given up on for {at:?}, `dead_lettered` events {noted:?}"
+            ));
+        }
+    }
+    let acknowledged: BTreeMap<i64, usize> = count("acknowledged")
+        .into_iter()
+        .map(|((i, _), n)| (i, n))
+        .collect();
+    if acknowledged != model.acknowledgements {
+        return Err(format!(
+            "`acknowledged` events {acknowledged:?}, the model has {:?}",
+            model.acknowledgements
+        ));
     }
     Ok(())
 }

@@ -563,6 +563,8 @@ pub struct Model {
     pub expected: BTreeMap<Key, Expectation>,
     /// The order in which rows were owed (to tell rows queued before a stop from after it).
     pub order: BTreeMap<Key, usize>,
+    /// Acknowledgements that stopped an incident, by incident (its timeline names each).
+    pub acknowledgements: BTreeMap<i64, usize>,
     /// Set while the rows being owed are news (see `Key::news`).
     news: bool,
 }
@@ -850,6 +852,7 @@ impl Model {
         }
         i.phase = Phase::Stopped(now, false);
         let (notified, step) = (i.notified.clone(), i.fired.saturating_sub(1));
+        *self.acknowledgements.entry(id).or_default() += 1;
         self.stop_now(id, now);
         self.expect(id, &notified, Kind::Acknowledged, step, now, configured);
         true
