@@ -19,6 +19,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// What a calendar feed's token signs before the feed's name.
 const FEED_DOMAIN: &[u8] = b"alert-relay calendar feed\0";
+const CSRF_DOMAIN: &[u8] = b"alert-relay console form\0";
 
 const PAYLOAD_LEN: usize = 8 + 8 + 12 + 16;
 /// Links signed before incident keys existed (bound to the id only); they expire within
@@ -145,6 +146,26 @@ impl AckKey {
         let mut mac = self.mac();
         mac.update(FEED_DOMAIN);
         mac.update(feed.as_bytes());
+        mac.verify_slice(&tag).is_ok()
+    }
+
+    /// The console's anti-forgery token for a signed-in principal (a session, or a person
+    /// named by the trusted proxy): forms carry it, and a form without it is refused.
+    pub fn form_token(&self, principal: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(CSRF_DOMAIN);
+        mac.update(principal.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is the principal's form token (constant time).
+    pub fn verify_form(&self, principal: &str, token: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(CSRF_DOMAIN);
+        mac.update(principal.as_bytes());
         mac.verify_slice(&tag).is_ok()
     }
 

@@ -338,6 +338,10 @@ pub struct Notification {
     /// Slack member ids of the people the same step pages (Slack messages mention them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// Where the console shows what this is about (the incident's page; a sign-in link), when
+    /// the relay has a public URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
 }
 
 impl Notification {
@@ -436,6 +440,7 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         note: None,
         person: None,
         mentions: Vec::new(),
+        console_url: None,
     }
 }
 

@@ -22,6 +22,8 @@
 //!   due steps, deliver, forget removed targets, heartbeats, reload).
 //! - [`background`]: every long-running loop; each calls one use case.
 //! - [`server`]: the HTTP transport (auth layer, webhook parsing, API views) and `run`.
+//! - [`console`]: the on-call console for phones and desktops, a transport like `server`
+//!   (askama pages, sessions and sign-in, forms checked for origin and token).
 //! - [`oncall`], [`cli`]: the command line and the clients of a running relay's API.
 
 pub mod ack;
@@ -29,6 +31,7 @@ pub mod app;
 pub mod background;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engine;
 #[doc(hidden)]

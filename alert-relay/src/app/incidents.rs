@@ -223,6 +223,19 @@ impl Relay {
             .await
     }
 
+    /// One incident, open or not, with the targets whose notifications still wait.
+    pub async fn incident(&self, id: i64) -> Result<Option<OpenIncident>, StoreError> {
+        self.store
+            .run(Mode::Read, move |tx| {
+                let Some(record) = tx.incident(id)? else {
+                    return Ok(None);
+                };
+                let waiting = tx.waiting_targets(id)?;
+                Ok(Some(OpenIncident { record, waiting }))
+            })
+            .await
+    }
+
     /// The latest `limit` events of incident `id`'s timeline, oldest first (none: no such
     /// incident, or one from before timelines were kept).
     pub async fn timeline(&self, id: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {

@@ -9,6 +9,7 @@
 //! - [`heartbeat`]: the dead man's switch's bookkeeping and its synthetic alert.
 //! - `intake`, `incidents`, `delivery`: the use cases, by what they touch.
 
+pub mod console;
 mod delivery;
 pub mod heartbeat;
 mod incidents;
@@ -99,6 +100,8 @@ pub struct Relay {
     metrics: RelayMetrics,
     wakers: Wakers,
     heartbeats: heartbeat::Heartbeats,
+    /// Console sign-in requests, for their rate limits.
+    signins: console::Attempts,
     /// Incident keys and retry jitter; seeded in the simulation.
     rng: Mutex<StdRng>,
     data_dir: PathBuf,
@@ -192,6 +195,7 @@ impl Builder {
             wakers: Wakers::default(),
             heartbeats: heartbeat::Heartbeats::new(self.started.unwrap_or_else(Timestamp::now)),
             rng: Mutex::new(rng),
+            signins: console::Attempts::default(),
             data_dir: self.data_dir,
             config_path: self.config_path,
         };

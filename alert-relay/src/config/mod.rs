@@ -23,6 +23,24 @@ pub use crate::validation::{read_secret_file, ConfigError, ConfigErrors, Secret}
 pub use matcher::Matcher;
 pub use validate::{person_target, validate, Person};
 
+impl Config {
+    /// The person `who` names: their name, or their e-mail address (case-insensitive).
+    pub fn person_named(&self, who: &str) -> Option<&str> {
+        let who = who.trim();
+        if let Some((name, _)) = self.people.get_key_value(who) {
+            return Some(name);
+        }
+        self.people
+            .iter()
+            .find(|(_, p)| {
+                p.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(who))
+            })
+            .map(|(name, _)| name.as_str())
+    }
+}
+
 /// The validated configuration the relay runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,6 +72,37 @@ pub struct ServerConfig {
     /// Grafana's URL: silence links go through its alerting UI when set.
     pub grafana_url: Option<Url>,
     pub max_body_bytes: usize,
+    /// The on-call console; `None`: switched off (`server.console: false`).
+    pub console: Option<ConsoleConfig>,
+}
+
+/// How the console lets people in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleConfig {
+    pub sign_in_by_push: bool,
+    pub link_ttl: Duration,
+    pub session_ttl: Duration,
+    pub proxy: Option<ProxyAuth>,
+}
+
+/// A trusted authenticating proxy: the header that names the person, and where it may come
+/// from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyAuth {
+    pub header: http::HeaderName,
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ProxyAuth {
+    pub fn trusts(&self, from: std::net::IpAddr) -> bool {
+        let from = match from {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&from))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,6 +34,8 @@ pub struct RawPerson {
     /// Their Slack member id (`U024BE7LH`): Slack messages of a step that pages them
     /// mention them, so Slack notifies them too.
     pub slack_member_id: Option<EnvString>,
+    /// Their e-mail address: the console's authenticating proxy may name them by it.
+    pub email: Option<EnvString>,
 }
 
 /// Who is on call, by rotation, in one time zone.
@@ -83,6 +85,34 @@ pub struct RawServer {
     /// the Alertmanager's silences (for an Alertmanager that is not published).
     pub grafana_url: Option<EnvString>,
     pub max_body_bytes: Option<u64>,
+    /// The on-call console at `/` (default on).
+    pub console: Option<bool>,
+    #[serde(default)]
+    pub console_auth: RawConsoleAuth,
+}
+
+/// How people sign in to the console.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsoleAuth {
+    /// A one-time link pushed to the person's own contact (default on).
+    pub sign_in_by_push: Option<bool>,
+    /// How long a pushed sign-in link works (default 5m).
+    pub link_ttl: Option<String>,
+    /// How long a session lasts (default 30d).
+    pub session_ttl: Option<String>,
+    /// An authenticating proxy in front of the relay names the person in a header.
+    pub proxy: Option<RawProxyAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyAuth {
+    /// `X-Forwarded-Email`, `Remote-User`, …: the person's name or e-mail address.
+    pub header: String,
+    /// Addresses the proxy connects from (`127.0.0.1`, `10.0.0.0/8`); the header from any
+    /// other address is refused.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -71,6 +71,7 @@ impl Links {
                 .flatten(),
             person: target.as_str().strip_prefix("person.").map(str::to_owned),
             mentions: Vec::new(),
+            console_url: None,
         }
     }
 

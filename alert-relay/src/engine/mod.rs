@@ -19,7 +19,7 @@ pub use escalation::{
 };
 pub use events::{EventKind, IncidentEvent, NewEvent};
 pub use links::Links;
-pub use oncall::{person_target, Override, Schedule};
+pub use oncall::{person_target, OnCall, Override, Schedule, Shift};
 
 use crate::domain::{
     AlertGroup, AlertStatus, GroupKey, IncidentKey, Notification, PolicyName, TargetName, Timestamp,

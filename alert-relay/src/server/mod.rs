@@ -57,6 +57,7 @@ pub fn router(relay: Shared) -> Router {
         ));
     Router::new()
         .merge(protected)
+        .merge(crate::console::router(&relay))
         .route("/ack/{token}", post(ack_link))
         .route("/calendar/{feed}", get(calendar::feed))
         .route("/health", get(|| async { "ok\n" }))

@@ -182,6 +182,17 @@ pub struct DeadLetter {
     pub dead_at: Timestamp,
 }
 
+/// A console session as stored (its id only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: String,
+    pub person: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// The browser it was made in, as it said (for "your sessions").
+    pub user_agent: String,
+}
+
 /// Gauges: notifications waiting and incidents open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -276,6 +287,41 @@ pub trait Tx {
     fn insert_event(&mut self, event: &NewEvent, now: Timestamp) -> Result<(), StoreError>;
     /// The latest `limit` events of an incident, oldest first.
     fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// Keeps a console sign-in link (its token hashed) until `expires`.
+    fn insert_signin(
+        &mut self,
+        token_hash: &str,
+        person: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Uses a sign-in link: the person it was for, if it exists, is unused and unexpired
+    /// (then it is used up); `None` otherwise.
+    fn use_signin(
+        &mut self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+    fn insert_session(&mut self, session: &ConsoleSession) -> Result<(), StoreError>;
+    /// A live session: not expired, not revoked.
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>, StoreError>;
+    /// A person's live sessions, newest first.
+    fn sessions_of(
+        &mut self,
+        person: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ConsoleSession>, StoreError>;
+    /// Revokes a person's sessions (`only`: one of them); returns how many.
+    fn revoke_sessions(
+        &mut self,
+        person: &str,
+        only: Option<&str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
     /// Renews `lease` to [`LEASE`] from `now` and keeps it this relay's until the
     /// transaction ends (no other relay can take it over meanwhile); `false` if another relay
     /// holds it now: the work must then write nothing (fencing).

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    BadRow, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined, Store, StoreError,
-    Tx, Work,
+    BadRow, ConsoleSession, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined,
+    Store, StoreError, Tx, Work,
 };
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
@@ -36,7 +36,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -106,7 +106,35 @@ CREATE TABLE incident_events (
 );
 CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
 ",
+    "
+CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    user_agent TEXT NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX console_sessions_person ON console_sessions (person);
+CREATE TABLE signin_links (
+    token_hash TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+",
 ];
+
+fn console_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSession> {
+    Ok(ConsoleSession {
+        id_hash: r.get(0)?,
+        person: r.get(1)?,
+        created_at: Timestamp(r.get(2)?),
+        expires_at: Timestamp(r.get(3)?),
+        user_agent: r.get(4)?,
+    })
+}
 
 impl SqliteStore {
     /// Opens (creating) `dir/relay.db`, taking the directory for this process alone: a
@@ -720,6 +748,94 @@ impl Tx for SqliteTx<'_> {
                 e.detail,
             ])?;
         Ok(())
+    }
+
+    fn insert_signin(
+        &mut self,
+        token_hash: &str,
+        person: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO signin_links (token_hash, person, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![token_hash, person, now.0, expires.0])?;
+        Ok(())
+    }
+
+    fn use_signin(
+        &mut self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE signin_links SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING person",
+            )?
+            .query_map(params![token_hash, now.0], |r| r.get(0))?
+            .next()
+            .transpose()?)
+    }
+
+    fn insert_session(&mut self, session: &ConsoleSession) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO console_sessions (id_hash, person, created_at, expires_at, user_agent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                session.id_hash,
+                session.person,
+                session.created_at.0,
+                session.expires_at.0,
+                session.user_agent
+            ])?;
+        Ok(())
+    }
+
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id_hash, person, created_at, expires_at, user_agent FROM console_sessions WHERE id_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+            )?
+            .query_map(params![id_hash, now.0], console_session)?
+            .next()
+            .transpose()?)
+    }
+
+    fn sessions_of(
+        &mut self,
+        person: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ConsoleSession>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id_hash, person, created_at, expires_at, user_agent FROM console_sessions WHERE person = ?1 AND revoked_at IS NULL AND expires_at > ?2 ORDER BY created_at DESC, id_hash",
+            )?
+            .query_map(params![person, now.0], console_session)?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn revoke_sessions(
+        &mut self,
+        person: &str,
+        only: Option<&str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "UPDATE console_sessions SET revoked_at = ?3 WHERE person = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR id_hash = ?2)",
+            )?
+            .execute(params![person, only, now.0])?)
     }
 
     fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {

@@ -6,6 +6,7 @@ mod pg_server;
 
 mod api;
 mod cli;
+mod console;
 mod delivery;
 mod ha;
 mod heartbeat;

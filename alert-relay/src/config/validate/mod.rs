@@ -9,6 +9,7 @@ use super::raw::{RawAuth, RawConfig};
 use super::*;
 use crate::validation::Checker;
 
+mod console;
 mod policy;
 mod schedules;
 
@@ -146,6 +147,7 @@ fn server(c: &mut Checker<'_>, raw: &RawConfig) -> ServerConfig {
         alertmanager_url,
         grafana_url,
         max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+        console: console::console(c, s),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Person {
     pub time_zone: Option<String>,
     /// Mentioned in the Slack messages of steps that page them.
     pub slack_member_id: Option<String>,
+    /// Their e-mail address (an authenticating proxy may name them by it).
+    pub email: Option<String>,
 }
 
 pub use crate::engine::oncall::person_target;
@@ -62,6 +64,20 @@ pub(super) fn people_and_schedules(
             }
             Some(id)
         });
+        let email = person
+            .email
+            .as_ref()
+            .and_then(|v| c.expand(&format!("{path}.email"), v))
+            .filter(|e| !e.is_empty());
+        if let Some(e) = &email {
+            let (local, domain) = e.split_once('@').unwrap_or_default();
+            if local.is_empty() || !domain.contains('.') || e.chars().any(char::is_whitespace) {
+                c.error(
+                    format!("{path}.email"),
+                    format!("`{e}` is not an e-mail address (like alice@example.com)"),
+                );
+            }
+        }
         let Some(ntfy) = &person.ntfy else {
             c.error(
                 format!("{path}.ntfy"),
@@ -79,6 +95,7 @@ pub(super) fn people_and_schedules(
                         target,
                         time_zone: person.time_zone.clone(),
                         slack_member_id,
+                        email: email.clone(),
                     },
                 );
             }

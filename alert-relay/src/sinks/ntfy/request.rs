@@ -105,7 +105,15 @@ pub fn build_within<'a>(
     };
     tags.extend(config.tags.iter().map(String::as_str));
     let runbook = fit::url(n.runbook_url(), MAX_URL_BYTES);
+    let console = fit::url(n.console_url.as_deref(), MAX_URL_BYTES);
     let mut actions = Vec::new();
+    if let Some(url) = console {
+        actions.push(Action::View {
+            label: "Open",
+            url,
+            clear: false,
+        });
+    }
     if let Some(url) = runbook {
         actions.push(Action::View {
             label: "Runbook",
@@ -138,7 +146,9 @@ pub fn build_within<'a>(
         message: fit::json_bytes(&text.body, budget.message),
         priority,
         tags,
-        click: runbook.or_else(|| fit::url(n.generator_url(), MAX_URL_BYTES)),
+        click: console
+            .or(runbook)
+            .or_else(|| fit::url(n.generator_url(), MAX_URL_BYTES)),
         actions,
         sequence_id: &n.sequence_id,
     };

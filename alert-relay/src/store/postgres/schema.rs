@@ -10,7 +10,7 @@ use super::{wait, StoreError};
 /// (same columns, same meaning); JSON stays `TEXT` so that a damaged value can be read
 /// back as it is and quarantined, as in SQLite. Keys compare byte-wise (`COLLATE "C"`),
 /// as SQLite's do, whatever the database's locale.
-pub(super) const MIGRATIONS: [&str; 3] = [
+pub(super) const MIGRATIONS: [&str; 4] = [
     "
 CREATE TABLE incidents (
     id BIGINT PRIMARY KEY,
@@ -85,6 +85,24 @@ CREATE TABLE incident_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id);
+",
+    "
+CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    user_agent TEXT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX console_sessions_person ON console_sessions (person);
+CREATE TABLE signin_links (
+    token_hash TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
 ",
 ];
 

@@ -14,8 +14,8 @@ use super::{leases, wait};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
 use crate::store::{
-    group_lock_key, BadRow, Counts, DeadLetter, Finish, Lease, Loaded, Mode, OutboxItem,
-    Quarantined, StoreError, Tx,
+    group_lock_key, BadRow, ConsoleSession, Counts, DeadLetter, Finish, Lease, Loaded, Mode,
+    OutboxItem, Quarantined, StoreError, Tx,
 };
 
 /// Taken before intake reads a group's open incident, held to the commit: relays sharing
@@ -95,6 +95,16 @@ fn text(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(s)
     }
+}
+
+fn console_session(r: &Row) -> Result<ConsoleSession, StoreError> {
+    Ok(ConsoleSession {
+        id_hash: r.try_get(0)?,
+        person: r.try_get(1)?,
+        created_at: Timestamp(r.try_get(2)?),
+        expires_at: Timestamp(r.try_get(3)?),
+        user_agent: r.try_get(4)?,
+    })
 }
 
 /// Attempts are never negative (a `CHECK` says so).
@@ -686,6 +696,84 @@ impl Tx for PgTx<'_> {
             ],
         );
         Ok(())
+    }
+
+    fn insert_signin(
+        &mut self,
+        token_hash: &str,
+        person: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO signin_links (token_hash, person, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            &[&token_hash, &text(person), &now.0, &expires.0],
+        )?;
+        Ok(())
+    }
+
+    fn use_signin(
+        &mut self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self.rows(
+            "UPDATE signin_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING person",
+            &[&token_hash, &now.0],
+        )?;
+        rows.first().map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
+    fn insert_session(&mut self, session: &ConsoleSession) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO console_sessions (id_hash, person, created_at, expires_at, user_agent) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.id_hash,
+                &text(&session.person),
+                &session.created_at.0,
+                &session.expires_at.0,
+                &text(&session.user_agent),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session(
+        &mut self,
+        id_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        let rows = self.rows(
+            "SELECT id_hash, person, created_at, expires_at, user_agent FROM console_sessions WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+            &[&id_hash, &now.0],
+        )?;
+        rows.first().map(console_session).transpose()
+    }
+
+    fn sessions_of(
+        &mut self,
+        person: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ConsoleSession>, StoreError> {
+        self.rows(
+            "SELECT id_hash, person, created_at, expires_at, user_agent FROM console_sessions WHERE person = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id_hash",
+            &[&text(person), &now.0],
+        )?
+        .iter()
+        .map(console_session)
+        .collect()
+    }
+
+    fn revoke_sessions(
+        &mut self,
+        person: &str,
+        only: Option<&str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.execute(
+            "UPDATE console_sessions SET revoked_at = $3 WHERE person = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR id_hash = $2)",
+            &[&text(person), &only, &now.0],
+        )
     }
 
     fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError> {
