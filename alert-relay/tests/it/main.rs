@@ -12,6 +12,7 @@ mod heartbeat;
 mod hung;
 mod intake;
 mod limits;
+mod links;
 mod logs;
 mod pg_outage;
 mod pg_tls;
