@@ -1,6 +1,7 @@
 //! The HTTP transport: routes that authenticate (one layer, `auth`), parse at the boundary
 //! ([`webhook`]), call one use case of the application layer and map its result to HTTP.
-//! [`api`] renders the read side. `run` serves until shutdown with the background loops.
+//! [`api`] renders the read side; [`pages`] are what a person opens in a browser.
+//! `run` serves until shutdown with the background loops.
 //!
 //! Alertmanager retries 5xx only: a store failure is 503, input that can never succeed 4xx.
 
@@ -8,6 +9,7 @@ pub mod api;
 mod auth;
 pub mod calendar;
 pub mod oncall;
+pub mod pages;
 pub mod runbooks;
 pub mod webhook;
 
@@ -56,6 +58,7 @@ pub fn router(relay: Shared) -> Router {
         ));
     Router::new()
         .merge(protected)
+        .merge(pages::router())
         .route("/ack/{token}", post(ack_link))
         .route("/calendar/{feed}", get(calendar::feed))
         .route("/health", get(|| async { "ok\n" }))

@@ -21,6 +21,7 @@ mod proxy;
 mod reload;
 mod replicas;
 mod restart;
+mod runbook_pages;
 mod schedules;
 mod secrets;
 mod silence;
