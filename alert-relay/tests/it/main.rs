@@ -4,6 +4,7 @@ mod fakes;
 mod helpers;
 mod pg_server;
 
+mod ack_page;
 mod api;
 mod cli;
 mod delivery;

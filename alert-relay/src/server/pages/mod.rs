@@ -2,10 +2,13 @@
 //! one module per page area, served behind one layer of security headers and with one
 //! stylesheet (`/assets/relay.css`), so that no page carries inline script or style.
 //!
-//! - The runbooks (`server::runbooks`) use this layout, stylesheet and headers.
+//! - [`ack`]: the acknowledge link's page (`GET` shows, the form's `POST` acknowledges).
+//! - The runbooks (`server::runbooks`) use the same layout, stylesheet and headers.
+
+pub mod ack;
 
 use askama::Template;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,15 +24,16 @@ pub const CONTENT_SECURITY_POLICY: &str =
 /// The one stylesheet of every page.
 pub const STYLESHEET: &str = include_str!("relay.css");
 
-/// The routes every relay serves to browsers: the stylesheet.
+/// The routes every relay serves to browsers: the stylesheet and the acknowledge links.
 pub fn router() -> Router<Shared> {
     Router::new()
         .route("/assets/relay.css", get(stylesheet))
+        .route("/ack/{token}", get(ack::show).post(ack::confirm))
         .layer(map_response(secure))
 }
 
-/// The headers of every page: the CSP above, no framing, no referrer to other sites, no
-/// type sniffing.
+/// The headers of every page (and of the JSON answers on the same routes, where they are
+/// harmless): the CSP above, no framing, no referrer to other sites, no type sniffing.
 pub async fn secure(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
@@ -76,6 +80,64 @@ pub fn html(status: StatusCode, view: &impl Template) -> Response {
                 "the page could not be shown\n",
             )
                 .into_response()
+        }
+    }
+}
+
+/// Whether a request comes from a person's browser (a form, or a client asking for HTML)
+/// rather than an API client, which keeps the JSON answers.
+pub fn from_a_browser(headers: &HeaderMap) -> bool {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/x-www-form-urlencoded" || v == "multipart/form-data");
+    let asks_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| range.split(';').next())
+        .any(|range| {
+            let range = range.trim();
+            range.eq_ignore_ascii_case("text/html")
+                || range.eq_ignore_ascii_case("application/xhtml+xml")
+        });
+    form || asks_html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn a_browser_form_or_an_html_accept_wants_a_page_and_api_clients_json() {
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        assert!(from_a_browser(&headers(&[("accept", browser)])));
+        assert!(from_a_browser(&headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded"
+        )])));
+        assert!(from_a_browser(&headers(&[(
+            "content-type",
+            "multipart/form-data; boundary=x"
+        )])));
+        for api in [
+            headers(&[]),
+            headers(&[("accept", "application/json")]),
+            headers(&[("accept", "*/*")]),
+            headers(&[("content-type", "application/json")]),
+        ] {
+            assert!(!from_a_browser(&api), "{api:?}");
         }
     }
 }
