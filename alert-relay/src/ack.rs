@@ -47,6 +47,14 @@ pub struct AckClaim {
     pub nonce: String,
 }
 
+impl AckClaim {
+    /// Whether the link is for the incident whose random key is `key`: not for another that
+    /// got the same id after the store was reset or restored. A legacy link fits by id.
+    pub fn fits(&self, key: IncidentKey) -> bool {
+        self.incident_key.is_none_or(|k| k == key)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
     #[error("the acknowledge link is malformed")]

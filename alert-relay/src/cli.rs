@@ -218,6 +218,15 @@ pub fn check_config_at(file: &Path, config: &Config, now: Timestamp) -> String {
     for (name, why) in &config.disabled_targets {
         out.push_str(&format!("switched off: {name} ({why})\n"));
     }
+    if config.server.public_url.is_none() {
+        // Whether the rules' links name a host is Prometheus' business; say what follows.
+        out.push_str(
+            "warning: server.public_url is not set: pushes carry no Acknowledge button, and \
+             runbook links without a host (rules in a Prometheus without the runbook_base \
+             external label give /<AlertName>) are left out rather than resolved to \
+             <public_url>/runbooks/<AlertName>\n",
+        );
+    }
     out.push_str(&schedules_summary(config, now));
     for policy in &config.policies {
         let matchers: Vec<&str> = policy.matchers.iter().map(|m| m.as_str()).collect();

@@ -5,6 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod link;
+mod sample;
+pub use link::{is_runbook_name, web_link};
+pub use sample::sample_notification;
+
 /// Wall-clock instant as Unix milliseconds. Pure code receives it as `now`; only drivers read
 /// the clock (`Timestamp::now()`).
 #[derive(
@@ -222,6 +227,20 @@ impl AlertGroup {
             .filter(|a| a.status == AlertStatus::Firing)
             .count()
     }
+
+    /// The `runbook_url` annotation as the rule wrote it (the common one, else the first
+    /// alert's): maybe relative, maybe not a link at all. Notifications carry it resolved
+    /// ([`Notification::runbook_url`]).
+    pub fn runbook_annotation(&self) -> Option<&str> {
+        self.common_annotations
+            .get("runbook_url")
+            .or_else(|| {
+                self.alerts
+                    .iter()
+                    .find_map(|a| a.annotations.get("runbook_url"))
+            })
+            .map(String::as_str)
+    }
 }
 
 /// The Alertmanager matcher `name="value"`, with the value escaped the way Alertmanager's
@@ -338,6 +357,11 @@ pub struct Notification {
     /// Slack member ids of the people the same step pages (Slack messages mention them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
+    /// The runbook link, resolved once when the notification was composed
+    /// (`engine::links::runbook_link`): an absolute http(s) URL, a relative one made absolute
+    /// under `server.public_url`; `None` when there is no link that can be opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_link: Option<String>,
     /// Where the console shows what this is about (the incident's page; a sign-in link), when
     /// the relay has a public URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,102 +369,21 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The first alert's `runbook_url` annotation (or the common one), else its `generatorURL`.
+    /// The runbook link every vendor shows: the one resolved at composition, else (a
+    /// notification queued before links were resolved, a sample) the annotation when it is
+    /// an absolute http(s) URL. Never a relative path, never `javascript:` or `data:`.
     pub fn runbook_url(&self) -> Option<&str> {
-        self.group
-            .common_annotations
-            .get("runbook_url")
-            .or_else(|| {
-                self.group
-                    .alerts
-                    .iter()
-                    .find_map(|a| a.annotations.get("runbook_url"))
-            })
-            .map(String::as_str)
+        self.runbook_link
+            .as_deref()
+            .or_else(|| self.group.runbook_annotation().and_then(web_link))
     }
 
+    /// The first alert's `generatorURL` that can be opened (absolute http(s)).
     pub fn generator_url(&self) -> Option<&str> {
         self.group
             .alerts
             .iter()
-            .find_map(|a| a.generator_url.as_deref())
-    }
-}
-
-/// A realistic notification (a critical gateway alert), for `check-config`, `test-notify`
-/// and tests.
-pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -> Notification {
-    let labels: Labels = [
-        ("alertname", "GatewayHighErrorRate"),
-        ("severity", "critical"),
-        ("service", "gateway"),
-        ("target", "gateway"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let annotations: Labels = [
-        (
-            "summary",
-            "The gateway answers more than 5% of requests with 5xx.",
-        ),
-        (
-            "description",
-            "12.5% of requests to the gateway failed over the last 5 minutes.",
-        ),
-        (
-            "runbook_url",
-            "https://example.com/docs/runbooks/GatewayHighErrorRate.md",
-        ),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let status = if kind == NotificationKind::Resolved {
-        AlertStatus::Resolved
-    } else {
-        AlertStatus::Firing
-    };
-    let alert = Alert {
-        status,
-        labels: labels.clone(),
-        annotations: annotations.clone(),
-        starts_at: Some("2026-11-01T03:00:00Z".into()),
-        ends_at: None,
-        generator_url: Some(
-            "http://prometheus:9090/graph?g0.expr=job%3Ahttp_request_errors%3Aratio_rate5m".into(),
-        ),
-        fingerprint: Fingerprint::from("0123456789abcdef"),
-    };
-    Notification {
-        incident_id: 1,
-        policy: PolicyName::from(policy),
-        target: TargetName::from(target),
-        kind,
-        step: 0,
-        group: AlertGroup {
-            group_key: GroupKey::from("{}:{alertname=\"GatewayHighErrorRate\", service=\"gateway\"}"),
-            status,
-            receiver: "relay".into(),
-            group_labels: [("alertname".to_owned(), "GatewayHighErrorRate".to_owned())].into(),
-            common_labels: labels,
-            common_annotations: annotations,
-            external_url: Some("http://alertmanager:9093".into()),
-            truncated_alerts: 0,
-            alerts: vec![alert],
-        },
-        sequence_id: "relay-1".into(),
-        incident_started_at: Timestamp(1_793_502_000_000),
-        ack_url: Some("https://relay.example.com/ack/TOKEN".into()),
-        silence_url: Some("http://alertmanager:9093/#/silences/new?filter=%7Balertname%3D%22GatewayHighErrorRate%22%7D".into()),
-        created_at: Timestamp(1_793_502_000_000 + 17 * 60_000),
-        acknowledged_by: (kind == NotificationKind::Acknowledged).then(|| "alice".to_owned()),
-        silence_note: (kind == NotificationKind::Silenced)
-            .then(|| "silenced by alice until 2026-11-01T06:00:00Z: disk replaced".to_owned()),
-        note: None,
-        person: None,
-        mentions: Vec::new(),
-        console_url: None,
+            .find_map(|a| a.generator_url.as_deref().and_then(web_link))
     }
 }
 

@@ -21,7 +21,8 @@
 //! - [`app`]: the application layer — one method per use case (ingest, acknowledge, fire
 //!   due steps, deliver, forget removed targets, heartbeats, reload).
 //! - [`background`]: every long-running loop; each calls one use case.
-//! - [`server`]: the HTTP transport (auth layer, webhook parsing, API views) and `run`.
+//! - [`server`]: the HTTP transport (auth layer, webhook parsing, API views, the pages a
+//!   person opens in a browser) and `run`.
 //! - [`console`]: the on-call console for phones and desktops, a transport like `server`
 //!   (askama pages, sessions and sign-in, forms checked for origin and token).
 //! - [`oncall`], [`cli`]: the command line and the clients of a running relay's API.

@@ -94,10 +94,11 @@ pub fn init(
 ) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = match format {
-        LogFormat::Text => text_layer(std::io::stderr).boxed(),
+        LogFormat::Text => text_layer(std::io::stderr, colour_stderr()).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
+            .with_ansi(false)
             .with_writer(std::io::stderr)
             .boxed(),
     };
@@ -121,10 +122,19 @@ pub fn init(
     Ok(TelemetryGuard { loki })
 }
 
+/// Whether log lines on stderr get terminal colours: only when stderr is a terminal and
+/// `NO_COLOR` is unset (<https://no-color.org>). A file, a pipe, `docker logs` or
+/// `./scripts/stack`'s `.stack/logs/*.log` get plain text, never escape codes.
+pub fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Plain text lines in which no value can start a line of its own: a label or group key with a
 /// CR or LF in it (from a webhook) would otherwise forge a log line. Control characters are
-/// written escaped (`\n`, `\r`, `\t`, `\u{1b}`); JSON logs escape them already.
-pub fn text_layer<S, W>(writer: W) -> impl Layer<S>
+/// written escaped (`\n`, `\r`, `\t`, `\u{1b}`); JSON logs escape them already. Colours
+/// (levels, field names) only with `ansi`: see [`colour_stderr`].
+pub fn text_layer<S, W>(writer: W, ansi: bool) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
@@ -142,6 +152,7 @@ where
     .delimited(" ");
     tracing_subscriber::fmt::layer()
         .fmt_fields(fields)
+        .with_ansi(ansi)
         .with_writer(writer)
 }
 

@@ -2,7 +2,7 @@
 //! silenced, fire due steps, and the read side (open incidents, dead letters).
 
 use super::{inputs, Relay};
-use crate::ack::{AckClaim, AckError};
+use crate::ack::AckClaim;
 use crate::domain::{TargetName, Timestamp, OWN_RECEIVER};
 use crate::engine::{self, AckOutcome, IncidentEvent, IncidentRecord};
 use crate::silence::Verdict;
@@ -18,14 +18,6 @@ pub struct OpenIncident {
     pub waiting: Vec<TargetName>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AckLinkError {
-    #[error(transparent)]
-    Refused(#[from] AckError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl Relay {
     /// Acknowledges incident `id` for `by` (the API and the CLI).
     pub async fn acknowledge(
@@ -34,60 +26,48 @@ impl Relay {
         by: String,
         now: Timestamp,
     ) -> Result<AckOutcome, StoreError> {
-        self.stop_acknowledged(id, None, by, now).await
+        Ok(self.stop_acknowledged(id, None, by, now).await?.0)
     }
 
-    /// Acknowledges through a signed link from a push: checked, then used once.
-    pub async fn acknowledge_link(
-        &self,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(i64, AckOutcome), AckLinkError> {
-        let claim = self.runtime().links.key.verify(token, now)?;
-        let id = claim.incident_id;
-        let outcome = self
-            .stop_acknowledged(id, Some(claim), "ack link".into(), now)
-            .await?;
-        Ok((id, outcome))
-    }
-
-    async fn stop_acknowledged(
+    /// Acknowledges `id` for `by`, using the link's nonce when it came through a link.
+    /// Returns the outcome and the incident as it was before (for the answer to name it).
+    pub(super) async fn stop_acknowledged(
         &self,
         id: i64,
         claim: Option<AckClaim>,
         by: String,
         now: Timestamp,
-    ) -> Result<AckOutcome, StoreError> {
+    ) -> Result<(AckOutcome, Option<IncidentRecord>), StoreError> {
         let runtime = self.runtime();
-        let (outcome, effects) = self
+        let (outcome, before, effects) = self
             .store
             .run(Mode::Durable, move |tx| {
                 if let Some(claim) = &claim {
                     if !tx.use_nonce(&claim.nonce, id, now)? {
-                        return Ok((AckOutcome::Replayed, Default::default()));
+                        let incident = tx.incident(id)?.filter(|i| claim.fits(i.key));
+                        return Ok((AckOutcome::Replayed, incident, Default::default()));
                     }
                 }
                 let Some(incident) = tx.incident(id)? else {
-                    return Ok((AckOutcome::UnknownIncident, Default::default()));
+                    return Ok((AckOutcome::UnknownIncident, None, Default::default()));
                 };
                 // A link for an incident that has this id in another database (reset or
                 // restored since) is not for this incident.
-                if let Some(key) = claim.as_ref().and_then(|c| c.incident_key) {
-                    if key != incident.key {
-                        return Ok((AckOutcome::UnknownIncident, Default::default()));
-                    }
+                if claim.as_ref().is_some_and(|c| !c.fits(incident.key)) {
+                    return Ok((AckOutcome::UnknownIncident, None, Default::default()));
                 }
+                let before = incident.clone();
                 let (outcome, t) = engine::acknowledge(
                     incident,
                     by.clone(),
                     &inputs(&runtime, &tx.overrides(now)?, now),
                 );
                 store::commit(tx, &t, now)?;
-                Ok((outcome, t.effects))
+                Ok((outcome, Some(before), t.effects))
             })
             .await?;
         self.apply_effects(&effects);
-        Ok(outcome)
+        Ok((outcome, before))
     }
 
     /// One scheduler pass at `now`: asks Alertmanager about the incidents due and stops those

@@ -1,5 +1,6 @@
 //! The application layer: one method per use case — ingest a webhook ([`Relay::ingest`]),
-//! acknowledge ([`Relay::acknowledge`], [`Relay::acknowledge_link`]), stop silenced incidents
+//! acknowledge ([`Relay::acknowledge`], [`Relay::acknowledge_link`], shown first by
+//! [`Relay::preview_ack_link`]), stop silenced incidents
 //! and fire due steps ([`Relay::fire_due`]), deliver and record the outcome
 //! ([`Relay::deliver_next`]), forget removed targets, watch heartbeats, reload. Each loads the
 //! rows it needs, calls the pure engine, commits the result in one store transaction and
@@ -7,8 +8,9 @@
 //!
 //! - [`runtime`]: what one version of the policy file builds (sinks, templates, links).
 //! - [`heartbeat`]: the dead man's switch's bookkeeping and its synthetic alert.
-//! - `intake`, `incidents`, `delivery`: the use cases, by what they touch.
+//! - `intake`, `incidents`, `ack_link`, `delivery`: the use cases, by what they touch.
 
+mod ack_link;
 pub mod console;
 mod delivery;
 pub mod heartbeat;
@@ -30,8 +32,9 @@ use crate::engine::{Effects, Inputs, Override};
 use crate::metrics::RelayMetrics;
 use crate::store::{SqliteStore, Store, StoreHandle};
 
+pub use ack_link::{AckLinkError, LinkAck, LinkPreview};
 pub use delivery::{Step, Worker};
-pub use incidents::{AckLinkError, OpenIncident};
+pub use incidents::OpenIncident;
 pub use intake::{IngestError, Ingested};
 pub use oncall::{OverrideError, MAX_LIVE_OVERRIDES, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};

@@ -422,6 +422,7 @@ pub fn handoff_notice(
         note: Some(note),
         person: Some(shift.person.clone()),
         mentions: Vec::new(),
+        runbook_link: None,
         console_url: None,
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP transport: routes that authenticate (one layer, `auth`), parse at the boundary
 //! ([`webhook`]), call one use case of the application layer and map its result to HTTP.
-//! [`api`] renders the read side. `run` serves until shutdown with the background loops.
+//! [`api`] renders the read side; [`pages`] are what a person opens in a browser (the
+//! acknowledge link). `run` serves until shutdown with the background loops.
 //!
 //! Alertmanager retries 5xx only: a store failure is 503, input that can never succeed 4xx.
 
@@ -8,6 +9,7 @@ pub mod api;
 mod auth;
 pub mod calendar;
 pub mod oncall;
+pub mod pages;
 pub mod runbooks;
 pub mod webhook;
 
@@ -24,9 +26,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::ack::AckError;
 pub use crate::app::Relay;
-use crate::app::{AckLinkError, Clock, IngestError, SystemClock};
+use crate::app::{Clock, IngestError, SystemClock};
 use crate::domain::Timestamp;
 use crate::engine::{AckOutcome, IngestOutcome};
 pub use auth::authorized;
@@ -57,8 +58,8 @@ pub fn router(relay: Shared) -> Router {
         ));
     Router::new()
         .merge(protected)
+        .merge(pages::router())
         .merge(crate::console::router(&relay))
-        .route("/ack/{token}", post(ack_link))
         .route("/calendar/{feed}", get(calendar::feed))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
@@ -163,22 +164,6 @@ async fn intake(
                 "could not store the webhook; retry later",
             )
         }
-    }
-}
-
-async fn ack_link(State(relay): State<Shared>, UrlPath(token): UrlPath<String>) -> Response {
-    match relay.acknowledge_link(&token, Timestamp::now()).await {
-        Ok((id, outcome)) => acknowledged(id, "ack link", outcome),
-        Err(AckLinkError::Refused(e)) => {
-            tracing::warn!(error = %e, "acknowledge refused");
-            let status = if e == AckError::Expired {
-                StatusCode::GONE
-            } else {
-                StatusCode::FORBIDDEN
-            };
-            error(status, e.to_string())
-        }
-        Err(AckLinkError::Store(e)) => not_stored(&e),
     }
 }
 

@@ -244,9 +244,17 @@ fn superseding_touches_only_pending_firing_rows_of_the_incident(store: &dyn Stor
 }
 
 fn a_nonce_is_used_once(store: &dyn Store) {
+    let unused = run(store, Mode::Read, |tx| tx.nonce_used("n")).expect("look");
+    let looked_again = run(store, Mode::Read, |tx| tx.nonce_used("n")).expect("look");
     let first = run(store, Mode::Durable, |tx| tx.use_nonce("n", 1, T0)).expect("first");
     let second = run(store, Mode::Durable, |tx| tx.use_nonce("n", 1, T0)).expect("second");
+    let used = run(store, Mode::Read, |tx| tx.nonce_used("n")).expect("look");
+    assert!(
+        !unused && !looked_again,
+        "looking at a nonce does not use it"
+    );
     assert!(first && !second);
+    assert!(used);
 }
 
 fn one_open_incident_per_policy_and_group(store: &dyn Store) {

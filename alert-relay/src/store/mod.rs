@@ -274,6 +274,9 @@ pub trait Tx {
     /// Records an acknowledge link's nonce; `false` if it was recorded before.
     fn use_nonce(&mut self, nonce: &str, incident: i64, now: Timestamp)
         -> Result<bool, StoreError>;
+    /// Whether an acknowledge link's nonce was used already (read only: a page that shows
+    /// the link does not use it).
+    fn nonce_used(&mut self, nonce: &str) -> Result<bool, StoreError>;
     fn counts(&mut self) -> Result<Counts, StoreError>;
     /// Overrides not removed that end after `t`, oldest first.
     fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError>;

@@ -690,6 +690,14 @@ impl Tx for SqliteTx<'_> {
             == 1)
     }
 
+    fn nonce_used(&mut self, nonce: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT COUNT(*) FROM ack_nonces WHERE nonce = ?1")?
+            .query_row(params![nonce], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+
     fn overrides(&mut self, t: Timestamp) -> Result<Vec<Override>, StoreError> {
         let mut stmt = self.0.prepare_cached(
             "SELECT id, schedule, person, replaces, starts_at, ends_at, created_by FROM overrides WHERE removed_at IS NULL AND ends_at > ?1 ORDER BY id",

@@ -85,6 +85,15 @@ impl TestRelay {
 
     /// Starts on a chosen public URL: binds first so the ack links point at itself.
     pub async fn start_self_linked(policy: &Path, data_dir: &Path) -> Self {
+        Self::start_self_linked_with(policy, data_dir, server::Options::default()).await
+    }
+
+    /// [`TestRelay::start_self_linked`] serving what `options` adds (the runbooks).
+    pub async fn start_self_linked_with(
+        policy: &Path,
+        data_dir: &Path,
+        options: server::Options,
+    ) -> Self {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = probe.local_addr().expect("addr");
         drop(probe);
@@ -99,7 +108,7 @@ impl TestRelay {
             .with_config_path(policy);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, relay, async {
+        let task = tokio::spawn(server::run_with(listener, relay, options, async {
             let _ = stopped.await;
         }));
         Self {

@@ -77,6 +77,8 @@ pub async fn exporter(gateway_url: &str, state_file: &Path, stderr: Stdio) -> Pr
         .arg("--state-file")
         .arg(state_file)
         .env_remove("LOKI_URL")
+        // Colour is decided by stderr alone (a terminal or not), not by the test's shell.
+        .env_remove("NO_COLOR")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()

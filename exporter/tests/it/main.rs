@@ -4,4 +4,5 @@ mod helpers;
 
 mod exporter_binary;
 mod hostile_gateway;
+mod logs;
 mod state_file;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::config::PagerDutyConfig;
-use crate::domain::{Notification, NotificationKind, Rendered, Severity};
+use crate::domain::{web_link, Notification, NotificationKind, Rendered, Severity};
 use crate::sinks::fit;
 
 const MAX_SUMMARY_CHARS: usize = 1024;
@@ -146,8 +146,10 @@ pub fn build_within<'a>(
         event.links.push(json!({"href": url, "text": "Source"}));
     }
     event.client = Some("alert-relay");
-    event.client_url =
-        fit::url(n.group.external_url.as_deref(), MAX_URL_BYTES).filter(|u| !u.is_empty());
+    event.client_url = fit::url(
+        n.group.external_url.as_deref().and_then(web_link),
+        MAX_URL_BYTES,
+    );
     shrink_to(&mut event, n, limit);
     event
 }

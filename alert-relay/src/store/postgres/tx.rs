@@ -618,6 +618,14 @@ impl Tx for PgTx<'_> {
         )? == 1)
     }
 
+    fn nonce_used(&mut self, nonce: &str) -> Result<bool, StoreError> {
+        let used: i64 = self.one(
+            "SELECT COUNT(*) FROM ack_nonces WHERE nonce = $1",
+            &[&text(nonce)],
+        )?;
+        Ok(used > 0)
+    }
+
     fn counts(&mut self) -> Result<Counts, StoreError> {
         let pending = self.one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'", &[])?;
         let open = self.one("SELECT COUNT(*) FROM incidents WHERE open", &[])?;
