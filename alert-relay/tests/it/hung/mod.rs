@@ -253,24 +253,42 @@ pub async fn open_by_group(replica: &Replica) -> BTreeMap<String, usize> {
     groups
 }
 
+/// A counter summed over the replicas, once it holds still: a relay counts what it
+/// committed just after the commit, so a sum read the moment the database shows the commit
+/// may lag by one. Read until two reads 200 ms apart agree (at most 5 s).
+async fn settled_sum(replicas: &[Replica], family: &str, filter: &str) -> f64 {
+    let read = || async {
+        let mut sum = 0.0;
+        for r in replicas {
+            sum += r.metric_sum(family, filter).await;
+        }
+        sum
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut last = read().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = read().await;
+        if now == last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Escalation steps fired, summed over the replicas (each counts the steps it committed).
 pub async fn steps_fired(replicas: &[Replica]) -> f64 {
-    let mut sum = 0.0;
-    for r in replicas {
-        sum += r.metric_sum("relay_escalation_steps_total", "").await;
-    }
-    sum
+    settled_sum(replicas, "relay_escalation_steps_total", "").await
 }
 
 /// Deliveries recorded, summed over the replicas (each counts the deliveries it recorded).
 pub async fn deliveries_recorded(replicas: &[Replica]) -> f64 {
-    let mut sum = 0.0;
-    for r in replicas {
-        sum += r
-            .metric_sum("relay_notifications_total", r#"outcome="delivered""#)
-            .await;
-    }
-    sum
+    settled_sum(
+        replicas,
+        "relay_notifications_total",
+        r#"outcome="delivered""#,
+    )
+    .await
 }
 
 /// Waits until no open incident has a page waiting or a step to come, asking `replica`.
