@@ -40,18 +40,14 @@ export class Session {
     this.browser = browser;
     this.dir = screenshotDir();
     this.updateDocs = process.env.UPDATE_DOCS === '1';
-    this.idle = new Map(); // size label -> tabs free for the next check
-    this.tabs = [];
+    this.idle = new Map(); // size label -> tabs free for the next check (closed with the browser)
   }
 
   // A free tab at `size`: tests that run at once (describe's concurrency) each get their own.
   async takeTab(size) {
     const free = this.idle.get(sizeLabel(size)) || [];
     this.idle.set(sizeLabel(size), free);
-    if (free.length) return free.pop();
-    const tab = await openTab(this.browser, size);
-    this.tabs.push(tab);
-    return tab;
+    return free.pop() || openTab(this.browser, size);
   }
 
   giveBack(tab) {
