@@ -115,7 +115,10 @@ fn body(markdown: &str) -> String {
     });
     let mut body = String::new();
     html::push_html(&mut body, parser);
-    body
+    // A code block wider than a phone scrolls inside itself: keyboard users must be able to
+    // scroll it too (focusable). Raw HTML was turned into text above, so every `<pre>` here
+    // is a code block's.
+    body.replace("<pre>", "<pre tabindex=\"0\">")
 }
 
 /// Where a link in a runbook goes: another runbook (`Foo.md`) here, a path or an http(s) or
