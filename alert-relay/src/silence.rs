@@ -26,12 +26,35 @@ pub enum Verdict {
 }
 
 pub type SilenceFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, String>> + Send + 'a>>;
+pub type CreateFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+
+/// A silence to create in Alertmanager for an incident's alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSilence {
+    pub ends_at: crate::domain::Timestamp,
+    pub created_by: String,
+    pub comment: String,
+}
 
 /// Asks whether an incident's alerts still page. The relay asks Alertmanager; the simulation
 /// answers from its own model. `Err`: Alertmanager could not be asked (the caller escalates
 /// anyway, failing safe toward paging).
 pub trait SilenceOracle: Send + Sync {
     fn still_paging<'a>(&'a self, group: &'a AlertGroup) -> SilenceFuture<'a>;
+
+    /// Silences the group's alerts (exact matchers on its group labels); the silence's id.
+    fn create<'a>(&'a self, group: &'a AlertGroup, silence: NewSilence) -> CreateFuture<'a> {
+        let _ = (group, silence);
+        Box::pin(async { Err("this Alertmanager cannot create silences".to_owned()) })
+    }
+}
+
+/// The labels a silence for `group` matches on: its group labels, else (a group by
+/// nothing) the labels all its alerts share; `None` when that would match everything.
+pub fn silence_labels(group: &AlertGroup) -> Option<&crate::domain::Labels> {
+    [&group.group_labels, &group.common_labels]
+        .into_iter()
+        .find(|labels| !labels.is_empty())
 }
 
 pub struct AlertmanagerClient {
@@ -153,8 +176,67 @@ impl AlertmanagerClient {
     }
 }
 
+impl AlertmanagerClient {
+    async fn post_silence(
+        &self,
+        group: &AlertGroup,
+        silence: NewSilence,
+    ) -> Result<String, String> {
+        let labels = silence_labels(group)
+            .ok_or("the incident's alerts share no label to silence them by")?;
+        let matchers: Vec<serde_json::Value> = labels
+            .iter()
+            .map(|(name, value)| {
+                serde_json::json!({"name": name, "value": value, "isRegex": false, "isEqual": true})
+            })
+            .collect();
+        let body = serde_json::json!({
+            "matchers": matchers,
+            "startsAt": crate::domain::Timestamp::now().to_rfc3339(),
+            "endsAt": silence.ends_at.to_rfc3339(),
+            "createdBy": silence.created_by,
+            "comment": silence.comment,
+        });
+        let url = self
+            .base
+            .join("api/v2/silences")
+            .map_err(|e| format!("bad Alertmanager URL: {e}"))?;
+        let response = self
+            .client
+            .post(url)
+            .timeout(TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| crate::sinks::http::describe(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!(
+                "Alertmanager answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Created {
+            #[serde(rename = "silenceID")]
+            silence_id: String,
+        }
+        let created: Created = response
+            .json()
+            .await
+            .map_err(|e| format!("unreadable answer from Alertmanager: {e}"))?;
+        Ok(created.silence_id)
+    }
+}
+
 impl SilenceOracle for AlertmanagerClient {
     fn still_paging<'a>(&'a self, group: &'a AlertGroup) -> SilenceFuture<'a> {
         Box::pin(self.ask(group))
+    }
+
+    fn create<'a>(&'a self, group: &'a AlertGroup, silence: NewSilence) -> CreateFuture<'a> {
+        Box::pin(self.post_silence(group, silence))
     }
 }

@@ -16,6 +16,7 @@ mod delivery;
 pub mod heartbeat;
 mod incidents;
 mod intake;
+mod manual;
 mod oncall;
 pub mod runtime;
 
@@ -36,6 +37,7 @@ pub use ack_link::{AckLinkError, LinkAck, LinkPreview};
 pub use delivery::{Step, Worker};
 pub use incidents::OpenIncident;
 pub use intake::{IngestError, Ingested};
+pub use manual::ManualError;
 pub use oncall::{OverrideError, MAX_LIVE_OVERRIDES, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};
 

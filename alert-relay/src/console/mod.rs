@@ -45,6 +45,9 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .route("/signout", post(pages::signout))
         .route("/incidents/{id}", get(pages::incident))
         .route("/incidents/{id}/ack", post(pages::acknowledge))
+        .route("/incidents/{id}/escalate", post(pages::escalate))
+        .route("/incidents/{id}/resolve", post(pages::resolve))
+        .route("/incidents/{id}/silence", post(pages::silence))
         .route("/assets/{name}", get(assets::asset))
         .layer(axum::middleware::map_response(secure_headers))
 }

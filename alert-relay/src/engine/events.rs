@@ -23,6 +23,8 @@ pub enum EventKind {
     Resolved,
     /// The acknowledgement ran out while the alerts still fire: escalating again.
     AckTimedOut,
+    /// Someone fired the next step at once.
+    Escalated,
     /// A vendor took a notification.
     Delivered,
     /// A vendor refused or did not answer; it will be tried again.
@@ -32,7 +34,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         Self::Started,
         Self::AlertsJoined,
         Self::Paged,
@@ -42,6 +44,7 @@ impl EventKind {
         Self::Silenced,
         Self::Resolved,
         Self::AckTimedOut,
+        Self::Escalated,
         Self::Delivered,
         Self::Retrying,
         Self::DeadLettered,
@@ -59,6 +62,7 @@ impl EventKind {
             Self::Silenced => "silenced",
             Self::Resolved => "resolved",
             Self::AckTimedOut => "ack_timed_out",
+            Self::Escalated => "escalated",
             Self::Delivered => "delivered",
             Self::Retrying => "retrying",
             Self::DeadLettered => "dead_lettered",

@@ -274,6 +274,58 @@ pub fn acknowledge(
     (AckOutcome::Acknowledged, t)
 }
 
+/// What asking to escalate or resolve by hand did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManualOutcome {
+    Done,
+    /// Not escalating (acknowledged, silenced, closed), or nothing more planned.
+    Nothing,
+}
+
+/// Someone fires the incident's next step now (`by`: who).
+pub fn escalate_now(
+    incident: IncidentRecord,
+    by: &str,
+    inputs: &Inputs<'_>,
+) -> (ManualOutcome, Transition) {
+    let mut incident = incident;
+    let actions = incident.machine.handle(Event::EscalateNow, inputs.now);
+    if actions.is_empty() {
+        return (ManualOutcome::Nothing, Transition::default());
+    }
+    let mut t = Transition::default();
+    t.events.push(
+        NewEvent::new(
+            incident.id,
+            EventKind::Escalated,
+            "the next step fired at once",
+        )
+        .by(by),
+    );
+    apply(incident, actions, inputs, &mut t);
+    (ManualOutcome::Done, t)
+}
+
+/// Someone resolves the incident by hand (alerts Alertmanager no longer sends): it closes,
+/// those paged are told as for a resolve. If the alerts still fire, the next webhook starts
+/// a new incident.
+pub fn resolve_by(
+    incident: IncidentRecord,
+    by: &str,
+    inputs: &Inputs<'_>,
+) -> (ManualOutcome, Transition) {
+    if incident.machine.is_closed() {
+        return (ManualOutcome::Nothing, Transition::default());
+    }
+    let mut incident = incident;
+    let mut t = Transition::default();
+    t.events
+        .push(NewEvent::new(incident.id, EventKind::Resolved, "resolved by hand").by(by));
+    let actions = incident.machine.handle(Event::Resolved, inputs.now);
+    apply(incident, actions, inputs, &mut t);
+    (ManualOutcome::Done, t)
+}
+
 /// Alertmanager reports the incident's alerts silenced or inhibited (`note`: by whom, until
 /// when).
 pub fn silenced(incident: IncidentRecord, note: String, inputs: &Inputs<'_>) -> Transition {

@@ -143,3 +143,54 @@ fn every_kind_round_trips_by_name() {
     }
     assert_eq!(EventKind::parse("from_a_newer_relay"), None);
 }
+
+#[test]
+fn escalate_now_fires_the_next_step_at_once_and_keeps_the_spacing_after_it() {
+    let (links, targets) = (links(), all());
+    let (outcome, t) = escalate_now(started(), "alice", &inputs_at(&links, &targets, at(2)));
+    assert_eq!(outcome, ManualOutcome::Done);
+    assert_eq!(kinds(&t), [EventKind::Escalated, EventKind::Paged]);
+    assert_eq!(t.events[0].actor.as_deref(), Some("alice"));
+    assert!(
+        t.events[1].detail.starts_with("step 2 → "),
+        "{:?}",
+        t.events
+    );
+    let Some(IncidentWrite::Update(record)) = t.incidents.into_iter().next() else {
+        panic!("an update")
+    };
+    assert_eq!(record.machine.steps_fired, 2);
+    assert_eq!(record.machine.next_due(), None, "the plan has two steps");
+    let (again, t) = escalate_now(record, "alice", &inputs_at(&links, &targets, at(3)));
+    assert_eq!((again, t), (ManualOutcome::Nothing, Transition::default()));
+}
+
+#[test]
+fn escalate_now_on_an_acknowledged_incident_does_nothing() {
+    let (links, targets) = (links(), all());
+    let (_, t) = acknowledge(started(), "bob".into(), &inputs_at(&links, &targets, at(1)));
+    let Some(IncidentWrite::Update(record)) = t.incidents.into_iter().next() else {
+        panic!("an update")
+    };
+    let (outcome, t) = escalate_now(record, "alice", &inputs_at(&links, &targets, at(2)));
+    assert_eq!(
+        (outcome, t),
+        (ManualOutcome::Nothing, Transition::default())
+    );
+}
+
+#[test]
+fn a_resolve_by_hand_closes_tells_those_paged_and_names_who() {
+    let (links, targets) = (links(), all());
+    let (outcome, t) = resolve_by(started(), "alice", &inputs_at(&links, &targets, at(5)));
+    assert_eq!(outcome, ManualOutcome::Done);
+    assert_eq!(kinds(&t), [EventKind::Resolved, EventKind::Notice]);
+    assert_eq!(t.events[0].actor.as_deref(), Some("alice"));
+    assert!(!t.supersede.is_empty(), "pending pages are superseded");
+    let Some(IncidentWrite::Update(record)) = t.incidents.into_iter().next() else {
+        panic!("an update")
+    };
+    assert!(record.machine.is_closed());
+    let (again, _) = resolve_by(record, "alice", &inputs_at(&links, &targets, at(6)));
+    assert_eq!(again, ManualOutcome::Nothing);
+}

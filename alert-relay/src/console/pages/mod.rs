@@ -6,7 +6,7 @@ mod incident;
 mod now;
 mod signin;
 
-pub use incident::{acknowledge, incident};
+pub use incident::{acknowledge, escalate, incident, resolve, silence};
 pub use now::now;
 pub use signin::{signin_complete, signin_form, signin_link, signin_request, signout};
 

@@ -102,6 +102,12 @@ pub struct IncidentPage {
     pub started: String,
     pub next: Option<String>,
     pub can_ack: bool,
+    /// Escalating with a next step (or repeat) still planned.
+    pub can_escalate: bool,
+    /// Not closed yet.
+    pub can_resolve: bool,
+    /// Alertmanager is known, and the incident is not closed.
+    pub can_silence: bool,
     pub alerts: Vec<AlertView>,
     pub links: Vec<(String, String)>,
     pub timeline: Vec<EventRow>,
@@ -279,6 +285,7 @@ pub fn event_row(e: &IncidentEvent, zone: &str) -> EventRow {
         "silenced" => "Silenced",
         "resolved" => "Resolved",
         "ack_timed_out" => "Acknowledgement ran out",
+        "escalated" => "Escalated by hand",
         "delivered" => "Delivered",
         "retrying" => "Failed, retrying",
         "dead_lettered" => "Given up",

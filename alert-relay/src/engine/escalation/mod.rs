@@ -57,6 +57,9 @@ pub enum Event {
     /// Alertmanager says the alerts are silenced or inhibited; `note` says by whom and until
     /// when, as Alertmanager tells it.
     Silenced { note: String },
+    /// Someone asked for the next step now (the console's "Escalate now"): it fires at once,
+    /// and the steps after it keep their spacing from it.
+    EscalateNow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +239,7 @@ impl Incident {
                 }
                 actions
             }
+            Event::EscalateNow => self.escalate_now(now),
             Event::Silenced { note } => {
                 if self.phase == Phase::Stopped(StopReason::Acknowledged) {
                     // Acknowledged, then silenced: the silence wins over an ack timeout. Those
@@ -251,6 +255,27 @@ impl Incident {
                 actions
             }
         }
+    }
+
+    /// Pulls the plan forward so that the next step is due now, and fires it; past the last
+    /// step, a repeat now if the policy repeats. Nothing while not escalating, or when
+    /// nothing more is planned.
+    fn escalate_now(&mut self, now: Timestamp) -> Vec<Action> {
+        if !self.is_escalating() {
+            return Vec::new();
+        }
+        if let Some(step) = self.plan.steps.get(self.steps_fired) {
+            self.round_started_at = Some(Timestamp(now.0.saturating_sub(ms(step.after_ms))));
+            return self.fire_due(now);
+        }
+        let Some(repeat) = &self.plan.repeat else {
+            return Vec::new();
+        };
+        if repeat.times.is_some_and(|t| self.repeats_fired >= t) || self.last_fired_at.is_none() {
+            return Vec::new();
+        }
+        self.last_fired_at = Some(Timestamp(now.0.saturating_sub(ms(repeat.every_ms))));
+        self.fire_due(now)
     }
 
     /// The acknowledgement ran out and the alerts still fire: the chain starts again from the

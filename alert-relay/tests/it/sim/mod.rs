@@ -597,6 +597,7 @@ impl Sim {
                 self.crash_replica(r).await;
             }
             106..=111 => self.fault(roll, g).await?,
+            96..=99 => self.by_hand(roll).await?,
             100..=103 => {
                 self.add_override().await?;
                 self.handoffs_woken = true;
@@ -636,6 +637,54 @@ impl Sim {
             }
         }
         self.pump().await
+    }
+
+    /// Someone escalates (96, 97) or resolves (98, 99) an incident by hand, from the console.
+    async fn by_hand(&mut self, roll: usize) -> Result<(), String> {
+        let last = self
+            .model
+            .incidents
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        let id = self.rng.random_range(1..=last + 1);
+        let escalate = roll <= 97;
+        self.trace.push(format!(
+            "{} incident {id} by hand",
+            if escalate { "escalate" } else { "resolve" }
+        ));
+        let r = self.pick();
+        let relay = &self.replicas[r].relay;
+        let done = if escalate {
+            relay.escalate_now(id, "sim", self.now).await
+        } else {
+            relay.resolve_by_hand(id, "sim", self.now).await
+        };
+        let configured = self.configured();
+        let known = self.model.incidents.contains_key(&id);
+        let expected = match (known, escalate) {
+            (false, _) => None,
+            (true, true) => Some(self.model.escalate_now(id, self.now, &configured)),
+            (true, false) => {
+                let open = self.model.incidents[&id].open();
+                if open {
+                    self.model.resolve(id, self.now, &configured);
+                }
+                Some(open)
+            }
+        };
+        use alert_relay::app::ManualError;
+        use alert_relay::engine::ManualOutcome;
+        match (done, expected) {
+            (Err(ManualError::Unknown(_)), None) => Ok(()),
+            (Ok(ManualOutcome::Done), Some(true)) | (Ok(ManualOutcome::Nothing), Some(false)) => {
+                Ok(())
+            }
+            (got, want) => Err(format!(
+                "by hand on incident {id}: {got:?}, the model says done: {want:?}"
+            )),
+        }
     }
 
     /// Someone covers a schedule (for everyone, or in place of one person) over a window

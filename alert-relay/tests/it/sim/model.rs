@@ -858,6 +858,30 @@ impl Model {
         true
     }
 
+    /// Someone fires the next step now: the plan is pulled forward so that it is due now
+    /// (the steps after it keep their spacing); past the last step, a repeat now if one is
+    /// left. `false`: nothing to do (not escalating, or nothing more planned).
+    pub fn escalate_now(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) -> bool {
+        let Some(i) = self.incidents.get_mut(&id) else {
+            return false;
+        };
+        if !i.escalating() {
+            return false;
+        }
+        if let Some((after, _)) = i.plan.steps.get(i.fired) {
+            i.round_start = Timestamp(now.0 - after);
+        } else {
+            match (i.plan.repeat, i.last_fired) {
+                (Some((every, times)), Some(_)) if i.repeats < times => {
+                    i.last_fired = Some(Timestamp(now.0 - every));
+                }
+                _ => return false,
+            }
+        }
+        self.fire(id, now, configured);
+        true
+    }
+
     /// The acknowledgement ran out: the chain starts again from the first step.
     pub fn expire_ack(&mut self, id: i64, now: Timestamp, configured: &BTreeSet<&str>) {
         let Some(i) = self.incidents.get_mut(&id) else {

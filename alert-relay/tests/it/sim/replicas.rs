@@ -252,6 +252,15 @@ impl Sim {
                 let outcome = pending.await;
                 self.trace
                     .push(format!("replica {r} resumes its {what}: {outcome:?}"));
+                if release.is_none() {
+                    let recorded = matches!(
+                        outcome,
+                        Outcome::Delivery(Ok(Step::Delivered
+                            | Step::Retrying(_)
+                            | Step::DeadLettered))
+                    );
+                    self.settle_send(recorded);
+                }
                 if release.is_none() && matches!(outcome, Outcome::Delivery(Err(_))) {
                     return Err(format!("a stalled send ended in an error: {outcome:?}"));
                 }
@@ -384,35 +393,55 @@ impl Sim {
         if !self.replicas[r].running() {
             return;
         }
+        let key = self.world.state().received[i].key.clone();
+        let recorded = self
+            .observer
+            .as_mut()
+            .expect("observer")
+            .rows()
+            .into_iter()
+            .find(|row| row.key == key)
+            .map_or(0, |row| row.attempts);
         let mut s = self.world.state();
+        let seen = s
+            .received
+            .iter()
+            .filter(|g| g.key == key && !g.abandoned)
+            .count() as i64;
+        let resent = s.received[i + 1..]
+            .iter()
+            .any(|g| g.key == key && g.replica != r);
+        if recorded == seen {
+            // Recorded by the replica that stalled (nobody took it over meanwhile).
+        } else if recorded == seen - 1 && resent {
+            s.received[i].abandoned = true;
+            self.faults.taken_over += 1;
+        } else {
+            return;
+        }
+        s.in_flight = None;
+        self.in_flight = None;
+    }
+
+    /// A stalled send has its answer now, and the replica recorded it or not: if another
+    /// replica sent the page meanwhile (it took the target over), the stalled attempt must
+    /// not have been recorded — it is marked abandoned, and a record of it would show as one
+    /// attempt too many; one not recorded is abandoned too.
+    fn settle_send(&mut self, recorded: bool) {
+        let Some((i, r)) = self.in_flight.take() else {
+            return;
+        };
+        let mut s = self.world.state();
+        s.in_flight = None;
         let key = s.received[i].key.clone();
         let taken = s.received[i + 1..]
             .iter()
             .any(|g| g.key == key && g.replica != r);
         if taken {
-            s.received[i].abandoned = true;
             self.faults.taken_over += 1;
-        } else {
-            let seen = s
-                .received
-                .iter()
-                .filter(|g| g.key == key && !g.abandoned)
-                .count();
-            drop(s);
-            let recorded = self
-                .observer
-                .as_mut()
-                .expect("observer")
-                .rows()
-                .into_iter()
-                .find(|row| row.key == key)
-                .map_or(0, |row| row.attempts);
-            if recorded != seen as i64 {
-                return;
-            }
-            s = self.world.state();
         }
-        s.in_flight = None;
-        self.in_flight = None;
+        if taken || !recorded {
+            s.received[i].abandoned = true;
+        }
     }
 }
