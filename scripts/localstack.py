@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,9 @@ DEFAULT_PORTS = {
     "alertmanager": 9093,
     "prometheus": 9090,
 }
+# The demo person the stack adds to the policy: reached through a log file (no account
+# anywhere), so that the console's sign-in by push works on a laptop.
+DEMO_PERSON = "demo"
 # Where the overlay mounts the secret files (compose secrets); the local stack's are in config/secrets.
 SECRETS_PATH_IN_CONFIG = "/run/secrets/"
 ENTRYPOINT = ROOT / "monitoring" / "alertmanager" / "entrypoint.sh"
@@ -188,6 +192,11 @@ class Stack:
         ALERTMANAGER_EXTERNAL_URL if set, else its loopback address."""
         return os.environ.get(f"{name.upper()}_EXTERNAL_URL") or self.url(name)
 
+    @property
+    def demo_log(self) -> Path:
+        """The demo person's "phone": the log file their pages and sign-in links go to."""
+        return self.workdir / "logs" / f"{DEMO_PERSON}-phone.log"
+
     def runbook_base(self) -> str:
         """RUNBOOK_BASE_URL if set, else the relay's /runbooks (it serves docs/runbooks/)."""
         return os.environ.get("RUNBOOK_BASE_URL") or f"{self.url('relay')}/runbooks"
@@ -253,6 +262,11 @@ class Stack:
         policy = (ROOT / "monitoring" / "alert-relay" / "escalation-policy.yml").read_text()
         if self.escalation_scale != 1.0:
             policy = scale_durations(policy, ("after", "every", "ack_timeout"), self.escalation_scale)
+        if re.search(r"^people:", policy, re.M):
+            raise RuntimeError("the shipped policy has people now: add the demo person among them")
+        policy += (f"\n# Added by the local stack: a person reached through a log file, who can sign in to\n"
+                   f"# the console by push with no account anywhere (see Stack.sign_in_link).\n"
+                   f"people:\n  {DEMO_PERSON}:\n    log: {{path: {json.dumps(str(self.demo_log))}}}\n")
         (cfg / "escalation-policy.yml").write_text(policy)
 
     # ---- processes -----------------------------------------------------------------------
@@ -327,6 +341,26 @@ class Stack:
         self._wait_ready("alertmanager", "/-/ready")
         self._wait_ready("prometheus", "/-/ready")
 
+    def sign_in_link(self, person: str = DEMO_PERSON, deadline_s: float = 15) -> str:
+        """Asks the console for a sign-in link for `person`, as the sign-in page does, and
+        reads it from the log file it is pushed to (their contact): a link that signs them in
+        once, for `server.console_auth.link_ttl` (5 minutes unless set)."""
+        def links() -> list[str]:
+            if not self.demo_log.exists():
+                return []
+            lines = [json.loads(line) for line in self.demo_log.read_text().splitlines() if line.strip()]
+            return [line["console_url"] for line in lines
+                    if str(line.get("sequence_id", "")).startswith("signin-") and line.get("console_url")]
+
+        before = len(links())
+        body = urllib.parse.urlencode({"name": person}).encode()
+        status, answer = http("POST", f"{self.url('relay')}/signin", body,
+                              {"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200:
+            raise RuntimeError(f"the console's sign-in answered {status}: {answer[:300]!r}")
+        return wait_until(f"the sign-in link in {self.demo_log}",
+                          lambda: (links()[before:] or [None])[-1], deadline_s)
+
     def stop(self) -> None:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -397,6 +431,13 @@ def main() -> int:
     try:
         stack.start()
         gw = stack.url("gateway")
+        try:
+            console = f"signed in as {DEMO_PERSON} by push, through the log target: open\n" \
+                      f"                 {stack.sign_in_link()}\n" \
+                      f"                 (once, within 5 minutes; for another, give the name {DEMO_PERSON} on the\n" \
+                      f"                 sign-in page: the link is written to {stack.demo_log})"
+        except (RuntimeError, TimeoutError) as err:
+            console = f"no sign-in link ({err}); give the name {DEMO_PERSON} on the sign-in page: the link is written to {stack.demo_log}"
         if not args.no_traffic:
             threading.Thread(target=background_traffic, args=(gw, lambda: stopping), daemon=True).start()
         print(f"""
@@ -404,6 +445,7 @@ The bundle is running on loopback (logs in {stack.workdir / 'logs'}):
   demo gateway   {gw}            (GET /api/orders/42, /health, /version, /metrics)
   exporter       {stack.url('exporter')}/metrics
   alert-relay    {stack.url('relay')}/metrics   (notifications: {stack.workdir / 'logs' / 'relay.log'})
+  console        {stack.url('relay')}/   {console}
   Prometheus     {stack.url('prometheus')}/alerts
   Alertmanager   {stack.url('alertmanager')}
   runbooks       {stack.runbook_base()}/<AlertName>   (served by the relay)

@@ -31,6 +31,9 @@ const FIXTURES = {
   '/console': [page('<script>console.error("boom")</script>')],
   '/exception': [page('<script>null.boom()</script>')],
   '/missing': [page('<script src="/nowhere.js"></script>')],
+  // Answered 410, as a used sign-in link is; the other with a console error of its own too.
+  '/expired': [page('<p>This link has expired.</p>'), { 'content-security-policy': STRICT_CSP }],
+  '/expired-and-broken': [page('<p>Expired.</p><script>console.error("boom")</script>')],
 };
 
 describe('the checks catch what they claim', () => {
@@ -47,7 +50,8 @@ describe('the checks catch what they claim', () => {
         res.end(Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', 'base64'));
         return;
       }
-      res.writeHead(body ? 200 : 404, { 'content-type': 'text/html; charset=utf-8', ...headers });
+      const status = req.url.startsWith('/expired') ? 410 : body ? 200 : 404;
+      res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...headers });
       res.end(body || 'not found');
     });
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -108,6 +112,17 @@ describe('the checks catch what they claim', () => {
 
   it('a page that is not there fails on its status', async () => {
     assert.ok(kinds(await problemsOf('/gone')).includes('status'));
+  });
+
+  it('a page must answer the status it is expected to, and only its own load is excused', async () => {
+    const expired = await navigate(tab, `${base}/expired`);
+    assert.deepEqual(await inspect(expired, { status: 410 }), [], 'the 410 it must answer passes');
+    assert.deepEqual(kinds(await inspect(await navigate(tab, `${base}/expired`))), ['console', 'status'],
+      'a 410 where a 200 is due fails, its failed load a console error');
+    assert.deepEqual(kinds(await inspect(await navigate(tab, `${base}/clean`), { status: 410 })), ['status']);
+    const broken = await inspect(await navigate(tab, `${base}/expired-and-broken`), { status: 410 });
+    assert.deepEqual(kinds(broken), ['console'], 'any other console error still fails');
+    assert.match(broken[0].text, /^console error: boom /);
   });
 
   it('a clean page under a strict CSP passes every check, axe included', async () => {

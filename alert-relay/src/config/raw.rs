@@ -31,6 +31,8 @@ pub struct RawPerson {
     pub time_zone: Option<String>,
     /// Their phone: an ntfy topic (server and token default to ntfy.sh and none).
     pub ntfy: Option<crate::sinks::ntfy::RawNtfy>,
+    /// Or a file their pages and sign-in links are written to (a demo, a test): no account.
+    pub log: Option<crate::sinks::log::RawLog>,
     /// Their Slack member id (`U024BE7LH`): Slack messages of a step that pages them
     /// mention them, so Slack notifies them too.
     pub slack_member_id: Option<EnvString>,

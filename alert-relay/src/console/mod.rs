@@ -15,6 +15,7 @@ pub mod views;
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,6 +50,10 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .route("/incidents/{id}/resolve", post(pages::resolve))
         .route("/incidents/{id}/silence", post(pages::silence))
         .route("/assets/{name}", get(assets::asset))
+        .layer(axum::middleware::map_response_with_state(
+            relay.clone(),
+            render_message,
+        ))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -89,10 +94,34 @@ pub fn base_path(runtime: &Runtime) -> String {
     }
 }
 
-/// A small page that says what went wrong, with its status.
+/// What went wrong, said on a page of its own (rendered by [`render_message`]).
+#[derive(Clone)]
+struct Message(String);
+
+/// A small page that says what went wrong, with its status. It is rendered by a layer of the
+/// console's router, which knows where the console lives (its links and stylesheet under the
+/// public URL's path), so that any handler or extractor can answer with one.
 pub fn page_error(status: StatusCode, message: &str) -> Response {
-    let page = views::MessagePage::new("/", status.canonical_reason().unwrap_or("Error"), message);
-    (status, render(&page)).into_response()
+    let mut response = status.into_response();
+    response
+        .extensions_mut()
+        .insert(Message(message.to_owned()));
+    response
+}
+
+/// Renders the message page a [`page_error`] answer asks for.
+async fn render_message(State(relay): State<Arc<Relay>>, mut response: Response) -> Response {
+    let Some(Message(message)) = response.extensions_mut().remove::<Message>() else {
+        return response;
+    };
+    let status = response.status();
+    let base = base_path(&relay.runtime());
+    let title = status.canonical_reason().unwrap_or("Error");
+    (
+        status,
+        render(&views::MessagePage::new(&base, title, &message)),
+    )
+        .into_response()
 }
 
 /// Renders a template; a template that fails to render is a 500 with a plain message.

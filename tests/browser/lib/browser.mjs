@@ -91,6 +91,23 @@ export async function navigate(tab, url) {
   return { page: tab.page, url, size: tab.size, status: response ? response.status() : 0, events: tab.events };
 }
 
+/**
+ * The visit a tab is on now, however it got there (a link followed, a form sent): the
+ * status is the one its document was answered with (after any redirects).
+ */
+export async function current(tab) {
+  tab.events ||= { console: [], pageErrors: [], dialogs: [], failedRequests: [] };
+  const status = await tab.page.evaluate(
+    () => performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0,
+  );
+  return { page: tab.page, url: tab.page.url(), size: tab.size, status, events: tab.events };
+}
+
+/** Starts the tab's event lists afresh (what a check reported is not reported again). */
+export function clearEvents(tab) {
+  tab.events = { console: [], pageErrors: [], dialogs: [], failedRequests: [] };
+}
+
 /** One page in a tab of its own, closed by `close()`. */
 export async function visit(browser, url, size) {
   const tab = await openTab(browser, size);

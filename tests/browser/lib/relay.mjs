@@ -1,7 +1,8 @@
 // A real `alert-relay serve` (the built binary) on a free loopback port, fed by webhooks.
 //
-// The policy pages only the `log` target, so no vendor is needed; the runbooks served are a
-// copy of docs/runbooks plus the test's own extra pages (see `startRelay`).
+// The default policy pages only the `log` target, so no vendor is needed (a test may bring its
+// own, see `startRelay`); the runbooks served are a copy of docs/runbooks plus the test's own
+// extra pages.
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,14 +21,24 @@ export function relayBinary() {
   return path.join(target, 'debug', 'alert-relay');
 }
 
-function policy(port) {
-  // Secrets come from the environment (never written to the file); `log` pages to stdout.
+/**
+ * The `server:` section every test relay starts with: its public URL is itself (or
+ * `publicUrl`, a proxy in front of it), and the secrets come from the environment (never
+ * written to the file). `extra` is more of the section's keys, each line indented by two
+ * spaces.
+ */
+export function serverSection(port, extra = '', publicUrl = `http://127.0.0.1:${port}`) {
   return `server:
-  public_url: http://127.0.0.1:${port}
+  public_url: ${publicUrl}
   webhook_auth:
     bearer_token: \${RELAY_WEBHOOK_TOKEN}
   ack_secret: \${RELAY_ACK_SECRET}
-targets:
+${extra}`;
+}
+
+// `log` pages to stdout.
+function defaultPolicy(port) {
+  return `${serverSection(port)}targets:
   log:
     audit: {path: "-"}
 policies:
@@ -38,7 +49,7 @@ policies:
 `;
 }
 
-async function freePort() {
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -62,10 +73,11 @@ export async function waitUntil(what, check, deadlineMs = 20_000, intervalMs = 5
 
 /**
  * Starts the relay. `runbooks` maps extra runbook names to Markdown, served beside a copy of
- * docs/runbooks (a page the tests need, such as one carrying script payloads).
- * Returns { url, token, workdir, post(body), log(), stop() }.
+ * docs/runbooks (a page the tests need, such as one carrying script payloads); `policy(port)`
+ * writes the policy file for the port the relay will listen on (default: page `log` only).
+ * Returns { url, token, workdir, post(body), incidents(), log(), stop() }.
  */
-export async function startRelay({ runbooks = {} } = {}) {
+export async function startRelay({ runbooks = {}, policy = defaultPolicy } = {}) {
   const binary = relayBinary();
   if (!fs.existsSync(binary)) {
     throw new Error(`${binary} is missing: build it (cargo build -p alert-relay) or set RELAY_BIN`);
@@ -129,12 +141,17 @@ export async function startRelay({ runbooks = {} } = {}) {
       });
       return { status: response.status, body: await response.json() };
     },
-    /** The relay's incidents (GET /api/v1/incidents). */
-    async incidents() {
-      const response = await fetch(`${url}/api/v1/incidents`, {
+    /** GET `apiPath` of the relay's API with the bearer token; its JSON. */
+    async api(apiPath) {
+      const response = await fetch(`${url}${apiPath}`, {
         headers: { authorization: `Bearer ${token}` },
       });
-      return (await response.json()).incidents;
+      if (!response.ok) throw new Error(`GET ${apiPath} answered ${response.status}`);
+      return response.json();
+    },
+    /** The relay's open incidents (GET /api/v1/incidents). */
+    async incidents() {
+      return (await this.api('/api/v1/incidents')).incidents;
     },
     async stop() {
       if (!exited) {

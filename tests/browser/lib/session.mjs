@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { launch, navigate, openTab, sizeLabel } from './browser.mjs';
+import { clearEvents, current, launch, navigate, openTab, sizeLabel } from './browser.mjs';
 import { inspect, report } from './checks.mjs';
 import { ROOT, startRelay } from './relay.mjs';
 
@@ -24,7 +24,10 @@ function screenshotDir() {
 }
 
 export class Session {
-  /** Starts the relay (with `options.runbooks` beside the shipped ones) and Chromium. */
+  /**
+   * Starts the relay (with `options.runbooks` beside the shipped ones, and `options.policy`,
+   * see relay.mjs `startRelay`) and Chromium.
+   */
   static async start(options = {}) {
     const relay = await startRelay(options);
     try {
@@ -66,26 +69,46 @@ export class Session {
    * of checks.mjs but those named in `spec.skip`; fails with one readable report.
    */
   async check(spec, size) {
-    const title = `${spec.name} at ${sizeLabel(size)} (${spec.path})`;
     const tab = await this.takeTab(size);
     try {
-      const v = await navigate(tab, this.relay.url + spec.path);
-      if (spec.act) await spec.act(v.page, this);
-      const file = this.screenshotPath(spec, size);
-      await v.page.screenshot({ path: file, fullPage: Boolean(spec.fullPage) });
-      const problems = await inspect(v, { skip: spec.skip });
-      if (spec.expect) {
-        try {
-          await spec.expect(v.page, this);
-        } catch (error) {
-          problems.unshift({ kind: 'expect', text: `expected: ${error.message}` });
-        }
-      }
-      assert.ok(problems.length === 0, report(title, problems, file));
-      return file;
+      await navigate(tab, this.relay.url + spec.path);
+      return await this.checkTab(tab, spec);
     } finally {
       this.giveBack(tab);
     }
+  }
+
+  /**
+   * A tab in a browser context of its own (its own cookies: a person signed in), at `size`;
+   * closed with the browser, or by `tab.context.close()`.
+   */
+  async openTab(size) {
+    return openTab(this.browser, size);
+  }
+
+  /**
+   * Checks the page `tab` is on now, however a person got there (signed in, a button
+   * pressed): `spec` as for `check`, without `path`; `spec.status` is the status the page
+   * must answer when it is not 200. What the tab recorded is then cleared, so that the next
+   * check of the same tab reports only what happened after this one.
+   */
+  async checkTab(tab, spec) {
+    const v = await current(tab);
+    const title = `${spec.name} at ${sizeLabel(tab.size)} (${new URL(v.url).pathname})`;
+    if (spec.act) await spec.act(v.page, this);
+    const file = this.screenshotPath(spec, tab.size);
+    await v.page.screenshot({ path: file, fullPage: Boolean(spec.fullPage) });
+    const problems = await inspect(await current(tab), { skip: spec.skip, status: spec.status });
+    if (spec.expect) {
+      try {
+        await spec.expect(v.page, this);
+      } catch (error) {
+        problems.unshift({ kind: 'expect', text: `expected: ${error.message}` });
+      }
+    }
+    clearEvents(tab);
+    assert.ok(problems.length === 0, report(title, problems, file));
+    return file;
   }
 
   async stop() {

@@ -1,4 +1,4 @@
-//! People (each a target `person.<name>` reaching their phone) and schedules (rotations in an
+//! People (each a target `person.<name>` reaching their phone, or a log file) and schedules (rotations in an
 //! IANA time zone). What can be known wrong in advance is an error with its path: an unknown
 //! zone or person, an empty rotation, a shift of no length, a schedule nobody is on at all.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 
-use crate::config::raw::{RawConfig, RawRotation};
+use crate::config::raw::{RawConfig, RawPerson, RawRotation};
 use crate::config::TargetConfig;
 use crate::domain::TargetName;
 use crate::engine::oncall::{parse_date, parse_time, Rotation, Schedule, ShiftLength};
@@ -78,33 +78,20 @@ pub(super) fn people_and_schedules(
                 );
             }
         }
-        let Some(ntfy) = &person.ntfy else {
-            c.error(
-                format!("{path}.ntfy"),
-                "missing: how to reach them, e.g. ntfy: {topic: ${NTFY_TOPIC_ALICE}}",
-            );
+        let Some(contact) = contact(c, &path, name, person) else {
             continue;
         };
-        match crate::sinks::ntfy::validate(c, &format!("{path}.ntfy"), ntfy) {
-            Some(Ok(config)) => {
-                let target = person_target(name);
-                targets.insert(target.clone(), TargetConfig::Ntfy(config));
-                people.insert(
-                    name.clone(),
-                    Person {
-                        target,
-                        time_zone: person.time_zone.clone(),
-                        slack_member_id,
-                        email: email.clone(),
-                    },
-                );
-            }
-            Some(Err(why)) => c.error(
-                format!("{path}.ntfy.topic"),
-                format!("{name} could not be paged: {why}"),
-            ),
-            None => {}
-        }
+        let target = person_target(name);
+        targets.insert(target.clone(), contact);
+        people.insert(
+            name.clone(),
+            Person {
+                target,
+                time_zone: person.time_zone.clone(),
+                slack_member_id,
+                email,
+            },
+        );
     }
     let mut schedules = BTreeMap::new();
     for (name, raw_schedule) in &raw.schedules {
@@ -148,6 +135,49 @@ pub(super) fn people_and_schedules(
         }
     }
     (people, targets, schedules)
+}
+
+/// How a person is reached: their phone (`ntfy`), or a file (`log`: demos and tests, no
+/// account anywhere); exactly one.
+fn contact(
+    c: &mut Checker<'_>,
+    path: &str,
+    name: &str,
+    person: &RawPerson,
+) -> Option<TargetConfig> {
+    match (&person.ntfy, &person.log) {
+        (Some(_), Some(_)) => {
+            c.error(
+                format!("{path}.log"),
+                "one contact per person: ntfy (their phone) or log (a file), not both",
+            );
+            None
+        }
+        (Some(ntfy), None) => match crate::sinks::ntfy::validate(c, &format!("{path}.ntfy"), ntfy)? {
+            Ok(config) => Some(TargetConfig::Ntfy(config)),
+            Err(why) => {
+                c.error(
+                    format!("{path}.ntfy.topic"),
+                    format!("{name} could not be paged: {why}"),
+                );
+                None
+            }
+        },
+        (None, Some(log)) => match crate::sinks::log::validate(c, &format!("{path}.log"), log)? {
+            Ok(config) => Some(TargetConfig::Log(config)),
+            Err(why) => {
+                c.error(format!("{path}.log.path"), why);
+                None
+            }
+        },
+        (None, None) => {
+            c.error(
+                format!("{path}.ntfy"),
+                "missing: how to reach them, e.g. ntfy: {topic: ${NTFY_TOPIC_ALICE}} (or, for a demo, log: {path: alice.log})",
+            );
+            None
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -274,4 +304,66 @@ fn weekday(text: &str) -> Option<Weekday> {
         "sunday" | "sun" => Weekday::Sunday,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, LogConfig, TargetConfig};
+    use crate::domain::TargetName;
+
+    const POLICY: &str = r#"
+server:
+  webhook_auth:
+    bearer_token: a-webhook-token-of-32-characters
+people:
+  alice:
+    ntfy: {url: http://127.0.0.1:1, topic: alice}
+  bob:
+    log: {path: /tmp/bob.log}
+policies:
+  - name: critical
+    steps:
+      - {after: 0m, notify: [person.bob]}
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("policy.yml"), &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_person_may_be_reached_through_a_log_file() {
+        let config = parse(POLICY).expect("valid");
+        assert_eq!(
+            config.targets.get(&TargetName::from("person.bob")),
+            Some(&TargetConfig::Log(LogConfig {
+                path: Some("/tmp/bob.log".into())
+            }))
+        );
+        assert!(matches!(
+            config.targets.get(&TargetName::from("person.alice")),
+            Some(TargetConfig::Ntfy(_))
+        ));
+    }
+
+    #[test]
+    fn a_person_has_one_contact_said_with_path_and_line() {
+        let both = POLICY.replace(
+            "    log: {path: /tmp/bob.log}\n",
+            "    log: {path: /tmp/bob.log}\n    ntfy: {topic: bob}\n",
+        );
+        let message = parse(&both).expect_err("two contacts");
+        assert!(
+            message.contains("policy.yml:9: people.bob.log: one contact per person"),
+            "{message}"
+        );
+        let none = POLICY.replace("    log: {path: /tmp/bob.log}\n", "    time_zone: UTC\n");
+        let message = parse(&none).expect_err("no contact");
+        assert!(
+            message.contains("people.bob.ntfy: missing: how to reach them")
+                && message.contains("log: {path: "),
+            "{message}"
+        );
+    }
 }

@@ -32,6 +32,7 @@ pub fn chrome(relay: &Relay, viewer: Option<&Viewer>) -> Chrome {
         csrf: viewer
             .map(|v| runtime.links.key.form_token(&v.principal))
             .unwrap_or_default(),
+        own_session: viewer.is_some_and(|v| v.session.is_some()),
     }
 }
 

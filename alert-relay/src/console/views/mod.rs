@@ -14,6 +14,8 @@ pub struct Chrome {
     pub person: Option<String>,
     /// The signed-in person's anti-forgery token, for every form.
     pub csrf: String,
+    /// Signed in here (a session to sign out of); a person the proxy names signs out there.
+    pub own_session: bool,
 }
 
 #[derive(Template)]
@@ -31,6 +33,7 @@ impl MessagePage {
                 base: base.to_owned(),
                 person: None,
                 csrf: String::new(),
+                own_session: false,
             },
             title: title.to_owned(),
             message: message.to_owned(),
@@ -140,6 +143,25 @@ pub fn local(t: Timestamp, zone: &str) -> String {
     }
 }
 
+/// `text` with each RFC 3339 time in it (a silence's end, as Alertmanager and the engine
+/// write it) read in `zone`, as every other time on the page is.
+pub fn local_times(text: &str, zone: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let bare = word.trim_end_matches([':', ',', ';', '.', ')']);
+            match bare.parse::<jiff::Timestamp>() {
+                Ok(t) => format!(
+                    "{}{}",
+                    local(Timestamp(t.as_millisecond()), zone),
+                    &word[bare.len()..]
+                ),
+                Err(_) => word.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// How long from `then` to `now`, in the largest sensible unit or two.
 pub fn ago(then: Timestamp, now: Timestamp) -> String {
     let secs = (now.0 - then.0).max(0) / 1000;
@@ -196,10 +218,13 @@ pub fn state(open: &OpenIncident, zone: &str) -> String {
             m.acknowledged_by.as_deref().unwrap_or("someone"),
             at(m.stopped_at)
         ),
-        Phase::Stopped(StopReason::Silenced) => format!(
-            "Silenced ({})",
-            m.silence_note.as_deref().unwrap_or("in Alertmanager")
-        ),
+        Phase::Stopped(StopReason::Silenced) => match m.silence_note.as_deref() {
+            Some(note) => match note.strip_prefix("silenced by ") {
+                Some(rest) => format!("Silenced by {}", local_times(rest, zone)),
+                None => format!("Silenced ({})", local_times(note, zone)),
+            },
+            None => "Silenced in Alertmanager".into(),
+        },
         Phase::Stopped(StopReason::Resolved) | Phase::Closed => {
             format!("Resolved at {}", at(m.stopped_at))
         }
@@ -297,7 +322,7 @@ pub fn event_row(e: &IncidentEvent, zone: &str) -> EventRow {
         label: label.to_owned(),
         actor: e.actor.clone(),
         target: e.target.clone(),
-        detail: e.detail.clone(),
+        detail: local_times(&e.detail, zone),
     }
 }
 
@@ -330,5 +355,19 @@ mod tests {
         assert_eq!(local(t, "Europe/Berlin"), "Fri 15 Jan 09:00");
         assert_eq!(local(t, "Not/AZone"), "Fri 15 Jan 08:00");
         assert_eq!(ago(Timestamp(t.0 - 3_720_000), t), "1 h 2 min");
+    }
+
+    #[test]
+    fn times_in_notes_read_in_the_viewers_zone() {
+        assert_eq!(
+            local_times(
+                "silenced by alice until 2027-01-15T08:00:00.498Z: disk replaced",
+                "Europe/Berlin"
+            ),
+            "silenced by alice until Fri 15 Jan 09:00: disk replaced"
+        );
+        for untouched in ["inhibited by another alert", "step 2 → ntfy.secondary", ""] {
+            assert_eq!(local_times(untouched, "UTC"), untouched);
+        }
     }
 }

@@ -6,7 +6,7 @@ mod sink;
 
 use std::sync::Arc;
 
-pub use config::{LogConfig, RawLog};
+pub use config::{validate, LogConfig, RawLog};
 pub use sink::LogSink;
 
 use crate::sinks::{Sink, Vendor};

@@ -26,6 +26,8 @@ struct Line<'a> {
     body: &'a str,
     runbook_url: Option<&'a str>,
     ack_url: Option<&'a str>,
+    /// The console's page for it, or a sign-in link (a person reached through a log file).
+    console_url: Option<&'a str>,
 }
 
 pub struct LogSink {
@@ -58,6 +60,7 @@ impl LogSink {
             body: &text.body,
             runbook_url: n.runbook_url(),
             ack_url: n.ack_url.as_deref(),
+            console_url: n.console_url.as_deref(),
         };
         let mut json = serde_json::to_vec(&line)?;
         json.push(b'\n');
