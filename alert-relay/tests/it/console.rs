@@ -36,7 +36,7 @@ fn console_policy(dir: &Path, ntfy: &MockServer, console_auth: &str) -> std::pat
     path
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -44,7 +44,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The sign-in links pushed to `topic` so far.
-async fn links(ntfy: &MockServer, topic: &str) -> Vec<String> {
+pub(crate) async fn links(ntfy: &MockServer, topic: &str) -> Vec<String> {
     pushes(ntfy)
         .await
         .iter()
@@ -96,7 +96,7 @@ async fn sign_in(relay: &TestRelay, ntfy: &MockServer, name: &str, topic: &str) 
     cookie.split(';').next().expect("name=value").to_owned()
 }
 
-async fn page(relay: &TestRelay, path: &str, cookie: &str) -> (StatusCode, String) {
+pub(crate) async fn page(relay: &TestRelay, path: &str, cookie: &str) -> (StatusCode, String) {
     let answer = browser()
         .get(format!("{}{path}", relay.url))
         .header("cookie", cookie)
@@ -108,7 +108,7 @@ async fn page(relay: &TestRelay, path: &str, cookie: &str) -> (StatusCode, Strin
 }
 
 /// The form token in a page.
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
     html[at..].split('"').next().expect("token").to_owned()
 }
