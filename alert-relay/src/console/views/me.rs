@@ -69,8 +69,22 @@ pub fn page_row(page: &ReceivedPage, zone: &str) -> PageRow {
     PageRow {
         at: local(page.event.at, zone),
         incident: page.event.incident_id,
-        title: page.incident.as_ref().map(super::record_title),
+        title: page
+            .incident
+            .as_ref()
+            .map(|r| clipped(&super::record_title(r), MAX_TITLE)),
         detail: page.event.detail.clone(),
+    }
+}
+
+/// How much of an incident's title a line of the list shows (its page shows it all).
+const MAX_TITLE: usize = 160;
+
+/// `text` cut to `max` characters, with a visible marker where it was cut.
+fn clipped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -85,5 +99,17 @@ pub fn session_row(session: &ConsoleSession, current: Option<&str>, zone: &str) 
         created: local(session.created_at, zone),
         expires: local(session.expires_at, zone),
         this_one: current == Some(session.id_hash.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_title_is_cut_with_a_marker() {
+        assert_eq!(clipped("GatewayDown", 160), "GatewayDown");
+        assert_eq!(clipped("ééééé", 3), "ééé…");
+        assert_eq!(clipped(&"x".repeat(500), 160).chars().count(), 161);
     }
 }

@@ -6,7 +6,7 @@ use askama::Template;
 use super::{local, Chrome};
 use crate::app::ScheduleAhead;
 use crate::domain::Timestamp;
-use crate::engine::oncall::Shift;
+use crate::engine::oncall::{Schedule, Shift};
 
 #[derive(Template)]
 #[template(path = "console/schedules.html")]
@@ -70,7 +70,7 @@ pub struct ShiftView {
     pub yours: bool,
     /// The override that puts this person here, if any.
     pub override_id: Option<i64>,
-    /// Whom the override replaces (the rotation's person then).
+    /// Whom the override replaces (the rotation's people then).
     pub replaces: Option<String>,
     pub created_by: Option<String>,
     /// The shift as the cover form sends it back (milliseconds since the epoch).
@@ -107,10 +107,9 @@ pub fn shift_views(
                 .and_then(|id| ahead.overrides.iter().find(|o| o.id == id));
             let replaces = by_override.and_then(|o| {
                 o.replaces.clone().or_else(|| {
-                    schedule
-                        .rotation_shift(shift.starts_at.max(now))
-                        .map(|s| s.person)
-                        .filter(|p| *p != shift.person)
+                    let from = shift.starts_at.max(now);
+                    let people = rotation_people(schedule, from, shift.ends_at, &shift.person);
+                    (!people.is_empty()).then(|| people.join(", "))
                 })
             });
             ShiftView {
@@ -132,6 +131,34 @@ pub fn shift_views(
         .collect()
 }
 
+/// Whom the rotations put on call in `[from, to)`, in order, but `except` (an override
+/// that replaces whoever is on call may span a handoff); a few at most.
+fn rotation_people(
+    schedule: &Schedule,
+    from: Timestamp,
+    to: Timestamp,
+    except: &str,
+) -> Vec<String> {
+    let mut people: Vec<String> = Vec::new();
+    let mut t = from;
+    for _ in 0..MAX_REPLACED {
+        let Some(shift) = schedule.rotation_shift(t) else {
+            break;
+        };
+        if shift.person != except && !people.contains(&shift.person) {
+            people.push(shift.person);
+        }
+        if shift.ends_at >= to || shift.ends_at <= t {
+            break;
+        }
+        t = shift.ends_at;
+    }
+    people
+}
+
+/// How many rotation shifts [`rotation_people`] walks at most.
+const MAX_REPLACED: usize = 8;
+
 /// The overrides of `ahead`'s schedule that `viewer` made.
 pub fn yours(ahead: &ScheduleAhead, viewer: &str, zone: &str, now: Timestamp) -> Vec<OverrideView> {
     ahead
@@ -147,4 +174,40 @@ pub fn yours(ahead: &ScheduleAhead, viewer: &str, zone: &str, now: Timestamp) ->
             current: o.starts_at <= now && now < o.ends_at,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::oncall::{Rotation, ShiftLength};
+
+    #[test]
+    fn an_override_for_whoever_is_on_call_replaces_everyone_it_spans() {
+        let schedule = Schedule {
+            name: "primary".into(),
+            time_zone: jiff::tz::TimeZone::UTC,
+            zone_name: "UTC".into(),
+            rotations: vec![Rotation {
+                people: vec!["alice".into(), "bob".into(), "carol".into()],
+                shift: ShiftLength::Days(1),
+                first: jiff::civil::date(2020, 1, 1).at(0, 0, 0, 0),
+            }],
+            handoff_notices: false,
+        };
+        let day = 86_400_000;
+        let noon = Timestamp(1_577_836_800_000 + day / 2); // 2020-01-01T12:00Z: alice's
+        let later = Timestamp(noon.0 + 2 * day);
+        assert_eq!(
+            rotation_people(&schedule, noon, later, "dave"),
+            ["alice", "bob", "carol"]
+        );
+        assert_eq!(
+            rotation_people(&schedule, noon, later, "bob"),
+            ["alice", "carol"]
+        );
+        assert_eq!(
+            rotation_people(&schedule, noon, Timestamp(noon.0 + 1), "dave"),
+            ["alice"]
+        );
+    }
 }
