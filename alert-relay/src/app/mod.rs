@@ -8,7 +8,8 @@
 //!
 //! - [`runtime`]: what one version of the policy file builds (sinks, templates, links).
 //! - [`heartbeat`]: the dead man's switch's bookkeeping and its synthetic alert.
-//! - `intake`, `incidents`, `ack_link`, `delivery`: the use cases, by what they touch.
+//! - `intake`, `incidents`, `ack_link`, `delivery`, `oncall`, `shifts`, `console`: the use
+//!   cases, by what they touch.
 
 mod ack_link;
 pub mod console;
@@ -19,6 +20,7 @@ mod intake;
 mod manual;
 mod oncall;
 pub mod runtime;
+mod shifts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,6 +42,7 @@ pub use intake::{IngestError, Ingested};
 pub use manual::ManualError;
 pub use oncall::{OverrideError, MAX_LIVE_OVERRIDES, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};
+pub use shifts::{Cover, ScheduleAhead};
 
 /// The wall clock, injectable: loops read it, use cases take `now` as an argument.
 pub trait Clock: Send + Sync {

@@ -48,6 +48,8 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .route("/incidents/{id}/escalate", post(pages::escalate))
         .route("/incidents/{id}/resolve", post(pages::resolve))
         .route("/incidents/{id}/silence", post(pages::silence))
+        .merge(pages::schedules::router())
+        .merge(pages::me::router())
         .route("/assets/{name}", get(assets::asset))
         .layer(axum::middleware::map_response(secure_headers))
 }

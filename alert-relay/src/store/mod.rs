@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
 use crate::engine::{
-    IncidentEvent, IncidentRecord, IncidentWrite, NewEvent, NewOutbox, Override, Transition,
+    EventKind, IncidentEvent, IncidentRecord, IncidentWrite, NewEvent, NewOutbox, Override,
+    Transition,
 };
 
 pub use postgres::{DatabaseUrl, PostgresStore};
@@ -290,6 +291,15 @@ pub trait Tx {
     fn insert_event(&mut self, event: &NewEvent, now: Timestamp) -> Result<(), StoreError>;
     /// The latest `limit` events of an incident, oldest first.
     fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// The latest `limit` events of `kind` about `target` (a target's name, `person.alice`)
+    /// at or after `since`, across incidents, newest first.
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError>;
     /// Keeps a console sign-in link (its token hashed) until `expires`.
     fn insert_signin(
         &mut self,

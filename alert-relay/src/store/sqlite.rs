@@ -36,7 +36,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -124,6 +124,11 @@ CREATE TABLE signin_links (
     used_at INTEGER
 );
 ",
+    // A person's pages received (the console's Me page), without reading every event.
+    "
+CREATE INDEX IF NOT EXISTS incident_events_by_target
+    ON incident_events (target, kind, at, id) WHERE target IS NOT NULL;
+",
 ];
 
 fn console_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSession> {
@@ -133,6 +138,20 @@ fn console_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSession> {
         created_at: Timestamp(r.get(2)?),
         expires_at: Timestamp(r.get(3)?),
         user_agent: r.get(4)?,
+    })
+}
+
+fn incident_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentEvent> {
+    let kind: String = r.get(3)?;
+    Ok(IncidentEvent {
+        id: r.get(0)?,
+        incident_id: r.get(1)?,
+        at: Timestamp(r.get(2)?),
+        kind: EventKind::parse(&kind),
+        kind_name: kind,
+        actor: r.get(4)?,
+        target: r.get(5)?,
+        detail: r.get(6)?,
     })
 }
 
@@ -852,22 +871,29 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached(
                 "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE incident_id = ?1 ORDER BY id DESC LIMIT ?2",
             )?
-            .query_map(params![incident, limit], |r| {
-                let kind: String = r.get(3)?;
-                Ok(IncidentEvent {
-                    id: r.get(0)?,
-                    incident_id: r.get(1)?,
-                    at: Timestamp(r.get(2)?),
-                    kind: EventKind::parse(&kind),
-                    kind_name: kind,
-                    actor: r.get(4)?,
-                    target: r.get(5)?,
-                    detail: r.get(6)?,
-                })
-            })?
+            .query_map(params![incident, limit], incident_event)?
             .collect::<Result<_, _>>()?;
         rows.reverse();
         Ok(rows)
+    }
+
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE target = ?1 AND kind = ?2 AND at >= ?3 ORDER BY at DESC, id DESC LIMIT ?4",
+            )?
+            .query_map(
+                params![target, kind.as_str(), since.0, limit],
+                incident_event,
+            )?
+            .collect::<Result<_, _>>()?)
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {

@@ -3,7 +3,9 @@
 //! anti-forgery token ([`refused`]), answered with a redirect to the page they came from.
 
 mod incident;
+pub mod me;
 mod now;
+pub mod schedules;
 mod signin;
 
 pub use incident::{acknowledge, escalate, incident, resolve, silence};

@@ -10,7 +10,7 @@ use super::{wait, StoreError};
 /// (same columns, same meaning); JSON stays `TEXT` so that a damaged value can be read
 /// back as it is and quarantined, as in SQLite. Keys compare byte-wise (`COLLATE "C"`),
 /// as SQLite's do, whatever the database's locale.
-pub(super) const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 5] = [
     "
 CREATE TABLE incidents (
     id BIGINT PRIMARY KEY,
@@ -103,6 +103,11 @@ CREATE TABLE signin_links (
     expires_at BIGINT NOT NULL,
     used_at BIGINT
 );
+",
+    // A person's pages received (the console's Me page), without reading every event.
+    "
+CREATE INDEX IF NOT EXISTS incident_events_by_target
+    ON incident_events (target, kind, at, id) WHERE target IS NOT NULL;
 ",
 ];
 

@@ -108,6 +108,20 @@ fn console_session(r: &Row) -> Result<ConsoleSession, StoreError> {
 }
 
 /// Attempts are never negative (a `CHECK` says so).
+fn incident_event(r: &Row) -> Result<IncidentEvent, StoreError> {
+    let kind: String = r.try_get(3)?;
+    Ok(IncidentEvent {
+        id: r.try_get(0)?,
+        incident_id: r.try_get(1)?,
+        at: Timestamp(r.try_get(2)?),
+        kind: EventKind::parse(&kind),
+        kind_name: kind,
+        actor: r.try_get(4)?,
+        target: r.try_get(5)?,
+        detail: r.try_get(6)?,
+    })
+}
+
 fn attempts(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
@@ -791,22 +805,26 @@ impl Tx for PgTx<'_> {
                 &[&incident, &i64::from(limit)],
             )?
             .iter()
-            .map(|r| {
-                let kind: String = r.try_get(3)?;
-                Ok(IncidentEvent {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    at: Timestamp(r.try_get(2)?),
-                    kind: EventKind::parse(&kind),
-                    kind_name: kind,
-                    actor: r.try_get(4)?,
-                    target: r.try_get(5)?,
-                    detail: r.try_get(6)?,
-                })
-            })
+            .map(incident_event)
             .collect::<Result<Vec<_>, StoreError>>()?;
         rows.reverse();
         Ok(rows)
+    }
+
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.rows(
+            "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE target = $1 AND kind = $2 AND at >= $3 ORDER BY at DESC, id DESC LIMIT $4",
+            &[&text(target), &kind.as_str(), &since.0, &i64::from(limit)],
+        )?
+        .iter()
+        .map(incident_event)
+        .collect()
     }
 
     fn hold(&mut self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
