@@ -45,6 +45,8 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .route("/signout", post(pages::signout))
         .route("/incidents/{id}", get(pages::incident))
         .route("/incidents/{id}/ack", post(pages::acknowledge))
+        .route("/history", get(pages::history))
+        .route("/dead-letters", get(pages::dead_letters))
         .route("/assets/{name}", get(assets::asset))
         .layer(axum::middleware::map_response(secure_headers))
 }

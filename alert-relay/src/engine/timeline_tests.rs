@@ -143,3 +143,21 @@ fn every_kind_round_trips_by_name() {
     }
     assert_eq!(EventKind::parse("from_a_newer_relay"), None);
 }
+
+#[test]
+fn a_page_delivery_is_told_from_a_notice_by_its_detail() {
+    use crate::domain::NotificationKind;
+    let page = events::delivery_detail(NotificationKind::Firing, "attempt 1, 80 ms");
+    assert_eq!(page, "firing: attempt 1, 80 ms");
+    assert!(events::is_page_delivery(&page));
+    for notice in [
+        NotificationKind::Acknowledged,
+        NotificationKind::Resolved,
+        NotificationKind::Silenced,
+    ] {
+        assert!(!events::is_page_delivery(&events::delivery_detail(
+            notice,
+            "attempt 1, 80 ms"
+        )));
+    }
+}

@@ -2,10 +2,14 @@
 //! layer and renders a view model. Actions are forms (POST) checked for origin and
 //! anti-forgery token ([`refused`]), answered with a redirect to the page they came from.
 
+mod dead_letters;
+mod history;
 mod incident;
 mod now;
 mod signin;
 
+pub use dead_letters::dead_letters;
+pub use history::history;
 pub use incident::{acknowledge, incident};
 pub use now::now;
 pub use signin::{signin_complete, signin_form, signin_link, signin_request, signout};

@@ -2,6 +2,9 @@
 //! ways it formats things (times in the viewer's zone, durations, safe links). Askama
 //! escapes every value a template prints: nothing here builds HTML.
 
+pub mod dead_letters;
+pub mod history;
+
 use askama::Template;
 
 use crate::app::OpenIncident;
