@@ -272,7 +272,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.execute_batch(step)?;
-        if i + 1 == history::VERSION {
+        if *step == history::MIGRATION {
             history::backfill(&tx)?;
         }
         tx.pragma_update(None, "user_version", i + 1)?;

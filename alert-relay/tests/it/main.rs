@@ -8,6 +8,7 @@ mod ack_page;
 mod api;
 mod cli;
 mod console;
+mod console_history;
 mod delivery;
 mod ha;
 mod heartbeat;

@@ -104,8 +104,14 @@ CREATE TABLE signin_links (
     used_at BIGINT
 );
 ",
-    // The history and retention (SQLite's version 7; `store::sqlite::history`).
-    "
+    HISTORY,
+];
+
+/// The history and retention (SQLite's `store::sqlite::history::MIGRATION`): when an
+/// incident closed, and what the history filters on, as columns, and the indexes of a
+/// history page, the per-person numbers, the dead letters and the prune; [`backfill`] fills
+/// the columns of the rows stored before.
+pub(super) const HISTORY: &str = "
 ALTER TABLE incidents ADD COLUMN closed_at BIGINT;
 ALTER TABLE incidents ADD COLUMN severity TEXT COLLATE \"C\";
 ALTER TABLE incidents ADD COLUMN alertname TEXT COLLATE \"C\";
@@ -118,11 +124,7 @@ CREATE INDEX incident_events_kind_at ON incident_events (kind, at);
 CREATE INDEX outbox_incident ON outbox (incident_id);
 CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead';
 CREATE INDEX ack_nonces_incident ON ack_nonces (incident_id);
-",
-];
-
-/// The version whose columns [`backfill`] fills for the rows stored before.
-const HISTORY_VERSION: usize = 5;
+";
 
 /// The advisory lock that serialises migrations (any number, the same in every relay).
 const MIGRATION_LOCK: i64 = 0x7265_6c61_795f_6d67;
@@ -176,7 +178,7 @@ fn apply(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreEr
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         wait(limit, client.batch_execute(step))?;
-        if i + 1 == HISTORY_VERSION {
+        if *step == HISTORY {
             backfill(client, limit)?;
         }
         let next = i32::try_from(i + 1).unwrap_or(i32::MAX);

@@ -256,18 +256,23 @@ fn incidents_from_before_the_history_get_its_columns() {
     let json = serde_json::to_string(&group)
         .expect("json")
         .replace('\'', "''");
-    // Back to version 4, with rows written then.
+    let version = schema::MIGRATIONS
+        .iter()
+        .position(|m| *m == schema::HISTORY)
+        .expect("a step of the schema")
+        + 1;
+    // Back to the version before, with rows written then.
     db.open()
         .execute(&format!(
             "ALTER TABLE incidents DROP COLUMN closed_at, DROP COLUMN severity, DROP COLUMN alertname;
              DROP INDEX incident_events_kind_at, outbox_incident, outbox_dead, ack_nonces_incident;
-             DELETE FROM schema_migrations WHERE version = 5;
+             DELETE FROM schema_migrations WHERE version = {version};
              INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, started_at, updated_at)
              VALUES (1, '', 'critical', '1', false, '{{}}', '{json}', 5, 9),
                     (2, '', 'critical', '2', true, '{{}}', '{json}', 5, 9),
                     (3, '', 'critical', '3', false, '{{}}', '{{', 5, 9);"
         ))
-        .expect("version 4");
+        .expect("the version before");
     let rows = db
         .open()
         .query(

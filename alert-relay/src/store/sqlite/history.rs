@@ -8,9 +8,6 @@ use crate::domain::{AlertGroup, Timestamp};
 use crate::engine::{EventKind, IncidentEvent};
 use crate::store::history::{self, Arg, ClosedIncident, HistoryQuery, Pruned};
 
-/// The schema version [`MIGRATION`] brings.
-pub(super) const VERSION: usize = 7;
-
 /// When an incident closed, and what the history filters on, as columns; the indexes that
 /// serve a history page, the per-person numbers, the dead letters and the prune. Closed
 /// incidents stored before get `closed_at` from their last update, and their severity and
@@ -180,10 +177,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("relay.db");
         let conn = Connection::open(&path).expect("open");
-        for step in &MIGRATIONS[..VERSION - 1] {
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| *m == MIGRATION)
+            .expect("a step of the schema");
+        for step in &MIGRATIONS[..before] {
             conn.execute_batch(step).expect("an older schema");
         }
-        conn.pragma_update(None, "user_version", VERSION - 1)
+        conn.pragma_update(None, "user_version", before)
             .expect("version");
         let group = sample_notification("critical", "GatewayDown", NotificationKind::Firing).group;
         let group = serde_json::to_string(&group).expect("json");
