@@ -304,7 +304,7 @@ async fn who_carried_the_pager_is_counted_per_person() {
     let row = |person: &str, zone: &str| {
         let start = html
             .find(&format!(
-                "<th scope=\"row\">{person} <span class=\"muted\">{zone}</span></th>"
+                "<th scope=\"row\">{person} <span class=\"muted zone\">{zone}</span></th>"
             ))
             .unwrap_or_else(|| panic!("a row for {person} in {zone}: {html}"));
         let cells: Vec<String> = html[start..]
