@@ -8,15 +8,18 @@
 //!
 //! - [`runtime`]: what one version of the policy file builds (sinks, templates, links).
 //! - [`heartbeat`]: the dead man's switch's bookkeeping and its synthetic alert.
-//! - `intake`, `incidents`, `ack_link`, `delivery`, `oncall`, `shifts`, `console`: the use
-//!   cases, by what they touch.
+//! - `intake`, `incidents`, `ack_link`, `delivery`, `oncall`, `shifts`, `console`, `manual`,
+//!   `history` (with retention): the use cases, by what they touch; [`load`]: who carried the
+//!   pager (pure).
 
 mod ack_link;
 pub mod console;
 mod delivery;
 pub mod heartbeat;
+mod history;
 mod incidents;
 mod intake;
+pub mod load;
 mod manual;
 mod oncall;
 pub mod runtime;
@@ -37,6 +40,7 @@ use crate::store::{SqliteStore, Store, StoreHandle};
 
 pub use ack_link::{AckLinkError, LinkAck, LinkPreview};
 pub use delivery::{Step, Worker};
+pub use history::HistoryPage;
 pub use incidents::OpenIncident;
 pub use intake::{IngestError, Ingested};
 pub use manual::ManualError;

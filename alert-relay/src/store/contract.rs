@@ -1,6 +1,8 @@
 //! The contract every backend passes: each check takes a fresh, empty store. Backends run
 //! them all from their own tests ([`check_all`]).
 
+mod history;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{commit, run, Counts, Finish, Mode, Store, StoreError};
@@ -53,12 +55,25 @@ pub fn fire(
     alertname: &str,
     now: Timestamp,
 ) -> Result<IngestOutcome, StoreError> {
+    webhook(store, alertname, NotificationKind::Firing, now)
+}
+
+/// Ingests a webhook for `alertname`, firing or resolved (`kind`), as [`fire`] does.
+pub fn webhook(
+    store: &dyn Store,
+    alertname: &str,
+    kind: NotificationKind,
+    now: Timestamp,
+) -> Result<IngestOutcome, StoreError> {
     let links = links();
     let configured = targets();
-    let mut group = sample_notification("critical", "x", NotificationKind::Firing).group;
+    let mut group = sample_notification("critical", "x", kind).group;
     group.group_key = format!("{{}}:{{alertname=\"{alertname}\"}}")
         .as_str()
         .into();
+    group
+        .common_labels
+        .insert("alertname".into(), alertname.into());
     run(store, Mode::Durable, |tx| {
         let open = tx
             .open_incident(&"critical".into(), &group.group_key)?
@@ -102,6 +117,7 @@ pub fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     one_open_incident_per_policy_and_group(fresh().as_ref());
     the_timeline_is_written_with_its_change_and_read_in_order(fresh().as_ref());
     a_targets_events_read_across_incidents_newest_first(fresh().as_ref());
+    history::check_all(fresh);
 }
 
 fn a_committed_transition_reads_back(store: &dyn Store) {

@@ -2,6 +2,8 @@
 //! ways it formats things (times in the viewer's zone, durations, safe links). Askama
 //! escapes every value a template prints: nothing here builds HTML.
 
+pub mod dead_letters;
+pub mod history;
 pub mod me;
 pub mod schedules;
 

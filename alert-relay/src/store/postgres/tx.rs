@@ -1,6 +1,8 @@
 //! What a unit of work reads and writes on PostgreSQL: the same rows and answers as
 //! SQLite's `Tx`, statement for statement.
 
+mod history;
+
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -14,8 +16,8 @@ use super::{leases, wait};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
 use crate::store::{
-    group_lock_key, BadRow, ConsoleSession, Counts, DeadLetter, Finish, Lease, Loaded, Mode,
-    OutboxItem, Quarantined, StoreError, Tx,
+    group_lock_key, BadRow, ClosedIncident, ConsoleSession, Counts, DeadLetter, Finish,
+    HistoryQuery, Lease, Loaded, Mode, OutboxItem, Pruned, Quarantined, StoreError, Tx,
 };
 
 /// Taken before intake reads a group's open incident, held to the commit: relays sharing
@@ -376,7 +378,7 @@ impl Tx for PgTx<'_> {
         let reason = text(&reason);
         match row.table {
             "incidents" => self.execute(
-                "UPDATE incidents SET open = false, next_due = NULL, quarantined = $2, updated_at = $3 WHERE id = $1",
+                "UPDATE incidents SET open = false, next_due = NULL, quarantined = $2, updated_at = $3, closed_at = COALESCE(closed_at, $3) WHERE id = $1",
                 &[&row.id, &reason, &now.0],
             )?,
             _ => self.execute(
@@ -440,8 +442,8 @@ impl Tx for PgTx<'_> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
         self.defer(
-            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at, closed_at, severity, alertname)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $5 THEN NULL ELSE $10::BIGINT END, $11, $12)",
             vec![
                 Box::new(incident.id),
                 Box::new(incident.key.to_hex()),
@@ -453,6 +455,8 @@ impl Tx for PgTx<'_> {
                 Box::new(incident.machine.next_due().map(|t| t.0)),
                 Box::new(incident.machine.started_at.0),
                 Box::new(now.0),
+                Box::new(text(incident.group.severity().as_str()).into_owned()),
+                Box::new(incident.group.alertname().map(|a| text(a).into_owned())),
             ],
         );
         Ok(())
@@ -466,7 +470,8 @@ impl Tx for PgTx<'_> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
         self.defer(
-            "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6 WHERE id = $1",
+            "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6,
+             closed_at = CASE WHEN $2 THEN NULL ELSE COALESCE(closed_at, $6) END, severity = $7, alertname = $8 WHERE id = $1",
             vec![
                 Box::new(incident.id),
                 Box::new(!incident.machine.is_closed()),
@@ -474,6 +479,8 @@ impl Tx for PgTx<'_> {
                 Box::new(group),
                 Box::new(incident.machine.next_due().map(|t| t.0)),
                 Box::new(now.0),
+                Box::new(text(incident.group.severity().as_str()).into_owned()),
+                Box::new(incident.group.alertname().map(|a| text(a).into_owned())),
             ],
         );
         Ok(())
@@ -718,6 +725,32 @@ impl Tx for PgTx<'_> {
             ],
         );
         Ok(())
+    }
+
+    fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError> {
+        self.history_page(q)
+    }
+
+    fn deliveries(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        target_prefix: &str,
+        detail_prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.delivered_events(period, (target_prefix, detail_prefix), limit)
+    }
+
+    fn acknowledged_timelines(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.acknowledged_events(period, limit)
+    }
+
+    fn prune_closed(&mut self, before: Timestamp, limit: u32) -> Result<Pruned, StoreError> {
+        self.prune(before, limit)
     }
 
     fn insert_signin(
