@@ -1,6 +1,6 @@
 //! Every long-running loop of the relay, each until the stop signal: the scheduler, one
 //! delivery worker per target (restarted as a set on reload), target healthchecks, the
-//! heartbeat watch, and reload on SIGHUP. Loops only read the clock, sleep, and call one use
+//! heartbeat watch, retention, and reload on SIGHUP. Loops only read the clock, sleep, and call one use
 //! case of the application layer; every decision is made there.
 
 use std::collections::BTreeMap;
@@ -37,6 +37,11 @@ pub fn spawn_all(
         stop.clone(),
     ));
     tasks.spawn(handoffs(Arc::clone(relay), Arc::clone(clock), stop.clone()));
+    tasks.spawn(retention(
+        Arc::clone(relay),
+        Arc::clone(clock),
+        stop.clone(),
+    ));
     tasks.spawn(reload_on_sighup(Arc::clone(relay), stop.clone()));
     tasks
 }
@@ -90,6 +95,24 @@ async fn handoffs(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Rec
         };
         if !pause(wait, &wake, &mut stop).await {
             return;
+        }
+    }
+}
+
+/// How often closed incidents past `retention` are pruned; the first prune comes this long
+/// after the start too (a restart loop does not prune in a loop).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const FIRST_PRUNE: Duration = Duration::from_secs(60);
+
+/// Prunes closed incidents past `retention` hourly.
+async fn retention(relay: Arc<Relay>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let never = Notify::new();
+    let mut wait = FIRST_PRUNE;
+    while pause(wait, &never, &mut stop).await {
+        wait = PRUNE_EVERY;
+        if let Err(error) = relay.prune(clock.now()).await {
+            relay.metrics().store_error(&error);
+            tracing::error!(%error, "retention: cannot prune old incidents; trying again in an hour");
         }
     }
 }

@@ -221,6 +221,14 @@ impl AlertGroup {
         Severity::from_label(self.common_labels.get("severity").map(String::as_str))
     }
 
+    /// The alert's name: the common `alertname` label, else the grouping one.
+    pub fn alertname(&self) -> Option<&str> {
+        self.common_labels
+            .get("alertname")
+            .or_else(|| self.group_labels.get("alertname"))
+            .map(String::as_str)
+    }
+
     pub fn firing_count(&self) -> usize {
         self.alerts
             .iter()

@@ -28,6 +28,7 @@ pub struct RelayMetrics {
     pub lease_takeovers: IntCounterVec,
     pub leases_lost: IntCounterVec,
     pub store_timeouts: IntCounterVec,
+    pub pruned: IntCounterVec,
 }
 
 /// Outcomes of `relay_webhooks_received_total`.
@@ -179,6 +180,13 @@ impl RelayMetrics {
                 ),
                 &["kind"],
             )?,
+            pruned: IntCounterVec::new(
+                Opts::new(
+                    "relay_pruned_rows_total",
+                    "Rows deleted by retention (incidents closed longer ago than `retention`, with their events, notifications and acknowledge-link nonces), by table.",
+                ),
+                &["table"],
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -203,6 +211,7 @@ impl RelayMetrics {
         r.register(Box::new(metrics.lease_takeovers.clone()))?;
         r.register(Box::new(metrics.leases_lost.clone()))?;
         r.register(Box::new(metrics.store_timeouts.clone()))?;
+        r.register(Box::new(metrics.pruned.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -228,6 +237,9 @@ impl RelayMetrics {
         }
         for table in ["incidents", "outbox"] {
             metrics.quarantined.with_label_values(&[table]).inc_by(0);
+        }
+        for (table, _) in crate::store::Pruned::default().by_table() {
+            metrics.pruned.with_label_values(&[table]).inc_by(0);
         }
         for kind in crate::store::TIMEOUT_KINDS {
             metrics.store_timeouts.with_label_values(&[kind]).inc_by(0);

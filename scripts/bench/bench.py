@@ -2,7 +2,7 @@
 """Side-by-side benchmarks of the bundle (issue: benchmarks). Everything compared runs in the
 same invocation, interleaved where possible, and is reported as ratios; results are JSON lines
 on stdout and a Markdown summary at the end. Usage: scripts/bench/run [exporter|middleware|relay|storm|startup|slowclients|firstdelivery|
-intake-backends|latency-backends|failover|intake-replicas]...
+intake-backends|latency-backends|failover|intake-replicas|console]...
 
 Needs release builds (scripts/bench/run does them), Debian's prometheus-node-exporter and wrk.
 """
@@ -784,13 +784,18 @@ def bench_failover(runs: int = int(os.environ.get("BENCH_FAILOVER_RUNS", "7")), 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bench_console():
+    import console  # scripts/bench/console.py
+    console.bench_console()
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or ["exporter", "middleware", "relay", "storm", "startup", "slowclients", "firstdelivery"]
     for name in wanted:
         {"exporter": bench_exporter, "middleware": bench_middleware, "relay": bench_relay, "storm": bench_storm,
          "startup": bench_startup, "slowclients": bench_slowclients, "firstdelivery": bench_first_delivery,
          "intake-backends": bench_intake_backends, "latency-backends": bench_latency_backends, "failover": bench_failover,
-         "intake-replicas": bench_intake_replicas}[name]()
+         "intake-replicas": bench_intake_replicas, "console": bench_console}[name]()
     print("\nsummary:", json.dumps(results, indent=1))
     return 0
 

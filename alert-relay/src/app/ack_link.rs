@@ -44,7 +44,7 @@ impl Relay {
         let claim = self.runtime().links.key.verify(token, now)?;
         let id = claim.incident_id;
         let (outcome, incident) = self
-            .stop_acknowledged(id, Some(claim), "ack link".into(), now)
+            .stop_acknowledged(id, Some(claim), super::load::LINK_ACTOR.into(), now)
             .await?;
         Ok(LinkAck {
             id,

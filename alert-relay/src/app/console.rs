@@ -1,6 +1,7 @@
 //! Use cases of the console's people: sign in by a one-time link pushed to their own contact,
 //! sessions (kept in the store, so any replica serves them and they survive restarts),
-//! signing out. Tokens are random; the store keeps only their SHA-256.
+//! signing out, and the pages a person received. Tokens are random; the store keeps only their
+//! SHA-256.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::Relay;
 use crate::domain::{sample_notification, NotificationKind, Rendered, Timestamp};
+use crate::engine::{EventKind, IncidentEvent, IncidentRecord};
 use crate::store::{ConsoleSession, Mode, StoreError};
 
 /// Sign-in requests per name, and per client address, within [`WINDOW`].
@@ -37,6 +39,13 @@ pub enum SigninError {
 pub struct NewSession {
     pub token: String,
     pub session: ConsoleSession,
+}
+
+/// A page a person received: its delivery to them, and the incident it was about (`None` if
+/// it is gone, or cannot be read).
+pub struct ReceivedPage {
+    pub event: IncidentEvent,
+    pub incident: Option<IncidentRecord>,
 }
 
 /// Sign-in attempts, by name and by client, in this replica's memory.
@@ -250,5 +259,42 @@ impl Relay {
             })
             .await?;
         Ok(ended)
+    }
+
+    /// The pages delivered to `person` (their own target, `person.<name>`) since `since`,
+    /// newest first, at most `limit`, from the incidents' timelines.
+    pub async fn pages_received(
+        &self,
+        person: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ReceivedPage>, StoreError> {
+        let target = crate::engine::person_target(person);
+        self.store
+            .run(Mode::Read, move |tx| {
+                let events =
+                    tx.events_for_target(target.as_str(), EventKind::Delivered, since, limit)?;
+                let mut incidents = BTreeMap::new();
+                for e in &events {
+                    if incidents.contains_key(&e.incident_id) {
+                        continue;
+                    }
+                    let record = match tx.incident(e.incident_id) {
+                        Ok(record) => record,
+                        // Listed with the dead letters; the page is still one received.
+                        Err(StoreError::Undecodable(_)) => None,
+                        Err(other) => return Err(other),
+                    };
+                    incidents.insert(e.incident_id, record);
+                }
+                Ok(events
+                    .into_iter()
+                    .map(|event| ReceivedPage {
+                        incident: incidents.get(&event.incident_id).cloned().flatten(),
+                        event,
+                    })
+                    .collect())
+            })
+            .await
     }
 }

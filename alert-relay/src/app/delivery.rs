@@ -511,11 +511,11 @@ fn delivery_event(
         return None;
     }
     let attempt = item.attempts + 1;
-    let what = n.kind.as_str();
+    let detail = |rest: String| events::delivery_detail(n.kind, &rest);
     let (kind, detail) = match finish {
         Finish::Delivered => (
             EventKind::Delivered,
-            format!("{what}: attempt {attempt}, {} ms", took.as_millis()),
+            detail(format!("attempt {attempt}, {} ms", took.as_millis())),
         ),
         Finish::Retry { next_try, error } => {
             if !events::retry_is_noted(attempt) {
@@ -524,15 +524,15 @@ fn delivery_event(
             let wait = Duration::from_millis(u64::try_from(next_try.0 - now.0).unwrap_or(0));
             (
                 EventKind::Retrying,
-                format!(
-                    "{what}: attempt {attempt} failed ({error}); next in {}",
+                detail(format!(
+                    "attempt {attempt} failed ({error}); next in {}",
                     humantime::format_duration(wait)
-                ),
+                )),
             )
         }
         Finish::Dead { error } => (
             EventKind::DeadLettered,
-            format!("{what}: attempt {attempt}: {error}"),
+            detail(format!("attempt {attempt}: {error}")),
         ),
     };
     Some(NewEvent::new(n.incident_id, kind, detail).to(&n.target))

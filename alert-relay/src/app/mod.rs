@@ -8,17 +8,22 @@
 //!
 //! - [`runtime`]: what one version of the policy file builds (sinks, templates, links).
 //! - [`heartbeat`]: the dead man's switch's bookkeeping and its synthetic alert.
-//! - `intake`, `incidents`, `ack_link`, `delivery`: the use cases, by what they touch.
+//! - `intake`, `incidents`, `ack_link`, `delivery`, `oncall`, `shifts`, `console`, `manual`,
+//!   `history` (with retention): the use cases, by what they touch; [`load`]: who carried the
+//!   pager (pure).
 
 mod ack_link;
 pub mod console;
 mod delivery;
 pub mod heartbeat;
+mod history;
 mod incidents;
 mod intake;
+pub mod load;
 mod manual;
 mod oncall;
 pub mod runtime;
+mod shifts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,11 +40,13 @@ use crate::store::{SqliteStore, Store, StoreHandle};
 
 pub use ack_link::{AckLinkError, LinkAck, LinkPreview};
 pub use delivery::{Step, Worker};
+pub use history::HistoryPage;
 pub use incidents::OpenIncident;
 pub use intake::{IngestError, Ingested};
 pub use manual::ManualError;
 pub use oncall::{OverrideError, MAX_LIVE_OVERRIDES, MAX_OVERRIDE_MS};
 pub use runtime::{HttpPeers, Peers, Runtime};
+pub use shifts::{Cover, ScheduleAhead};
 
 /// The wall clock, injectable: loops read it, use cases take `now` as an argument.
 pub trait Clock: Send + Sync {

@@ -87,6 +87,19 @@ impl Runtime {
         })
     }
 
+    /// The secret URL of calendar feed `feed` (`schedule-<name>`, `person-<name>`): absolute
+    /// under `server.public_url` when set, else a path on this relay.
+    pub fn feed_url(&self, feed: &str) -> String {
+        let path = format!(
+            "calendar/{feed}.ics?token={}",
+            self.links.key.feed_token(feed)
+        );
+        match &self.links.public_url {
+            Some(base) => base.join(&path).map_or(path.clone(), |u| u.to_string()),
+            None => format!("/{path}"),
+        }
+    }
+
     /// Whether `policy` is a heartbeat policy (its incident is open by design).
     pub fn is_heartbeat(&self, policy: &str) -> bool {
         self.config

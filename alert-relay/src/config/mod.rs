@@ -57,6 +57,8 @@ pub struct Config {
     /// Who is on call, by schedule name (steps notify `schedule.<name>`).
     pub schedules: BTreeMap<String, crate::engine::oncall::Schedule>,
     pub policies: Vec<Policy>,
+    /// Incidents closed longer ago than this are deleted, with their timelines.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub schedules: std::collections::BTreeMap<String, RawSchedule>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    /// How long closed incidents and their timelines are kept (default 90d).
+    pub retention: Option<String>,
 }
 
 /// A person who can be on call, and how to reach them.

@@ -49,6 +49,10 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .route("/incidents/{id}/escalate", post(pages::escalate))
         .route("/incidents/{id}/resolve", post(pages::resolve))
         .route("/incidents/{id}/silence", post(pages::silence))
+        .merge(pages::schedules::router())
+        .merge(pages::me::router())
+        .route("/history", get(pages::history))
+        .route("/dead-letters", get(pages::dead_letters))
         .route("/assets/{name}", get(assets::asset))
         .layer(axum::middleware::map_response_with_state(
             relay.clone(),

@@ -3,7 +3,7 @@
 //! The engine says what each transition adds; the application layer adds what only it
 //! knows (a vendor's answer to a delivery).
 
-use crate::domain::{TargetName, Timestamp};
+use crate::domain::{NotificationKind, TargetName, Timestamp};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,6 +127,23 @@ pub struct IncidentEvent {
 /// six-hour vendor outage would otherwise write hundreds per notification).
 pub fn retry_is_noted(attempts: u32) -> bool {
     attempts <= 3 || attempts.is_multiple_of(10)
+}
+
+/// A delivery event's detail: the notification's kind first (`firing: attempt 1, 80 ms`), so
+/// that a page (`firing`) can be told from a notice ([`is_page_delivery`]).
+pub fn delivery_detail(kind: NotificationKind, rest: &str) -> String {
+    format!("{}: {rest}", kind.as_str())
+}
+
+/// What the detail of a delivery event about a page starts with.
+pub fn page_delivery_prefix() -> String {
+    delivery_detail(NotificationKind::Firing, "")
+}
+
+/// Whether a delivery event's detail is about a page (not an acknowledged, silenced or
+/// resolved notice).
+pub fn is_page_delivery(detail: &str) -> bool {
+    detail.starts_with(&page_delivery_prefix())
 }
 
 /// Targets as a person reads them: `ntfy.primary, person.alice`.

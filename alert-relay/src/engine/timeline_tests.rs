@@ -194,3 +194,21 @@ fn a_resolve_by_hand_closes_tells_those_paged_and_names_who() {
     let (again, _) = resolve_by(record, "alice", &inputs_at(&links, &targets, at(6)));
     assert_eq!(again, ManualOutcome::Nothing);
 }
+
+#[test]
+fn a_page_delivery_is_told_from_a_notice_by_its_detail() {
+    use crate::domain::NotificationKind;
+    let page = events::delivery_detail(NotificationKind::Firing, "attempt 1, 80 ms");
+    assert_eq!(page, "firing: attempt 1, 80 ms");
+    assert!(events::is_page_delivery(&page));
+    for notice in [
+        NotificationKind::Acknowledged,
+        NotificationKind::Resolved,
+        NotificationKind::Silenced,
+    ] {
+        assert!(!events::is_page_delivery(&events::delivery_detail(
+            notice,
+            "attempt 1, 80 ms"
+        )));
+    }
+}

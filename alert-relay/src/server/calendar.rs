@@ -135,17 +135,7 @@ pub async fn list(State(relay): State<Shared>) -> Response {
     let runtime = relay.runtime();
     let listed: Vec<_> = feeds(&runtime.config)
         .into_iter()
-        .map(|feed| {
-            let path = format!(
-                "calendar/{feed}.ics?token={}",
-                runtime.links.key.feed_token(&feed)
-            );
-            let url = match &runtime.links.public_url {
-                Some(base) => base.join(&path).map_or(path.clone(), |u| u.to_string()),
-                None => format!("/{path}"),
-            };
-            json!({"feed": feed, "url": url})
-        })
+        .map(|feed| json!({"url": runtime.feed_url(&feed), "feed": feed}))
         .collect();
     Json(json!({"calendars": listed})).into_response()
 }

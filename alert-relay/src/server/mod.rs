@@ -245,10 +245,11 @@ pub struct Options {
     pub runbooks: Option<std::path::PathBuf>,
 }
 
-/// Serves until `shutdown`, then lets deliveries in progress finish and returns.
+/// Serves `relay` (owned, or shared with a caller that drives its use cases too) until
+/// `shutdown`, then lets deliveries in progress finish and returns.
 pub async fn run(
     listener: TcpListener,
-    relay: Relay,
+    relay: impl Into<Arc<Relay>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     run_with(listener, relay, Options::default(), shutdown).await
@@ -257,11 +258,11 @@ pub async fn run(
 /// [`run`] with [`Options`].
 pub async fn run_with(
     listener: TcpListener,
-    relay: Relay,
+    relay: impl Into<Arc<Relay>>,
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let relay = Arc::new(relay);
+    let relay: Arc<Relay> = relay.into();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runtime = relay.runtime();

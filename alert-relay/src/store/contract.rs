@@ -1,6 +1,8 @@
 //! The contract every backend passes: each check takes a fresh, empty store. Backends run
 //! them all from their own tests ([`check_all`]).
 
+mod history;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{commit, run, Counts, Finish, Mode, Store, StoreError};
@@ -53,12 +55,25 @@ pub fn fire(
     alertname: &str,
     now: Timestamp,
 ) -> Result<IngestOutcome, StoreError> {
+    webhook(store, alertname, NotificationKind::Firing, now)
+}
+
+/// Ingests a webhook for `alertname`, firing or resolved (`kind`), as [`fire`] does.
+pub fn webhook(
+    store: &dyn Store,
+    alertname: &str,
+    kind: NotificationKind,
+    now: Timestamp,
+) -> Result<IngestOutcome, StoreError> {
     let links = links();
     let configured = targets();
-    let mut group = sample_notification("critical", "x", NotificationKind::Firing).group;
+    let mut group = sample_notification("critical", "x", kind).group;
     group.group_key = format!("{{}}:{{alertname=\"{alertname}\"}}")
         .as_str()
         .into();
+    group
+        .common_labels
+        .insert("alertname".into(), alertname.into());
     run(store, Mode::Durable, |tx| {
         let open = tx
             .open_incident(&"critical".into(), &group.group_key)?
@@ -101,6 +116,8 @@ pub fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     a_nonce_is_used_once(fresh().as_ref());
     one_open_incident_per_policy_and_group(fresh().as_ref());
     the_timeline_is_written_with_its_change_and_read_in_order(fresh().as_ref());
+    a_targets_events_read_across_incidents_newest_first(fresh().as_ref());
+    history::check_all(fresh);
 }
 
 fn a_committed_transition_reads_back(store: &dyn Store) {
@@ -313,4 +330,56 @@ fn the_timeline_is_written_with_its_change_and_read_in_order(store: &dyn Store) 
     assert!(run(store, Mode::Read, |tx| tx.events(2, 100))
         .expect("none")
         .is_empty());
+}
+
+fn a_targets_events_read_across_incidents_newest_first(store: &dyn Store) {
+    use crate::engine::{EventKind, NewEvent};
+    fire(store, "A", T0).expect("incident 1");
+    fire(store, "B", T0).expect("incident 2");
+    let alice = TargetName::from("person.alice");
+    let at = |secs: i64| Timestamp(T0.0 + secs * 1000);
+    run(store, Mode::Relaxed, |tx| {
+        let delivered = |incident, n: i64| {
+            NewEvent::new(incident, EventKind::Delivered, format!("page {n}")).to(&alice)
+        };
+        tx.insert_event(&delivered(1, 1), at(1))?;
+        tx.insert_event(&delivered(2, 2), at(2))?;
+        tx.insert_event(&delivered(1, 3), at(3))?;
+        // Not alice's, not a delivery, or not a target at all: never listed.
+        let bob = TargetName::from("person.bob");
+        tx.insert_event(
+            &NewEvent::new(1, EventKind::Delivered, "bob's").to(&bob),
+            at(4),
+        )?;
+        tx.insert_event(
+            &NewEvent::new(2, EventKind::Retrying, "retry").to(&alice),
+            at(5),
+        )?;
+        tx.insert_event(&NewEvent::new(2, EventKind::Acknowledged, "ack"), at(6))
+    })
+    .expect("events");
+    let read = |since: Timestamp, limit| {
+        run(store, Mode::Read, |tx| {
+            tx.events_for_target("person.alice", EventKind::Delivered, since, limit)
+        })
+        .expect("read")
+    };
+    let all = read(T0, 10);
+    let details: Vec<&str> = all.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["page 3", "page 2", "page 1"], "{all:?}");
+    assert_eq!(
+        all.iter().map(|e| e.incident_id).collect::<Vec<_>>(),
+        [1, 2, 1]
+    );
+    assert!(all.iter().all(
+        |e| e.kind == Some(EventKind::Delivered) && e.target.as_deref() == Some("person.alice")
+    ));
+    let recent: Vec<String> = read(at(2), 10).into_iter().map(|e| e.detail).collect();
+    assert_eq!(recent, ["page 3", "page 2"], "from `since` on, inclusive");
+    assert_eq!(read(T0, 1).len(), 1, "at most `limit`");
+    let nobody = run(store, Mode::Read, |tx| {
+        tx.events_for_target("person.carol", EventKind::Delivered, T0, 10)
+    })
+    .expect("none");
+    assert!(nobody.is_empty());
 }

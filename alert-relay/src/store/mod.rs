@@ -8,6 +8,7 @@
 //! Calls are blocking; async code goes through [`StoreHandle`] (`spawn_blocking`).
 
 pub mod contract;
+pub mod history;
 pub mod postgres;
 pub mod sqlite;
 
@@ -16,9 +17,11 @@ use std::time::Duration;
 
 use crate::domain::{GroupKey, Notification, PolicyName, TargetName, Timestamp};
 use crate::engine::{
-    IncidentEvent, IncidentRecord, IncidentWrite, NewEvent, NewOutbox, Override, Transition,
+    EventKind, IncidentEvent, IncidentRecord, IncidentWrite, NewEvent, NewOutbox, Override,
+    Transition,
 };
 
+pub use history::{ClosedIncident, Cursor, HistoryFilter, HistoryQuery, Pruned, Seek};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -290,6 +293,38 @@ pub trait Tx {
     fn insert_event(&mut self, event: &NewEvent, now: Timestamp) -> Result<(), StoreError>;
     /// The latest `limit` events of an incident, oldest first.
     fn events(&mut self, incident: i64, limit: u32) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// The latest `limit` events of `kind` about `target` (a target's name, `person.alice`)
+    /// at or after `since`, across incidents, newest first.
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// Closed incidents (not quarantined) that `q` selects, newest first, at most its limit
+    /// (rows that cannot be read come back in `bad`).
+    fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError>;
+    /// `delivered` events at `period.0` ≤ at < `period.1` whose target starts with `target_prefix`
+    /// and whose detail starts with `detail_prefix`, oldest first, at most `limit`.
+    fn deliveries(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        target_prefix: &str,
+        detail_prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// The [`history::ESCALATION_KINDS`] events of every incident with an `acknowledged`
+    /// event at `period.0` ≤ at < `period.1`, by incident and in order, at most `limit`.
+    fn acknowledged_timelines(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError>;
+    /// Deletes at most `limit` incidents closed before `before`, oldest first, with their
+    /// events, notifications and acknowledge-link nonces. Never an open incident, nor one
+    /// with a notification still waiting for delivery.
+    fn prune_closed(&mut self, before: Timestamp, limit: u32) -> Result<Pruned, StoreError>;
     /// Keeps a console sign-in link (its token hashed) until `expires`.
     fn insert_signin(
         &mut self,

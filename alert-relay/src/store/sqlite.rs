@@ -3,14 +3,16 @@
 //! bookkeeping a second one with `synchronous=NORMAL`. Schema versions are migrated forward
 //! at open (`PRAGMA user_version`).
 
+mod history;
+
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    BadRow, ConsoleSession, Counts, DeadLetter, Finish, Loaded, Mode, OutboxItem, Quarantined,
-    Store, StoreError, Tx, Work,
+    BadRow, ClosedIncident, ConsoleSession, Counts, DeadLetter, Finish, HistoryQuery, Loaded, Mode,
+    OutboxItem, Pruned, Quarantined, Store, StoreError, Tx, Work,
 };
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
@@ -36,7 +38,7 @@ struct Connections {
 }
 
 /// Forward-only migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 8] = [
     "
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -124,6 +126,12 @@ CREATE TABLE signin_links (
     used_at INTEGER
 );
 ",
+    // A person's pages received (the console's Me page), without reading every event.
+    "
+CREATE INDEX IF NOT EXISTS incident_events_by_target
+    ON incident_events (target, kind, at, id) WHERE target IS NOT NULL;
+",
+    history::MIGRATION,
 ];
 
 fn console_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSession> {
@@ -133,6 +141,20 @@ fn console_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleSession> {
         created_at: Timestamp(r.get(2)?),
         expires_at: Timestamp(r.get(3)?),
         user_agent: r.get(4)?,
+    })
+}
+
+fn incident_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentEvent> {
+    let kind: String = r.get(3)?;
+    Ok(IncidentEvent {
+        id: r.get(0)?,
+        incident_id: r.get(1)?,
+        at: Timestamp(r.get(2)?),
+        kind: EventKind::parse(&kind),
+        kind_name: kind,
+        actor: r.get(4)?,
+        target: r.get(5)?,
+        detail: r.get(6)?,
     })
 }
 
@@ -269,6 +291,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.execute_batch(step)?;
+        if *step == history::MIGRATION {
+            history::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i + 1)?;
     }
     tx.commit()?;
@@ -444,7 +469,7 @@ impl Tx for SqliteTx<'_> {
         let reason = row.to_string();
         match row.table {
             "incidents" => self.0.prepare_cached(
-                "UPDATE incidents SET open = 0, next_due = NULL, quarantined = ?2, updated_at = ?3 WHERE id = ?1",
+                "UPDATE incidents SET open = 0, next_due = NULL, quarantined = ?2, updated_at = ?3, closed_at = COALESCE(closed_at, ?3) WHERE id = ?1",
             )?
             .execute(params![row.id, reason, now.0])?,
             _ => self.0.prepare_cached(
@@ -509,8 +534,8 @@ impl Tx for SqliteTx<'_> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.0.prepare_cached(
-            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at, closed_at, severity, alertname)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?5 THEN NULL ELSE ?10 END, ?11, ?12)",
         )?
         .execute(params![
             incident.id,
@@ -522,7 +547,9 @@ impl Tx for SqliteTx<'_> {
             serde_json::to_string(&incident.group)?,
             incident.machine.next_due().map(|t| t.0),
             incident.machine.started_at.0,
-            now.0
+            now.0,
+            incident.group.severity().as_str(),
+            incident.group.alertname(),
         ])?;
         Ok(())
     }
@@ -533,7 +560,8 @@ impl Tx for SqliteTx<'_> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.0.prepare_cached(
-            "UPDATE incidents SET open = ?2, machine = ?3, alert_group = ?4, next_due = ?5, updated_at = ?6 WHERE id = ?1",
+            "UPDATE incidents SET open = ?2, machine = ?3, alert_group = ?4, next_due = ?5, updated_at = ?6,
+             closed_at = CASE WHEN ?2 THEN NULL ELSE COALESCE(closed_at, ?6) END, severity = ?7, alertname = ?8 WHERE id = ?1",
         )?
         .execute(params![
             incident.id,
@@ -541,7 +569,9 @@ impl Tx for SqliteTx<'_> {
             serde_json::to_string(&incident.machine)?,
             serde_json::to_string(&incident.group)?,
             incident.machine.next_due().map(|t| t.0),
-            now.0
+            now.0,
+            incident.group.severity().as_str(),
+            incident.group.alertname(),
         ])?;
         Ok(())
     }
@@ -758,6 +788,32 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError> {
+        history::closed_incidents(self.0, q)
+    }
+
+    fn deliveries(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        target_prefix: &str,
+        detail_prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        history::deliveries(self.0, period, (target_prefix, detail_prefix), limit)
+    }
+
+    fn acknowledged_timelines(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        history::acknowledged_timelines(self.0, period, limit)
+    }
+
+    fn prune_closed(&mut self, before: Timestamp, limit: u32) -> Result<Pruned, StoreError> {
+        history::prune_closed(self.0, before, limit)
+    }
+
     fn insert_signin(
         &mut self,
         token_hash: &str,
@@ -852,22 +908,29 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached(
                 "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE incident_id = ?1 ORDER BY id DESC LIMIT ?2",
             )?
-            .query_map(params![incident, limit], |r| {
-                let kind: String = r.get(3)?;
-                Ok(IncidentEvent {
-                    id: r.get(0)?,
-                    incident_id: r.get(1)?,
-                    at: Timestamp(r.get(2)?),
-                    kind: EventKind::parse(&kind),
-                    kind_name: kind,
-                    actor: r.get(4)?,
-                    target: r.get(5)?,
-                    detail: r.get(6)?,
-                })
-            })?
+            .query_map(params![incident, limit], incident_event)?
             .collect::<Result<_, _>>()?;
         rows.reverse();
         Ok(rows)
+    }
+
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE target = ?1 AND kind = ?2 AND at >= ?3 ORDER BY at DESC, id DESC LIMIT ?4",
+            )?
+            .query_map(
+                params![target, kind.as_str(), since.0, limit],
+                incident_event,
+            )?
+            .collect::<Result<_, _>>()?)
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {

@@ -399,8 +399,10 @@ pub async fn start_alertmanager(config: &str) -> Alertmanager {
 }
 
 impl TestRelay {
-    /// Serves an already built relay (tests that keep a handle on its store).
-    pub async fn serve(relay: Relay) -> Self {
+    /// Serves an already built relay (tests that keep a handle on its store, or on the relay
+    /// itself to drive its use cases).
+    pub async fn serve(relay: impl Into<std::sync::Arc<Relay>>) -> Self {
+        let relay: std::sync::Arc<Relay> = relay.into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -9,6 +9,8 @@ mod api;
 mod cli;
 mod console;
 mod console_actions;
+mod console_history;
+mod console_schedules;
 mod delivery;
 mod ha;
 mod heartbeat;

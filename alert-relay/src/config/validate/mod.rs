@@ -11,6 +11,7 @@ use crate::validation::Checker;
 
 mod console;
 mod policy;
+mod retention;
 mod schedules;
 
 use policy::policy;
@@ -29,6 +30,7 @@ pub fn validate(
     let mut c = Checker::new(env);
     let server = server(&mut c, &raw);
     let delivery = delivery(&mut c, &raw);
+    let retention = retention::retention(&mut c, raw.retention.as_deref());
     let crate::sinks::Targets {
         enabled: mut targets,
         disabled,
@@ -81,6 +83,7 @@ pub fn validate(
             people,
             schedules,
             policies,
+            retention,
         })
     } else {
         Err(c.errors)

@@ -2,10 +2,16 @@
 //! layer and renders a view model. Actions are forms (POST) checked for origin and
 //! anti-forgery token ([`refused`]), answered with a redirect to the page they came from.
 
+mod dead_letters;
+mod history;
 mod incident;
+pub mod me;
 mod now;
+pub mod schedules;
 mod signin;
 
+pub use dead_letters::dead_letters;
+pub use history::history;
 pub use incident::{acknowledge, escalate, incident, resolve, silence};
 pub use now::now;
 pub use signin::{signin_complete, signin_form, signin_link, signin_request, signout};

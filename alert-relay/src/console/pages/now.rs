@@ -58,7 +58,7 @@ pub async fn now(State(relay): State<Shared>, viewer: Viewer) -> Response {
 }
 
 /// Each target's last healthcheck, from the relay's own gauge.
-fn target_health(relay: &Relay) -> Vec<TargetRow> {
+pub(super) fn target_health(relay: &Relay) -> Vec<TargetRow> {
     let checked: std::collections::BTreeMap<String, bool> = relay
         .metrics()
         .registry

@@ -2,11 +2,16 @@
 //! ways it formats things (times in the viewer's zone, durations, safe links). Askama
 //! escapes every value a template prints: nothing here builds HTML.
 
+pub mod dead_letters;
+pub mod history;
+pub mod me;
+pub mod schedules;
+
 use askama::Template;
 
 use crate::app::OpenIncident;
 use crate::domain::{AlertStatus, Timestamp};
-use crate::engine::{IncidentEvent, OnCall, Phase, StopReason};
+use crate::engine::{IncidentEvent, IncidentRecord, OnCall, Phase, StopReason};
 
 /// What every page's frame needs: where the console lives, and who is signed in.
 pub struct Chrome {
@@ -181,13 +186,18 @@ pub fn http_link(url: &str) -> Option<String> {
 
 /// A title for an incident: its alert name and summary.
 pub fn title(open: &OpenIncident) -> String {
-    let g = &open.record.group;
+    record_title(&open.record)
+}
+
+/// [`title`] of an incident's record.
+pub fn record_title(record: &IncidentRecord) -> String {
+    let g = &record.group;
     let name = g
         .common_labels
         .get("alertname")
         .or_else(|| g.group_labels.get("alertname"))
         .cloned()
-        .unwrap_or_else(|| format!("incident {}", open.record.id));
+        .unwrap_or_else(|| format!("incident {}", record.id));
     match g.common_annotations.get("summary") {
         Some(summary) if !summary.is_empty() => format!("{name}: {summary}"),
         _ => name,

@@ -10,7 +10,7 @@ use super::{wait, StoreError};
 /// (same columns, same meaning); JSON stays `TEXT` so that a damaged value can be read
 /// back as it is and quarantined, as in SQLite. Keys compare byte-wise (`COLLATE "C"`),
 /// as SQLite's do, whatever the database's locale.
-pub(super) const MIGRATIONS: [&str; 4] = [
+pub(super) const MIGRATIONS: [&str; 6] = [
     "
 CREATE TABLE incidents (
     id BIGINT PRIMARY KEY,
@@ -104,7 +104,32 @@ CREATE TABLE signin_links (
     used_at BIGINT
 );
 ",
+    // A person's pages received (the console's Me page), without reading every event.
+    "
+CREATE INDEX IF NOT EXISTS incident_events_by_target
+    ON incident_events (target, kind, at, id) WHERE target IS NOT NULL;
+",
+    HISTORY,
 ];
+
+/// The history and retention (SQLite's `store::sqlite::history::MIGRATION`): when an
+/// incident closed, and what the history filters on, as columns, and the indexes of a
+/// history page, the per-person numbers, the dead letters and the prune; [`backfill`] fills
+/// the columns of the rows stored before.
+pub(super) const HISTORY: &str = "
+ALTER TABLE incidents ADD COLUMN closed_at BIGINT;
+ALTER TABLE incidents ADD COLUMN severity TEXT COLLATE \"C\";
+ALTER TABLE incidents ADD COLUMN alertname TEXT COLLATE \"C\";
+UPDATE incidents SET closed_at = updated_at WHERE NOT open;
+CREATE INDEX incidents_closed ON incidents (closed_at, id) WHERE closed_at IS NOT NULL;
+CREATE INDEX incidents_closed_policy ON incidents (policy, closed_at, id) WHERE closed_at IS NOT NULL;
+CREATE INDEX incidents_closed_severity ON incidents (severity, closed_at, id) WHERE closed_at IS NOT NULL;
+CREATE INDEX incidents_closed_alertname ON incidents (alertname, closed_at, id) WHERE closed_at IS NOT NULL;
+CREATE INDEX incident_events_kind_at ON incident_events (kind, at);
+CREATE INDEX outbox_incident ON outbox (incident_id);
+CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead';
+CREATE INDEX ack_nonces_incident ON ack_nonces (incident_id);
+";
 
 /// The advisory lock that serialises migrations (any number, the same in every relay).
 const MIGRATION_LOCK: i64 = 0x7265_6c61_795f_6d67;
@@ -158,6 +183,9 @@ fn apply(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreEr
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         wait(limit, client.batch_execute(step))?;
+        if *step == HISTORY {
+            backfill(client, limit)?;
+        }
         let next = i32::try_from(i + 1).unwrap_or(i32::MAX);
         wait(
             limit,
@@ -167,5 +195,44 @@ fn apply(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreEr
             ),
         )?;
     }
+    Ok(())
+}
+
+/// Fills `severity` and `alertname` of the incidents stored before the columns existed, as
+/// the relay fills them on every write (rows that cannot be read are left empty); one
+/// statement for all.
+fn backfill(client: &tokio_postgres::Client, limit: Duration) -> Result<(), StoreError> {
+    let rows = wait(
+        limit,
+        client.query(
+            "SELECT id, alert_group FROM incidents WHERE severity IS NULL",
+            &[],
+        ),
+    )?;
+    let (mut ids, mut severities, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        let group = row
+            .try_get::<_, String>(1)
+            .ok()
+            .and_then(|g| serde_json::from_str::<crate::domain::AlertGroup>(&g).ok());
+        if let Some(group) = group {
+            ids.push(id);
+            severities.push(group.severity().as_str().to_owned());
+            names.push(group.alertname().map(str::to_owned));
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    wait(
+        limit,
+        client.execute(
+            "UPDATE incidents SET severity = u.severity, alertname = u.alertname \
+             FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[]) AS u(id, severity, alertname) \
+             WHERE incidents.id = u.id",
+            &[&ids, &severities, &names],
+        ),
+    )?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use super::scratch::ScratchDatabase;
 use super::*;
 use crate::domain::Timestamp;
+use crate::store::history::HistoryColumns;
 use crate::store::{contract, run, Finish};
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
@@ -238,4 +239,57 @@ fn the_store_answers_from_threads_inside_and_outside_a_runtime() {
     std::thread::spawn(move || store.probe().expect("a plain thread"))
         .join()
         .expect("join");
+}
+
+#[test]
+fn incidents_from_before_the_history_get_its_columns() {
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let group = crate::domain::sample_notification(
+        "critical",
+        "x",
+        crate::domain::NotificationKind::Firing,
+    )
+    .group;
+    let name = group.alertname().map(str::to_owned);
+    let json = serde_json::to_string(&group)
+        .expect("json")
+        .replace('\'', "''");
+    let version = schema::MIGRATIONS
+        .iter()
+        .position(|m| *m == schema::HISTORY)
+        .expect("a step of the schema")
+        + 1;
+    // Back to the version before, with rows written then.
+    db.open()
+        .execute(&format!(
+            "ALTER TABLE incidents DROP COLUMN closed_at, DROP COLUMN severity, DROP COLUMN alertname;
+             DROP INDEX incident_events_kind_at, outbox_incident, outbox_dead, ack_nonces_incident;
+             DELETE FROM schema_migrations WHERE version = {version};
+             INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, started_at, updated_at)
+             VALUES (1, '', 'critical', '1', false, '{{}}', '{json}', 5, 9),
+                    (2, '', 'critical', '2', true, '{{}}', '{json}', 5, 9),
+                    (3, '', 'critical', '3', false, '{{}}', '{{', 5, 9);"
+        ))
+        .expect("the version before");
+    let rows = db
+        .open()
+        .query(
+            "SELECT id, closed_at, severity, alertname FROM incidents ORDER BY id",
+            &[],
+        )
+        .expect("rows");
+    let rows: Vec<HistoryColumns> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, Some(9), Some("critical".into()), name.clone()),
+            (2, None, Some("critical".into()), name),
+            (3, Some(9), None, None),
+        ]
+    );
 }

@@ -1,6 +1,8 @@
 //! What a unit of work reads and writes on PostgreSQL: the same rows and answers as
 //! SQLite's `Tx`, statement for statement.
 
+mod history;
+
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -14,8 +16,8 @@ use super::{leases, wait};
 use crate::domain::{GroupKey, IncidentKey, PolicyName, TargetName, Timestamp};
 use crate::engine::{EventKind, IncidentEvent, IncidentRecord, NewEvent, NewOutbox, Override};
 use crate::store::{
-    group_lock_key, BadRow, ConsoleSession, Counts, DeadLetter, Finish, Lease, Loaded, Mode,
-    OutboxItem, Quarantined, StoreError, Tx,
+    group_lock_key, BadRow, ClosedIncident, ConsoleSession, Counts, DeadLetter, Finish,
+    HistoryQuery, Lease, Loaded, Mode, OutboxItem, Pruned, Quarantined, StoreError, Tx,
 };
 
 /// Taken before intake reads a group's open incident, held to the commit: relays sharing
@@ -108,6 +110,20 @@ fn console_session(r: &Row) -> Result<ConsoleSession, StoreError> {
 }
 
 /// Attempts are never negative (a `CHECK` says so).
+fn incident_event(r: &Row) -> Result<IncidentEvent, StoreError> {
+    let kind: String = r.try_get(3)?;
+    Ok(IncidentEvent {
+        id: r.try_get(0)?,
+        incident_id: r.try_get(1)?,
+        at: Timestamp(r.try_get(2)?),
+        kind: EventKind::parse(&kind),
+        kind_name: kind,
+        actor: r.try_get(4)?,
+        target: r.try_get(5)?,
+        detail: r.try_get(6)?,
+    })
+}
+
 fn attempts(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
@@ -362,7 +378,7 @@ impl Tx for PgTx<'_> {
         let reason = text(&reason);
         match row.table {
             "incidents" => self.execute(
-                "UPDATE incidents SET open = false, next_due = NULL, quarantined = $2, updated_at = $3 WHERE id = $1",
+                "UPDATE incidents SET open = false, next_due = NULL, quarantined = $2, updated_at = $3, closed_at = COALESCE(closed_at, $3) WHERE id = $1",
                 &[&row.id, &reason, &now.0],
             )?,
             _ => self.execute(
@@ -426,8 +442,8 @@ impl Tx for PgTx<'_> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
         self.defer(
-            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, next_due, started_at, updated_at, closed_at, severity, alertname)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $5 THEN NULL ELSE $10::BIGINT END, $11, $12)",
             vec![
                 Box::new(incident.id),
                 Box::new(incident.key.to_hex()),
@@ -439,6 +455,8 @@ impl Tx for PgTx<'_> {
                 Box::new(incident.machine.next_due().map(|t| t.0)),
                 Box::new(incident.machine.started_at.0),
                 Box::new(now.0),
+                Box::new(text(incident.group.severity().as_str()).into_owned()),
+                Box::new(incident.group.alertname().map(|a| text(a).into_owned())),
             ],
         );
         Ok(())
@@ -452,7 +470,8 @@ impl Tx for PgTx<'_> {
         let machine = serde_json::to_string(&incident.machine)?;
         let group = serde_json::to_string(&incident.group)?;
         self.defer(
-            "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6 WHERE id = $1",
+            "UPDATE incidents SET open = $2, machine = $3, alert_group = $4, next_due = $5, updated_at = $6,
+             closed_at = CASE WHEN $2 THEN NULL ELSE COALESCE(closed_at, $6) END, severity = $7, alertname = $8 WHERE id = $1",
             vec![
                 Box::new(incident.id),
                 Box::new(!incident.machine.is_closed()),
@@ -460,6 +479,8 @@ impl Tx for PgTx<'_> {
                 Box::new(group),
                 Box::new(incident.machine.next_due().map(|t| t.0)),
                 Box::new(now.0),
+                Box::new(text(incident.group.severity().as_str()).into_owned()),
+                Box::new(incident.group.alertname().map(|a| text(a).into_owned())),
             ],
         );
         Ok(())
@@ -706,6 +727,32 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError> {
+        self.history_page(q)
+    }
+
+    fn deliveries(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        target_prefix: &str,
+        detail_prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.delivered_events(period, (target_prefix, detail_prefix), limit)
+    }
+
+    fn acknowledged_timelines(
+        &mut self,
+        period: (Timestamp, Timestamp),
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.acknowledged_events(period, limit)
+    }
+
+    fn prune_closed(&mut self, before: Timestamp, limit: u32) -> Result<Pruned, StoreError> {
+        self.prune(before, limit)
+    }
+
     fn insert_signin(
         &mut self,
         token_hash: &str,
@@ -791,22 +838,26 @@ impl Tx for PgTx<'_> {
                 &[&incident, &i64::from(limit)],
             )?
             .iter()
-            .map(|r| {
-                let kind: String = r.try_get(3)?;
-                Ok(IncidentEvent {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    at: Timestamp(r.try_get(2)?),
-                    kind: EventKind::parse(&kind),
-                    kind_name: kind,
-                    actor: r.try_get(4)?,
-                    target: r.try_get(5)?,
-                    detail: r.try_get(6)?,
-                })
-            })
+            .map(incident_event)
             .collect::<Result<Vec<_>, StoreError>>()?;
         rows.reverse();
         Ok(rows)
+    }
+
+    fn events_for_target(
+        &mut self,
+        target: &str,
+        kind: EventKind,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.rows(
+            "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events WHERE target = $1 AND kind = $2 AND at >= $3 ORDER BY at DESC, id DESC LIMIT $4",
+            &[&text(target), &kind.as_str(), &since.0, &i64::from(limit)],
+        )?
+        .iter()
+        .map(incident_event)
+        .collect()
     }
 
     fn hold(&mut self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
