@@ -287,8 +287,10 @@ impl Schedule {
     }
 
     /// The shifts (overrides included) that overlap `[from, to)`, in order, at most `limit`;
-    /// back-to-back shifts of one person are one (a person alone in a rotation, an override
-    /// across a rotation's handoff). At most [`MAX_WALK`] rotation shifts are walked.
+    /// back-to-back shifts of one person from one source are one (a person alone in a
+    /// rotation, an override across a rotation's handoff). An override stays a shift of its
+    /// own beside the person's rotation shifts, so that whoever reads the list sees it was
+    /// covered, and by whom. At most [`MAX_WALK`] rotation shifts are walked.
     pub fn shifts(
         &self,
         from: Timestamp,
@@ -316,7 +318,11 @@ impl Schedule {
                         .unwrap_or(shift.ends_at)
                         .max(Timestamp(t.0 + 1));
                     match out.last_mut() {
-                        Some(last) if last.person == shift.person && last.ends_at == t => {
+                        Some(last)
+                            if last.person == shift.person
+                                && last.override_id == shift.override_id
+                                && last.ends_at == t =>
+                        {
                             last.ends_at = end;
                         }
                         _ => out.push(Shift {

@@ -427,6 +427,43 @@ fn back_to_back_shifts_of_one_person_read_as_one() {
 }
 
 #[test]
+fn an_override_beside_the_persons_own_shifts_stays_an_override() {
+    // alice covers bob's week between two weeks of her own: three shifts, the middle one
+    // the override, not one long shift of alice's that hides who was covered.
+    let s = schedule(
+        "UTC",
+        vec![weekly(&["alice", "bob", "alice", "carol"], "2027-03-01T09:00")],
+    );
+    let list = [cover(
+        4,
+        "alice",
+        Some("bob"),
+        "2027-03-08T09:00:00Z",
+        "2027-03-15T09:00:00Z",
+    )];
+    let shifts = s.shifts(
+        utc("2027-03-01T09:00:00Z"),
+        utc("2027-03-22T09:00:00Z"),
+        &list,
+        10,
+    );
+    let seen: Vec<(&str, Option<i64>, Timestamp)> = shifts
+        .iter()
+        .map(|x| (x.person.as_str(), x.override_id, x.starts_at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("alice", None, utc("2027-03-01T09:00:00Z")),
+            ("alice", Some(4), utc("2027-03-08T09:00:00Z")),
+            ("alice", None, utc("2027-03-15T09:00:00Z")),
+        ]
+    );
+    // Still no handoff between them: the person does not change.
+    assert!(s.handoff(utc("2027-03-08T09:00:00Z"), 60_000, &list).is_none());
+}
+
+#[test]
 fn back_from_a_newer_override_inside_an_older_one_is_a_handoff() {
     // Alice's week; bob covers two days, carol half a day inside them (a newer override).
     let s = schedule(
