@@ -1,6 +1,6 @@
 // Alerts written by whoever can emit metrics, in the console: labels and annotations carrying
 // script, markup that closes an attribute, `javascript:` runbook and generator URLs, right-to-
-// left and zero-width characters and 10 KB values. They arrive on an open Now page through its
+// left and zero-width characters, backslashes and 10 KB values. They arrive on an open Now page through its
 // live refresh and are opened, at phone and desktop size: everything shows as text, nothing
 // runs (lib/payloads.mjs: each payload sets window.__xss if it ever does; a dialog is
 // recorded), no such URL becomes a link, and nothing overflows the phone.
@@ -17,6 +17,8 @@ const RTL = 'مرحبا \u202Eevil.exe\u202C שלום';
 const ZERO_WIDTH = 'adm\u200Bin\u200D\uFEFF';
 const LONG = 'x'.repeat(10 * 1024);
 const JS_URL = 'javascript:alert(1)';
+// Backslashes as a path, as escapes JSON and JavaScript would read, and closing a JS string.
+const BACKSLASH = 'C:\\Windows\\System32 \\u003cscript\\u003e \\x3cb\\x3e \\"); window.__xss=\'backslash\'; //';
 
 /** The hostile alert at `size`: its own name, so that each size sees one arrive. */
 function hostileAlert(size) {
@@ -25,6 +27,7 @@ function hostileAlert(size) {
     rtl: RTL,
     zero_width: ZERO_WIDTH,
     long: LONG,
+    backslash: BACKSLASH,
   };
   const body = webhook(labels, {
     summary: `"><img src=x onerror="window.__xss='summary'"> ${PAYLOADS.script} ${RTL}`,
@@ -64,7 +67,7 @@ describe('hostile alert content in the console', { concurrency: 2 }, () => {
     it(`arrives live on Now and opens as text, running nothing, at ${sizeLabel(size)}`, async () => {
       const tab = await world.session.openTab(size);
       const { page } = tab;
-      const check = (name, spec) => world.session.checkTab(tab, { name, ...spec });
+      const check = (name, spec) => world.session.checkTab(tab, { name, dark: true, ...spec });
       await signIn(world.session, world.ntfy, tab, PEOPLE[size.name]);
       const name = `${HOSTILE_ALERTNAME} ${size.name}`;
 
@@ -88,7 +91,7 @@ describe('hostile alert content in the console', { concurrency: 2 }, () => {
         },
         expect: async (p) => {
           await showsAsText(p, [name, PAYLOADS.img, PAYLOADS.attribute, PAYLOADS.single, PAYLOADS.href,
-            RTL, ZERO_WIDTH, LONG, JS_URL]);
+            RTL, ZERO_WIDTH, LONG, JS_URL, BACKSLASH]);
           for (const label of ['Runbook', 'Dashboard', 'Source']) {
             assert.equal(await p.getByRole('link', { name: label, exact: true }).count(), 0, `no ${label} link`);
           }

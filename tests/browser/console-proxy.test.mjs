@@ -3,7 +3,8 @@
 // in by push, every page and message page under the prefix (their stylesheet, script, links
 // and redirects stay under it); and the same proxy authenticating people itself, as
 // oauth2-proxy does (its own cookie in, `X-Forwarded-Email` out), the relay trusting the
-// header from the proxy's address only.
+// header from the proxy's address only (a request from another address that sets it is
+// refused).
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -69,7 +70,7 @@ describe('the console behind a proxy, under a path prefix', { concurrency: 2 }, 
     await proxy?.stop();
   });
 
-  const check = (tab, name, spec = {}) => world.session.checkTab(tab, { name: `prefix-${name}`, ...spec });
+  const check = (tab, name, spec = {}) => world.session.checkTab(tab, { name: `prefix-${name}`, dark: true, ...spec });
 
   for (const size of SIZES) {
     it(`signs in by push and acts under the prefix at ${sizeLabel(size)}`, async () => {
@@ -95,6 +96,28 @@ describe('the console behind a proxy, under a path prefix', { concurrency: 2 }, 
       await tab.context.close();
     });
   }
+
+  it('the header counts only from the trusted proxy\'s address', async () => {
+    // Straight to the relay, past the proxy: from 127.0.0.1 (the trusted address) the header
+    // names alice; from 127.0.0.2, another host as far as the relay can tell, it is refused.
+    const from = (localAddress) => new Promise((resolve, reject) => {
+      const { hostname, port } = new URL(world.relay.url);
+      http.get({ host: hostname, port, path: '/', localAddress, headers: { [HEADER]: 'alice@example.org' } },
+        (answer) => {
+          let body = '';
+          answer.setEncoding('utf8');
+          answer.on('data', (chunk) => { body += chunk; });
+          answer.on('end', () => resolve({ status: answer.statusCode, body }));
+        }).on('error', reject);
+    });
+    const trusted = await from('127.0.0.1');
+    assert.equal(trusted.status, 200, 'the trusted proxy names alice');
+    assert.match(trusted.body, /alice/);
+    const other = await from('127.0.0.2');
+    assert.equal(other.status, 403, 'anyone else setting it is refused');
+    assert.match(other.body, /only the trusted proxy may set/);
+    assert.doesNotMatch(other.body, /Sign out|Now<\/a>/, 'and shown nothing of the console');
+  });
 
   it('a person the proxy authenticated is signed in by its header, and acts as themselves', async () => {
     const tab = await world.session.openTab(SIZES[0]);

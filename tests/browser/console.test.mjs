@@ -1,9 +1,12 @@
 // The on-call console as a person uses it, in real Chromium at phone and desktop size: sign
 // in by a link pushed to one's phone (read from the fake ntfy), watch an incident arrive on
-// the Now page without reloading, open it, acknowledge it (and step 2 is never paged), silence
-// another for an hour through a real Alertmanager; and what is refused: a reused or expired
-// link, an unknown name (answered like a known one), a form from another site or without its
-// token. Every page and state passes the harness's checks (lib/checks.mjs).
+// the Now page without reloading (within one 2 s refresh), open it, acknowledge it (and step 2
+// is never paged), silence another for an hour through a real Alertmanager, escalate one at
+// once and resolve it by hand, find it in History, see a page the vendor refused among the
+// Dead letters, cover someone's shift and find it on Schedules and Me; and what is refused: a
+// reused or expired link, an unknown name (answered like a known one), a form from another
+// site or without its token, a silence that ends in the past, anything without a session.
+// Every page and state passes the harness's checks (lib/checks.mjs), in light and in dark.
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -11,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { SIZES, sizeLabel } from './lib/browser.mjs';
 import {
-  askForLink, criticalAlert, incidentNamed, LINK_TTL_MS, nthLink, PEOPLE, post, SECONDARY,
+  askForLink, criticalAlert, incidentNamed, LINK_TTL_MS, LOCKED, nthLink, PEOPLE, post, SECONDARY,
   signIn, signinPushes, startConsole,
 } from './lib/console.mjs';
 import { waitUntil } from './lib/relay.mjs';
@@ -22,6 +25,12 @@ const ALERTS = {
   desktop: ['GatewayHighErrorRate', 'RelayDeliveryFailing'],
 };
 const CONTROL = 'HostMemoryPressure'; // left alone: step 2 must page it
+const ESCALATED = 'GatewayHighLatencyP99'; // escalated at once, then resolved by hand
+const DEAD = 'HostDiskAlmostFull'; // a warning: pages ntfy.locked, which refuses it
+/** When the second step pages: long enough to act before it, short enough to wait past it. */
+const SECOND_AFTER_S = 15;
+/** The Now page refreshes every 2 s; a loopback fetch and a swap take well under half a second. */
+const LIVE_MS = 2_500;
 
 /** Another site (another origin) serving one form per path that posts to the relay. */
 async function startForeignSite() {
@@ -61,7 +70,7 @@ describe('the console', () => {
   let control;
 
   before(async () => {
-    world = await startConsole({ alertmanager: true, secondAfter: '30s' });
+    world = await startConsole({ alertmanager: true, secondAfter: `${SECOND_AFTER_S}s` });
     foreign = await startForeignSite();
   });
 
@@ -73,7 +82,8 @@ describe('the console', () => {
     await foreign?.stop();
   });
 
-  const check = (tab, name, spec = {}) => world.session.checkTab(tab, { name, ...spec });
+  const check = (tab, name, spec = {}) => world.session.checkTab(tab, { name, dark: true, ...spec });
+  const stateOf = async (id) => (await world.relay.incidents()).find((i) => i.id === id)?.state;
 
   it('a person signs in by push at each size and sees nothing firing', async () => {
     for (const size of SIZES) {
@@ -126,12 +136,15 @@ describe('the console', () => {
         const base = world.relay.url;
         const [acked, silenced] = ALERTS[size.name];
 
-        // Now is open; an incident starts: the page shows it within 2 s, not reloaded.
+        // Now is open; an incident starts: the page shows it at its next refresh, not reloaded.
         await page.goto(`${base}/`);
         await page.evaluate(() => { window.__sameDocument = true; });
         await post(world.relay, criticalAlert(world.relay, acked, 'Nothing answers on the gateway.'));
+        const posted = Date.now();
         const card = page.getByRole('link', { name: new RegExp(acked) });
         await card.waitFor({ timeout: 10_000 });
+        const took = Date.now() - posted;
+        assert.ok(took <= LIVE_MS, `shown ${took} ms after the webhook was taken (at most ${LIVE_MS})`);
         assert.equal(await page.evaluate(() => window.__sameDocument), true, 'shown without a reload');
         await check(tab, 'console-now', { docs: true, expect: shows([acked, 'Paging: step 1 of 2']) });
 
@@ -151,23 +164,7 @@ describe('the console', () => {
           },
         });
 
-        // Refused: the form from another site (with a valid token, even), and without a token.
-        const token = await page.locator(`form[action$="/${id}/ack"] input[name=csrf]`).inputValue();
-        foreign.form(`/${size.name}`, `${base}/incidents/${id}/ack`, { csrf: token }, 'Acknowledge');
-        await page.goto(`${foreign.url}/${size.name}`);
-        await page.getByRole('button', { name: 'Acknowledge' }).click();
-        await page.waitForURL(`${base}/incidents/${id}/ack`);
-        await check(tab, 'console-refused', { status: 403, expect: shows('not sent from the console') });
-        await page.goto(incidentUrl);
-        await page.locator(`form[action$="/${id}/ack"] input[name=csrf]`).evaluate((input) => input.remove());
-        await page.getByRole('button', { name: 'Acknowledge', exact: true }).click();
-        await page.waitForURL(`${base}/incidents/${id}/ack`);
-        await check(tab, 'console-refused-no-token', { status: 403, expect: shows('not sent from the console') });
-        assert.equal((await world.relay.incidents()).find((i) => i.id === id).state, 'escalating',
-          'neither refused form acknowledged it');
-
         // Acknowledge: the timeline says who, and nothing more is planned.
-        await page.goto(incidentUrl);
         await page.getByRole('button', { name: 'Acknowledge', exact: true }).click();
         await page.waitForURL(incidentUrl);
         assert.ok(Date.now() < due, 'acknowledged before step 2 was due (else the test proves nothing)');
@@ -182,12 +179,37 @@ describe('the console', () => {
           },
         });
 
+        // Refused, on the incident nobody acknowledges: its Acknowledge form sent from another
+        // site (with a valid token, even), and sent from the console without its token.
+        const controlUrl = `${base}/incidents/${control.id}`;
+        await page.goto(controlUrl);
+        const stateBefore = await stateOf(control.id);
+        const token = await page.locator(`form[action$="/${control.id}/ack"] input[name=csrf]`).inputValue();
+        foreign.form(`/${size.name}`, `${controlUrl}/ack`, { csrf: token }, 'Acknowledge');
+        await page.goto(`${foreign.url}/${size.name}`);
+        await page.getByRole('button', { name: 'Acknowledge' }).click();
+        await page.waitForURL(`${controlUrl}/ack`);
+        await check(tab, 'console-refused', { status: 403, expect: shows('not sent from the console') });
+        await page.goto(controlUrl);
+        await page.locator(`form[action$="/${control.id}/ack"] input[name=csrf]`).evaluate((input) => input.remove());
+        await page.getByRole('button', { name: 'Acknowledge', exact: true }).click();
+        await page.waitForURL(`${controlUrl}/ack`);
+        await check(tab, 'console-refused-no-token', { status: 403, expect: shows('not sent from the console') });
+        assert.equal(await stateOf(control.id), stateBefore, 'neither refused form acknowledged it');
+
         // Silence another for an hour: a silence in Alertmanager, created by the person.
         await post(world.relay, criticalAlert(world.relay, silenced, 'The disk fills within a day.'));
         await page.goto(`${base}/`);
         await page.getByRole('link', { name: new RegExp(silenced) }).click();
         await page.waitForURL(/\/incidents\/\d+$/);
         const silencedUrl = page.url();
+        await page.getByText('Silence in Alertmanager').click();
+        // An end in the past is refused with a page that says why; nothing is silenced.
+        await page.getByLabel(/^Or until/).fill('2026-01-01T09:00');
+        await page.getByRole('button', { name: 'Silence until then' }).click();
+        await page.waitForURL(`${silencedUrl}/silence`);
+        await check(tab, 'console-silence-refused', { status: 400, expect: shows('must be in the future') });
+        await page.goto(silencedUrl);
         await page.getByText('Silence in Alertmanager').click();
         const asked = Date.now();
         await page.getByRole('button', { name: 'For 1 hour' }).click();
@@ -217,6 +239,135 @@ describe('the console', () => {
   it('the incident nobody acknowledged paged step 2 (so the test above could fail)', async () => {
     await waitUntil(`step 2 of ${CONTROL}`, () =>
       world.ntfy.to(SECONDARY).some((p) => p.sequence_id === `relay-${control.id}`), 45_000, 200);
+  });
+
+  it('Escalate now pages step 2 at once; Resolve closes the incident by hand', async () => {
+    const tab = tabs.phone;
+    const { page } = tab;
+    const base = world.relay.url;
+    await post(world.relay, criticalAlert(world.relay, ESCALATED, 'Answers take seconds.'));
+    const { id } = await incidentNamed(world.relay, ESCALATED);
+    const due = Date.parse((await world.relay.incidents()).find((i) => i.id === id).next_step.at);
+    const incidentUrl = `${base}/incidents/${id}`;
+    await page.goto(incidentUrl);
+    await page.getByRole('button', { name: 'Escalate now', exact: true }).click();
+    await page.waitForURL(incidentUrl);
+    await waitUntil('step 2 paged by hand', () =>
+      world.ntfy.to(SECONDARY).some((p) => p.sequence_id === `relay-${id}`), 10_000);
+    assert.ok(Date.now() < due, 'step 2 came before it was due: at once, not on its timer');
+    await check(tab, 'console-incident-escalated', {
+      expect: async (p) => {
+        assert.match(await text(p, 'ol.timeline li.ev-escalated'), /Escalated by hand.*alice/);
+        assert.equal(await p.getByRole('button', { name: 'Escalate now', exact: true }).count(), 0,
+          'no step left to escalate to');
+      },
+    });
+
+    await page.getByRole('button', { name: 'Resolve', exact: true }).click();
+    await page.waitForURL(incidentUrl);
+    await check(tab, 'console-incident-resolved', {
+      expect: async (p) => {
+        await shows('Resolved at')(p);
+        assert.match(await text(p, 'ol.timeline li.ev-resolved'), /Resolved.*alice/);
+        for (const name of ['Acknowledge', 'Escalate now', 'Resolve']) {
+          assert.equal(await p.getByRole('button', { name, exact: true }).count(), 0, `no ${name} button`);
+        }
+      },
+    });
+    assert.equal((await world.relay.incidents()).some((i) => i.id === id), false, 'no longer open');
+    await page.goto(`${base}/`);
+    assert.equal(await page.getByRole('link', { name: new RegExp(ESCALATED) }).count(), 0, 'gone from Now');
+  });
+
+  it('History lists the incident resolved by hand, and who carried the pager', async () => {
+    for (const size of SIZES) {
+      const tab = tabs[size.name];
+      await tab.page.goto(`${world.relay.url}/history`);
+      await check(tab, 'console-history', {
+        docs: true,
+        expect: async (p) => {
+          await shows(['Resolved incidents', ESCALATED, 'Who carried the pager'])(p);
+          assert.match(await text(p, 'table tbody'), /alice/, 'alice, paged by step 1, is counted');
+        },
+      });
+    }
+  });
+
+  it('a page the vendor refuses is a dead letter, shown with the vendor\'s reason', async () => {
+    await post(world.relay, criticalAlert(world.relay, DEAD, 'The disk is 95 % full.', { severity: 'warning' }));
+    const { id } = await incidentNamed(world.relay, DEAD);
+    await waitUntil(`a push to ${LOCKED}`, () => world.ntfy.denied.some((p) => p.sequence_id === `relay-${id}`));
+    for (const size of SIZES) {
+      const tab = tabs[size.name];
+      // Given up on once the 403 is answered, a moment after the fake saw it.
+      await waitUntil('the dead letter on the page', async () => {
+        await tab.page.goto(`${world.relay.url}/dead-letters`);
+        return (await text(tab.page)).includes(`incident ${id}`);
+      });
+      await check(tab, 'console-dead-letters', {
+        expect: async (p) => {
+          await shows(['ntfy.locked', 'forbidden', `incident ${id}`, 'given up'])(p);
+        },
+      });
+    }
+  });
+
+  it('alice covers a shift of bob\'s and finds it on Schedules and Me; bob sees who covers him', async () => {
+    const base = world.relay.url;
+    const { page } = tabs.phone;
+    await page.goto(`${base}/schedules`);
+    await check(tabs.phone, 'console-schedules', { docs: true, expect: shows(['primary', 'Now:']) });
+    await page.getByRole('link', { name: 'primary', exact: true }).click();
+    await page.waitForURL(`${base}/schedules/primary`);
+    const cover = page.getByRole('button', { name: /^Cover this shift of bob from/ }).first();
+    const label = await cover.textContent();
+    await cover.click();
+    await page.waitForURL(`${base}/schedules/primary?done=covered`);
+    await check(tabs.phone, 'console-schedule', {
+      docs: true,
+      expect: async (p) => {
+        await shows(['you cover that shift', 'In place of bob, made by alice', 'Your overrides here'])(p);
+        assert.equal(await p.getByRole('button', { name: /^Remove this override/ }).count(), 1, 'hers to remove');
+      },
+    });
+    await page.goto(`${base}/me`);
+    await check(tabs.phone, 'console-me', {
+      expect: async (p) => {
+        const starts = /from (.+)$/.exec(label.trim())[1];
+        assert.ok((await text(p, 'ul.cards >> nth=0')).includes(`primary override ${starts} →`),
+          `the shift covered (${label}) is among hers, marked as an override`);
+      },
+    });
+
+    const bobs = tabs.desktop.page;
+    await bobs.goto(`${base}/schedules`);
+    await check(tabs.desktop, 'console-schedules', { docs: true, expect: shows(['primary', 'Now:']) });
+    await bobs.getByRole('link', { name: 'primary', exact: true }).click();
+    await bobs.waitForURL(`${base}/schedules/primary`);
+    await check(tabs.desktop, 'console-schedule', {
+      docs: true,
+      expect: async (p) => {
+        await shows('In place of bob, made by alice')(p);
+        assert.equal(await p.getByRole('button', { name: /^Remove this override/ }).count(), 0, 'not his to remove');
+      },
+    });
+  });
+
+  it('without a session every page and form sends one to sign in', async () => {
+    const base = world.relay.url;
+    for (const path of ['/', '/incidents/1', '/schedules', '/me', '/history', '/dead-letters']) {
+      const answer = await fetch(`${base}${path}`, { redirect: 'manual' });
+      assert.equal(answer.status, 303, `GET ${path}`);
+      assert.equal(answer.headers.get('location'), '/signin', `GET ${path}`);
+    }
+    for (const path of [`/incidents/${control.id}/ack`, `/incidents/${control.id}/resolve`, '/schedules/primary/cover']) {
+      const answer = await fetch(`${base}${path}`, {
+        method: 'POST', redirect: 'manual', body: new URLSearchParams({ csrf: 'x' }),
+      });
+      assert.equal(answer.status, 303, `POST ${path}`);
+      assert.equal(answer.headers.get('location'), '/signin', `POST ${path}`);
+    }
+    assert.equal((await world.relay.incidents()).some((i) => i.id === control.id), true, 'still open');
   });
 
   it('a used or expired sign-in link, and an incident that is not there, show their page', async () => {

@@ -20,13 +20,17 @@ export const PEOPLE = {
 /** The ntfy topic of the second step (whoever is on call gets the first). */
 export const SECONDARY = 'oncall-secondary';
 
+/** The ntfy topic the fake refuses (403, as ntfy's access control does): its pages are dead letters. */
+export const LOCKED = 'locked-topic';
+
 /** How long a pushed sign-in link works here: the shortest the relay allows. */
 export const LINK_TTL_MS = 30_000;
 
 /**
  * The policy: alice and bob, each with an ntfy topic on the fake, take turns on the schedule
  * `primary`; a critical alert pages whoever is on call at once and `ntfy.secondary` after
- * `secondAfter` — soon enough that a test sees step 2 come when nobody acknowledges.
+ * `secondAfter` — soon enough that a test sees step 2 come when nobody acknowledges; a
+ * warning pages `ntfy.locked` only, a topic the fake refuses, so that it becomes a dead letter.
  */
 export function consolePolicy({ ntfy, alertmanager, secondAfter, publicUrl, proxyHeader }) {
   const topic = (t) => `{url: "${ntfy}", topic: ${t}}`;
@@ -42,6 +46,7 @@ ${proxy}`;
 targets:
   ntfy:
     secondary: ${topic(SECONDARY)}
+    locked: ${topic(LOCKED)}
 people:
   alice:
     time_zone: Europe/Berlin
@@ -65,6 +70,11 @@ policies:
         notify: [schedule.primary]
       - after: ${secondAfter}
         notify: [ntfy.secondary]
+  - name: warning
+    matchers: ['severity="warning"']
+    steps:
+      - after: 0s
+        notify: [ntfy.locked]
 `;
 }
 
@@ -77,7 +87,7 @@ policies:
 export async function startConsole({
   alertmanager = false, secondAfter = '30s', publicUrl, proxyHeader,
 } = {}) {
-  const ntfy = await startFakeNtfy();
+  const ntfy = await startFakeNtfy({ forbidden: [LOCKED] });
   let am = null;
   let session = null;
   const stop = async () => {

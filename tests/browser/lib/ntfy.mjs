@@ -8,7 +8,8 @@
 // - a message over 4,096 bytes → 413 (41303)
 // - no topic, or one that is not 1–64 of [-_A-Za-z0-9] → 400 (40009)
 // - a priority outside 1–5 → 400 (40007); more than 3 actions → 400 (40018)
-// It answers the relay's healthcheck (GET /v1/health) as a healthy server does.
+// It answers the relay's healthcheck (GET /v1/health) as a healthy server does. Topics in
+// `forbidden` answer 403 (40301) as ntfy does to a publisher its access control denies.
 
 import http from 'node:http';
 
@@ -45,13 +46,15 @@ export function refusal(body) {
 }
 
 /**
- * Starts the fake on a free loopback port. Returns { url, pushes, refused, stop() }:
+ * Starts the fake on a free loopback port. Returns { url, pushes, refused, denied, stop() }:
  * `pushes` are the accepted messages (parsed JSON, with `at`, the time received), in order;
- * `refused` the refused requests ({ status, error, bytes }).
+ * `refused` the requests refused as malformed ({ status, error, bytes }); `denied` the
+ * well-formed messages to a topic of `forbidden` (answered 403).
  */
-export async function startFakeNtfy() {
+export async function startFakeNtfy({ forbidden = [] } = {}) {
   const pushes = [];
   const refused = [];
+  const denied = [];
   const answer = (res, status, body) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
@@ -71,6 +74,10 @@ export async function startFakeNtfy() {
         return answer(res, no.http, no);
       }
       const message = JSON.parse(body.toString('utf8'));
+      if (forbidden.includes(message.topic)) {
+        denied.push({ ...message, at: Date.now() });
+        return answer(res, 403, { code: 40301, http: 403, error: 'forbidden', link: 'https://ntfy.sh/docs/publish/#authentication' });
+      }
       pushes.push({ ...message, at: Date.now() });
       answer(res, 200, { id: `m${pushes.length}`, time: Math.floor(Date.now() / 1000), event: 'message', topic: message.topic });
     });
@@ -80,6 +87,7 @@ export async function startFakeNtfy() {
     url: `http://127.0.0.1:${server.address().port}`,
     pushes,
     refused,
+    denied,
     /** The pushes to `topic`. */
     to: (topic) => pushes.filter((p) => p.topic === topic),
     stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),

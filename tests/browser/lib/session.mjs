@@ -90,7 +90,8 @@ export class Session {
    * Checks the page `tab` is on now, however a person got there (signed in, a button
    * pressed): `spec` as for `check`, without `path`; `spec.status` is the status the page
    * must answer when it is not 200. What the tab recorded is then cleared, so that the next
-   * check of the same tab reports only what happened after this one.
+   * check of the same tab reports only what happened after this one. With `spec.dark`, the
+   * page is then checked in dark too (`checkDark`).
    */
   async checkTab(tab, spec) {
     const v = await current(tab);
@@ -107,8 +108,30 @@ export class Session {
       }
     }
     clearEvents(tab);
+    if (spec.dark) problems.push(...await this.checkDark(tab, spec));
     assert.ok(problems.length === 0, report(title, problems, file));
     return file;
+  }
+
+  /**
+   * The same page again as a person whose system asks for dark (`prefers-color-scheme:
+   * dark`): its own screenshot (`<name>-dark-<size>.png`, never kept in the docs) and every
+   * check but the spec's own assertions, axe's contrast included. Each problem says "dark:".
+   */
+  async checkDark(tab, spec) {
+    const { page } = tab;
+    await page.emulateMedia({ colorScheme: 'dark' });
+    try {
+      const dark = await page.evaluate(() => matchMedia('(prefers-color-scheme: dark)').matches);
+      assert.ok(dark, 'the page is shown dark');
+      const file = this.screenshotPath({ name: `${spec.name}-dark`, docs: false }, tab.size);
+      await page.screenshot({ path: file, fullPage: Boolean(spec.fullPage) });
+      const problems = await inspect(await current(tab), { skip: spec.skip, status: spec.status });
+      clearEvents(tab);
+      return problems.map((p) => ({ kind: p.kind, text: `dark: ${p.text} (${file})` }));
+    } finally {
+      await page.emulateMedia({ colorScheme: null });
+    }
   }
 
   async stop() {
