@@ -432,7 +432,7 @@ def main() -> int:
         stack.start()
         gw = stack.url("gateway")
         try:
-            console = f"signed in as {DEMO_PERSON} by push, through the log target: open\n" \
+            console = f"to sign in as {DEMO_PERSON} (a link pushed to a log file), open\n" \
                       f"                 {stack.sign_in_link()}\n" \
                       f"                 (once, within 5 minutes; for another, give the name {DEMO_PERSON} on the\n" \
                       f"                 sign-in page: the link is written to {stack.demo_log})"

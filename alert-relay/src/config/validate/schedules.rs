@@ -153,7 +153,8 @@ fn contact(
             );
             None
         }
-        (Some(ntfy), None) => match crate::sinks::ntfy::validate(c, &format!("{path}.ntfy"), ntfy)? {
+        (Some(ntfy), None) => match crate::sinks::ntfy::validate(c, &format!("{path}.ntfy"), ntfy)?
+        {
             Ok(config) => Some(TargetConfig::Ntfy(config)),
             Err(why) => {
                 c.error(

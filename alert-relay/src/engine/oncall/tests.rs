@@ -432,7 +432,10 @@ fn an_override_beside_the_persons_own_shifts_stays_an_override() {
     // the override, not one long shift of alice's that hides who was covered.
     let s = schedule(
         "UTC",
-        vec![weekly(&["alice", "bob", "alice", "carol"], "2027-03-01T09:00")],
+        vec![weekly(
+            &["alice", "bob", "alice", "carol"],
+            "2027-03-01T09:00",
+        )],
     );
     let list = [cover(
         4,
@@ -460,7 +463,9 @@ fn an_override_beside_the_persons_own_shifts_stays_an_override() {
         ]
     );
     // Still no handoff between them: the person does not change.
-    assert!(s.handoff(utc("2027-03-08T09:00:00Z"), 60_000, &list).is_none());
+    assert!(s
+        .handoff(utc("2027-03-08T09:00:00Z"), 60_000, &list)
+        .is_none());
 }
 
 #[test]
