@@ -312,7 +312,7 @@ describe('the console', () => {
     }
   });
 
-  it('alice covers a shift of bob\'s and finds it on Schedules and Me; bob sees who covers him', async () => {
+  it('alice covers a shift of bob\'s and finds it on Schedules and Me; bob sees who covers him; the next page goes to whoever covers the shift now', async () => {
     const base = world.relay.url;
     const { page } = tabs.phone;
     await page.goto(`${base}/schedules`);
@@ -351,6 +351,25 @@ describe('the console', () => {
         assert.equal(await p.getByRole('button', { name: /^Remove this override/ }).count(), 0, 'not his to remove');
       },
     });
+
+    // The pager changes hands now: if alice's cover did not already take the current shift,
+    // bob covers hers; either way the next page of the schedule goes to whoever covers it.
+    const onCall = async () => /On call now: (\w+)/.exec(await text(bobs))?.[1];
+    let coverer = 'alice';
+    if (!(await text(bobs, 'ol.shifts > li >> nth=0')).includes('override')) {
+      coverer = 'bob';
+      await bobs.getByRole('button', { name: /^Cover this shift of alice from/ }).first().click();
+      await bobs.waitForURL(`${base}/schedules/primary?done=covered`);
+    }
+    assert.equal(await onCall(), coverer, `${coverer} is on call now, by override`);
+    const topics = { alice: PEOPLE.phone.topic, bob: PEOPLE.desktop.topic };
+    const other = coverer === 'alice' ? 'bob' : 'alice';
+    const before = world.ntfy.to(topics[other]).length;
+    await post(world.relay, criticalAlert(world.relay, 'CoveredShiftPage', 'after the cover'));
+    const paged = await incidentNamed(world.relay, 'CoveredShiftPage');
+    await waitUntil(`the page of incident ${paged.id} at ${coverer}'s phone`, () =>
+      world.ntfy.to(topics[coverer]).some((p) => p.sequence_id === `relay-${paged.id}`), 10_000);
+    assert.equal(world.ntfy.to(topics[other]).length, before, `nothing more for ${other}, who is covered`);
   });
 
   it('without a session every page and form sends one to sign in', async () => {

@@ -70,6 +70,8 @@ export async function openTab(browser, size) {
     dialog.dismiss().catch(() => {});
   });
   page.on('requestfailed', (request) => {
+    // The live refresh's fetch, cancelled because the page went elsewhere: not a failure.
+    if (request.resourceType() === 'fetch' && request.failure()?.errorText === 'net::ERR_ABORTED') return;
     record('failedRequests', `${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
   });
   page.on('response', (response) => {
