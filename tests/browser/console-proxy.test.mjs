@@ -137,7 +137,7 @@ describe('the console behind a proxy, under a path prefix', { concurrency: 2 }, 
     await page.getByRole('button', { name: 'Acknowledge', exact: true }).click();
     await page.waitForURL(new RegExp(`^${base}/incidents/\\d+$`));
     await check(tab, 'incident-proxy-auth', {
-      expect: async (p) => assert.ok((await text(p)).includes('Acknowledged by alice (console)')),
+      expect: async (p) => assert.ok((await text(p)).includes('Acknowledged by alice in the console')),
     });
 
     // Someone the proxy names who is not one of the people: refused, with a page that says so.

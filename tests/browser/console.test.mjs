@@ -168,7 +168,7 @@ describe('the console', () => {
         await page.getByRole('button', { name: 'Acknowledge', exact: true }).click();
         await page.waitForURL(incidentUrl);
         assert.ok(Date.now() < due, 'acknowledged before step 2 was due (else the test proves nothing)');
-        const by = `${who.person} (console)`;
+        const by = `${who.person} in the console`;
         await check(tab, 'console-incident-acknowledged', {
           docs: true,
           expect: async (p) => {

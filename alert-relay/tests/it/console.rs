@@ -189,7 +189,7 @@ async fn sign_in_by_push_see_the_incident_and_acknowledge_it() {
     assert_eq!(acked["actor"], "alice (console)", "{body}");
     let (_, incident) = page(&relay, &format!("/incidents/{id}"), &cookie).await;
     assert!(
-        incident.contains("Acknowledged by alice (console)"),
+        incident.contains("Acknowledged by alice in the console"),
         "{incident}"
     );
     assert!(!incident.contains(">Acknowledge<"), "no button any more");

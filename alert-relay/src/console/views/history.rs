@@ -91,7 +91,7 @@ pub fn history_row(closed: ClosedIncident, zone: &str) -> HistoryRow {
     };
     let m = &open.record.machine;
     let ended = match (&m.acknowledged_by, &m.silence_note) {
-        (Some(by), _) => format!("Acknowledged by {by}, then resolved"),
+        (Some(by), _) => format!("Acknowledged by {}, then resolved", super::who(by)),
         (None, Some(note)) => format!("Silenced ({note})"),
         (None, None) => "Resolved without an acknowledgement".to_owned(),
     };

@@ -225,7 +225,7 @@ pub fn state(open: &OpenIncident, zone: &str) -> String {
         ),
         Phase::Stopped(StopReason::Acknowledged) => format!(
             "Acknowledged by {} at {}",
-            m.acknowledged_by.as_deref().unwrap_or("someone"),
+            who(m.acknowledged_by.as_deref().unwrap_or("someone")),
             at(m.stopped_at)
         ),
         Phase::Stopped(StopReason::Silenced) => match m.silence_note.as_deref() {
@@ -330,15 +330,31 @@ pub fn event_row(e: &IncidentEvent, zone: &str) -> EventRow {
         at: local(e.at, zone),
         kind: e.kind_name.clone(),
         label: label.to_owned(),
-        actor: e.actor.clone(),
+        actor: e.actor.as_deref().map(who),
         target: e.target.clone(),
         detail: local_times(&e.detail, zone),
+    }
+}
+
+/// Who did something, as a sentence says it: `alice (console)` (how the relay records an
+/// action taken in the console) reads "alice in the console".
+pub fn who(actor: &str) -> String {
+    match actor.strip_suffix(crate::app::load::CONSOLE_SUFFIX) {
+        Some(person) => format!("{person} in the console"),
+        None => actor.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_action_in_the_console_reads_as_one() {
+        assert_eq!(who("alice (console)"), "alice in the console");
+        assert_eq!(who("alice"), "alice");
+        assert_eq!(who("ntfy button"), "ntfy button");
+    }
 
     #[test]
     fn only_http_links_are_links() {
