@@ -10,7 +10,7 @@ use super::{wait, StoreError};
 /// (same columns, same meaning); JSON stays `TEXT` so that a damaged value can be read
 /// back as it is and quarantined, as in SQLite. Keys compare byte-wise (`COLLATE "C"`),
 /// as SQLite's do, whatever the database's locale.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     "
 CREATE TABLE incidents (
     id BIGINT PRIMARY KEY,
@@ -110,6 +110,13 @@ CREATE INDEX IF NOT EXISTS incident_events_by_target
     ON incident_events (target, kind, at, id) WHERE target IS NOT NULL;
 ",
     HISTORY,
+    // The open incidents (the Now page, every start) in order, and the quarantined ones,
+    // without reading the others.
+    "
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (id) WHERE open;
+CREATE INDEX IF NOT EXISTS incidents_quarantined ON incidents (updated_at, id)
+    WHERE quarantined IS NOT NULL;
+",
 ];
 
 /// The history and retention (SQLite's `store::sqlite::history::MIGRATION`): when an

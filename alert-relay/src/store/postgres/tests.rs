@@ -266,7 +266,7 @@ fn incidents_from_before_the_history_get_its_columns() {
         .execute(&format!(
             "ALTER TABLE incidents DROP COLUMN closed_at, DROP COLUMN severity, DROP COLUMN alertname;
              DROP INDEX incident_events_kind_at, outbox_incident, outbox_dead, ack_nonces_incident;
-             DELETE FROM schema_migrations WHERE version = {version};
+             DELETE FROM schema_migrations WHERE version >= {version};
              INSERT INTO incidents (id, incident_key, policy, group_key, open, machine, alert_group, started_at, updated_at)
              VALUES (1, '', 'critical', '1', false, '{{}}', '{json}', 5, 9),
                     (2, '', 'critical', '2', true, '{{}}', '{json}', 5, 9),

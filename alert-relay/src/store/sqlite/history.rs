@@ -113,18 +113,40 @@ pub(super) fn deliveries(
     (target_prefix, detail_prefix): (&str, &str),
     limit: u32,
 ) -> Result<Vec<IncidentEvent>, StoreError> {
+    // The target as a range (binary collation) reads the prefix's part of the index alone;
+    // the index named, as the bundled SQLite would rather take (kind, at) and read every
+    // delivery of the period, to any target, row by row.
+    let (range, end) = match prefix_end(target_prefix) {
+        Some(end) => ("AND target >= ?3 AND target < ?6", end),
+        None => (
+            "AND substr(target, 1, length(?3)) = ?3 AND ?6 = ''",
+            String::new(),
+        ),
+    };
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events \
-             WHERE kind = 'delivered' AND at >= ?1 AND at < ?2 \
-             AND substr(target, 1, length(?3)) = ?3 AND substr(detail, 1, length(?4)) = ?4 \
-             ORDER BY id LIMIT ?5",
-        )?
+             INDEXED BY incident_events_kind_target \
+             WHERE kind = 'delivered' {range} AND at >= ?1 AND at < ?2 \
+             AND substr(detail, 1, length(?4)) = ?4 ORDER BY id LIMIT ?5"
+        ))?
         .query_map(
-            params![from.0, until.0, target_prefix, detail_prefix, limit],
+            params![from.0, until.0, target_prefix, detail_prefix, limit, end],
             event,
         )?
         .collect::<Result<_, _>>()?)
+}
+
+/// The first string after every string that starts with `prefix` (None: no such bound).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 pub(super) fn acknowledged_timelines(
@@ -221,5 +243,12 @@ mod tests {
                 (3, Some(9), None, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_prefix_ends_where_its_last_character_is_passed() {
+        assert_eq!(prefix_end("person.").as_deref(), Some("person/"));
+        assert_eq!(prefix_end("").as_deref(), None);
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
     }
 }
