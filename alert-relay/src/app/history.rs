@@ -145,7 +145,24 @@ impl Relay {
             now.0
                 .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
         );
-        let mut total = Pruned::default();
+        // Console sessions and sign-in links once they have ended, kept an hour after for
+        // the sign-in rate limits (15 minutes) and the logs.
+        let ended = Timestamp(now.0.saturating_sub(3_600_000));
+        let (sessions, signin_links) = self
+            .store
+            .run(Mode::Relaxed, move |tx| tx.prune_console(ended))
+            .await?;
+        let mut total = Pruned {
+            sessions,
+            signin_links,
+            ..Pruned::default()
+        };
+        for (table, rows) in total.by_table() {
+            self.metrics
+                .pruned
+                .with_label_values(&[table])
+                .inc_by(rows as u64);
+        }
         for _ in 0..PRUNE_BATCHES {
             let pruned = self
                 .store
@@ -166,11 +183,13 @@ impl Relay {
             // Between batches, intake and delivery get the store first.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if total.incidents > 0 {
+        if total.incidents + total.sessions + total.signin_links > 0 {
             tracing::info!(
                 incidents = total.incidents,
                 events = total.events,
                 notifications = total.outbox,
+                sessions = total.sessions,
+                signin_links = total.signin_links,
                 closed_before = %before.to_rfc3339(),
                 "retention: old closed incidents pruned"
             );

@@ -68,16 +68,20 @@ pub struct Pruned {
     pub events: usize,
     pub outbox: usize,
     pub nonces: usize,
+    pub sessions: usize,
+    pub signin_links: usize,
 }
 
 impl Pruned {
     /// The counts by table name (the metric's `table` label).
-    pub fn by_table(&self) -> [(&'static str, usize); 4] {
+    pub fn by_table(&self) -> [(&'static str, usize); 6] {
         [
             ("incidents", self.incidents),
             ("incident_events", self.events),
             ("outbox", self.outbox),
             ("ack_nonces", self.nonces),
+            ("console_sessions", self.sessions),
+            ("signin_links", self.signin_links),
         ]
     }
 
@@ -86,6 +90,8 @@ impl Pruned {
         self.events += other.events;
         self.outbox += other.outbox;
         self.nonces += other.nonces;
+        self.sessions += other.sessions;
+        self.signin_links += other.signin_links;
     }
 }
 

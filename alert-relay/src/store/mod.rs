@@ -306,7 +306,7 @@ pub trait Tx {
     /// (rows that cannot be read come back in `bad`).
     fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError>;
     /// `delivered` events at `period.0` ≤ at < `period.1` whose target starts with `target_prefix`
-    /// and whose detail starts with `detail_prefix`, oldest first, at most `limit`.
+    /// and whose detail starts with `detail_prefix`, by target and oldest first, at most `limit`.
     fn deliveries(
         &mut self,
         period: (Timestamp, Timestamp),
@@ -353,6 +353,9 @@ pub trait Tx {
         person: &str,
         now: Timestamp,
     ) -> Result<Vec<ConsoleSession>, StoreError>;
+    /// Deletes console sessions ended (expired or revoked) and sign-in links expired before
+    /// `before`; returns how many of each.
+    fn prune_console(&mut self, before: Timestamp) -> Result<(usize, usize), StoreError>;
     /// Revokes a person's sessions (`only`: one of them); returns how many.
     fn revoke_sessions(
         &mut self,

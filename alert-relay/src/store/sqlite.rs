@@ -138,7 +138,8 @@ CREATE INDEX IF NOT EXISTS incident_events_by_target
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (id) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS incidents_quarantined ON incidents (updated_at, id)
     WHERE quarantined IS NOT NULL;
-CREATE INDEX IF NOT EXISTS incident_events_kind_target ON incident_events (kind, target, at);
+CREATE INDEX IF NOT EXISTS incident_events_kind_target
+    ON incident_events (kind, target, at, incident_id, detail, actor);
 ",
 ];
 
@@ -820,6 +821,20 @@ impl Tx for SqliteTx<'_> {
 
     fn prune_closed(&mut self, before: Timestamp, limit: u32) -> Result<Pruned, StoreError> {
         history::prune_closed(self.0, before, limit)
+    }
+
+    fn prune_console(&mut self, before: Timestamp) -> Result<(usize, usize), StoreError> {
+        let sessions = self
+            .0
+            .prepare_cached(
+                "DELETE FROM console_sessions WHERE expires_at < ?1 OR revoked_at < ?1",
+            )?
+            .execute(params![before.0])?;
+        let links = self
+            .0
+            .prepare_cached("DELETE FROM signin_links WHERE expires_at < ?1")?
+            .execute(params![before.0])?;
+        Ok((sessions, links))
     }
 
     fn insert_signin(

@@ -5,7 +5,7 @@
 use super::{fire, run, webhook, Mode, Store, T0};
 use crate::domain::{NotificationKind, TargetName, Timestamp};
 use crate::engine::{EventKind, NewEvent};
-use crate::store::{Cursor, HistoryFilter, HistoryQuery, Pruned, Seek};
+use crate::store::{ConsoleSession, Cursor, HistoryFilter, HistoryQuery, Pruned, Seek};
 
 fn at(secs: i64) -> Timestamp {
     Timestamp(T0.0 + secs * 1000)
@@ -19,6 +19,7 @@ pub(super) fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     closed_incidents_page_newest_first_by_keyset_and_filter(fresh().as_ref());
     the_timeline_rows_of_pages_and_acknowledgements_are_read_by_period(fresh().as_ref());
     a_prune_deletes_old_closed_incidents_with_their_rows_and_keeps_the_rest(fresh().as_ref());
+    ended_console_sessions_and_expired_signin_links_are_pruned(fresh().as_ref());
 }
 
 fn page(store: &dyn Store, filter: HistoryFilter, seek: Seek, limit: u32) -> Vec<i64> {
@@ -243,4 +244,46 @@ fn a_prune_deletes_old_closed_incidents_with_their_rows_and_keeps_the_rest(store
     assert_eq!(total.incidents, 2);
     assert_eq!(total.nonces, 1);
     assert!(total.events >= 6 && total.outbox >= 4, "{total:?}");
+}
+
+fn ended_console_sessions_and_expired_signin_links_are_pruned(store: &dyn Store) {
+    let session = |id: &str, expires| ConsoleSession {
+        id_hash: id.into(),
+        person: "alice".into(),
+        created_at: T0,
+        expires_at: expires,
+        user_agent: "a browser".into(),
+    };
+    run(store, Mode::Durable, |tx| {
+        tx.insert_session(&session("expired", at(100)))?;
+        tx.insert_session(&session("revoked", at(10_000)))?;
+        tx.insert_session(&session("live", at(10_000)))?;
+        tx.revoke_sessions("alice", Some("revoked"), at(50))?;
+        tx.insert_signin("old-link", "alice", at(100), T0)?;
+        tx.insert_signin("new-link", "alice", at(10_000), T0)
+    })
+    .expect("sessions and links");
+    let prune = |before| run(store, Mode::Relaxed, |tx| tx.prune_console(before)).expect("prune");
+    assert_eq!(prune(at(40)), (0, 0), "nothing has ended before 40 s");
+    assert_eq!(
+        prune(at(200)),
+        (2, 1),
+        "the expired and the revoked, the old link"
+    );
+    assert_eq!(prune(at(200)), (0, 0), "done");
+    let (live, revoked, new_link) = run(store, Mode::Durable, |tx| {
+        Ok((
+            tx.session("live", at(200))?,
+            tx.session("revoked", at(200))?,
+            tx.use_signin("new-link", at(200))?,
+        ))
+    })
+    .expect("read");
+    assert!(live.is_some(), "a live session stays");
+    assert!(revoked.is_none());
+    assert_eq!(
+        new_link.as_deref(),
+        Some("alice"),
+        "a live link still works"
+    );
 }

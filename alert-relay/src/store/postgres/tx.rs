@@ -753,6 +753,18 @@ impl Tx for PgTx<'_> {
         self.prune(before, limit)
     }
 
+    fn prune_console(&mut self, before: Timestamp) -> Result<(usize, usize), StoreError> {
+        let sessions = self.execute(
+            "DELETE FROM console_sessions WHERE expires_at < $1 OR revoked_at < $1",
+            &[&before.0],
+        )?;
+        let links = self.execute(
+            "DELETE FROM signin_links WHERE expires_at < $1",
+            &[&before.0],
+        )?;
+        Ok((sessions, links))
+    }
+
     fn insert_signin(
         &mut self,
         token_hash: &str,

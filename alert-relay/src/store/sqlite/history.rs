@@ -113,8 +113,9 @@ pub(super) fn deliveries(
     (target_prefix, detail_prefix): (&str, &str),
     limit: u32,
 ) -> Result<Vec<IncidentEvent>, StoreError> {
-    // The target as a range (binary collation) reads the prefix's part of the index alone;
-    // the index named, as the bundled SQLite would rather take (kind, at) and read every
+    // The target as a range (binary collation) reads the prefix's part of the index alone,
+    // which holds every column read (no row is looked up) in the order asked for (no sort).
+    // The index named, as the bundled SQLite would rather take (kind, at) and read every
     // delivery of the period, to any target, row by row.
     let (range, end) = match prefix_end(target_prefix) {
         Some(end) => ("AND target >= ?3 AND target < ?6", end),
@@ -128,7 +129,7 @@ pub(super) fn deliveries(
             "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events \
              INDEXED BY incident_events_kind_target \
              WHERE kind = 'delivered' {range} AND at >= ?1 AND at < ?2 \
-             AND substr(detail, 1, length(?4)) = ?4 ORDER BY id LIMIT ?5"
+             AND substr(detail, 1, length(?4)) = ?4 ORDER BY target, at LIMIT ?5"
         ))?
         .query_map(
             params![from.0, until.0, target_prefix, detail_prefix, limit, end],

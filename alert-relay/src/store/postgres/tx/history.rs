@@ -80,7 +80,7 @@ impl PgTx<'_> {
             "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events \
              WHERE kind = 'delivered' AND at >= $1 AND at < $2 \
              AND starts_with(target, $3) AND starts_with(detail, $4) \
-             ORDER BY id LIMIT $5",
+             ORDER BY target, at LIMIT $5",
             &[
                 &from.0,
                 &until.0,
@@ -132,6 +132,7 @@ impl PgTx<'_> {
                 &[&ids],
             )?,
             incidents: self.execute("DELETE FROM incidents WHERE id = ANY($1)", &[&ids])?,
+            ..Pruned::default()
         })
     }
 }
