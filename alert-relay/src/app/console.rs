@@ -274,23 +274,21 @@ impl Relay {
             .run(Mode::Read, move |tx| {
                 let events =
                     tx.events_for_target(target.as_str(), EventKind::Delivered, since, limit)?;
-                let mut incidents = BTreeMap::new();
-                for e in &events {
-                    if incidents.contains_key(&e.incident_id) {
-                        continue;
-                    }
-                    let record = match tx.incident(e.incident_id) {
-                        Ok(record) => record,
-                        // Listed with the dead letters; the page is still one received.
-                        Err(StoreError::Undecodable(_)) => None,
-                        Err(other) => return Err(other),
-                    };
-                    incidents.insert(e.incident_id, record);
-                }
+                let mut ids: Vec<i64> = events.iter().map(|e| e.incident_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                // An unreadable one is listed with the dead letters; the page is still one
+                // received.
+                let incidents: BTreeMap<i64, _> = tx
+                    .incidents_among(&ids)?
+                    .rows
+                    .into_iter()
+                    .map(|r| (r.id, r))
+                    .collect();
                 Ok(events
                     .into_iter()
                     .map(|event| ReceivedPage {
-                        incident: incidents.get(&event.incident_id).cloned().flatten(),
+                        incident: incidents.get(&event.incident_id).cloned(),
                         event,
                     })
                     .collect())

@@ -190,15 +190,21 @@ impl Relay {
         let runtime = self.runtime();
         self.store
             .run(Mode::Read, move |tx| {
-                let mut out = Vec::new();
-                for record in tx.open_incidents(limit)?.rows {
-                    if runtime.is_heartbeat(record.policy().as_str()) {
-                        continue;
-                    }
-                    let waiting = tx.waiting_targets(record.id)?;
-                    out.push(OpenIncident { record, waiting });
-                }
-                Ok(out)
+                let open: Vec<_> = tx
+                    .open_incidents(limit)?
+                    .rows
+                    .into_iter()
+                    .filter(|r| !runtime.is_heartbeat(r.policy().as_str()))
+                    .collect();
+                let ids: Vec<i64> = open.iter().map(|r| r.id).collect();
+                let mut waiting = tx.waiting_targets_of(&ids)?;
+                Ok(open
+                    .into_iter()
+                    .map(|record| OpenIncident {
+                        waiting: waiting.remove(&record.id).unwrap_or_default(),
+                        record,
+                    })
+                    .collect())
             })
             .await
     }

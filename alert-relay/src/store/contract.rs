@@ -117,7 +117,33 @@ pub fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     one_open_incident_per_policy_and_group(fresh().as_ref());
     the_timeline_is_written_with_its_change_and_read_in_order(fresh().as_ref());
     a_targets_events_read_across_incidents_newest_first(fresh().as_ref());
+    many_incidents_read_at_once_match_one_by_one(fresh().as_ref());
     history::check_all(fresh);
+}
+
+fn many_incidents_read_at_once_match_one_by_one(store: &dyn Store) {
+    for name in ["A", "B", "C"] {
+        fire(store, name, T0).expect("fire");
+    }
+    let (one_by_one, among, waiting) = run(store, Mode::Read, |tx| {
+        let one_by_one = [1, 2, 3]
+            .map(|id| tx.waiting_targets(id))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            one_by_one,
+            tx.incidents_among(&[3, 1, 999])?,
+            tx.waiting_targets_of(&[1, 2, 3, 999])?,
+        ))
+    })
+    .expect("read");
+    let mut ids: Vec<i64> = among.rows.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 3], "those that exist, once each");
+    assert!(among.bad.is_empty());
+    assert!(one_by_one.iter().all(|t| !t.is_empty()), "{one_by_one:?}");
+    let expected: std::collections::BTreeMap<i64, _> = (1..=3).zip(one_by_one).collect();
+    assert_eq!(waiting, expected, "none for an incident that is not there");
 }
 
 fn a_committed_transition_reads_back(store: &dyn Store) {

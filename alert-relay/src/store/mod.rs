@@ -12,6 +12,7 @@ pub mod history;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,6 +214,23 @@ pub trait Tx {
     ) -> Result<Loaded<IncidentRecord>, StoreError>;
     /// One incident; `Err(Undecodable)` if its row cannot be read.
     fn incident(&mut self, id: i64) -> Result<Option<IncidentRecord>, StoreError>;
+    /// The incidents among `ids` that exist, those that cannot be read in `bad`. A backend a
+    /// network away answers it in one round trip.
+    fn incidents_among(&mut self, ids: &[i64]) -> Result<Loaded<IncidentRecord>, StoreError> {
+        let mut loaded = Loaded {
+            rows: Vec::new(),
+            bad: Vec::new(),
+        };
+        for &id in ids {
+            match self.incident(id) {
+                Ok(Some(record)) => loaded.rows.push(record),
+                Ok(None) => {}
+                Err(StoreError::Undecodable(bad)) => loaded.bad.push(bad),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(loaded)
+    }
     /// Incidents whose next step is due at `now`, earliest first, at most `limit`.
     fn due_incidents(
         &mut self,
@@ -254,6 +272,21 @@ pub trait Tx {
     ) -> Result<usize, StoreError>;
     /// The targets that have notifications of `incident` still waiting for delivery.
     fn waiting_targets(&mut self, incident: i64) -> Result<Vec<TargetName>, StoreError>;
+    /// [`Tx::waiting_targets`] of each of `incidents` (one with none waiting is left out).
+    /// A backend a network away answers it in one round trip.
+    fn waiting_targets_of(
+        &mut self,
+        incidents: &[i64],
+    ) -> Result<BTreeMap<i64, Vec<TargetName>>, StoreError> {
+        let mut waiting = BTreeMap::new();
+        for &id in incidents {
+            let targets = self.waiting_targets(id)?;
+            if !targets.is_empty() {
+                waiting.insert(id, targets);
+            }
+        }
+        Ok(waiting)
+    }
     /// The oldest pending notification of `target` (`Err(BadRow)` if it cannot be read).
     fn outbox_head(
         &mut self,

@@ -5,6 +5,7 @@ mod history;
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -352,6 +353,10 @@ impl Tx for PgTx<'_> {
         Ok(loaded.rows.pop())
     }
 
+    fn incidents_among(&mut self, ids: &[i64]) -> Result<Loaded<IncidentRecord>, StoreError> {
+        self.incidents("WHERE id = ANY($1)", &[&ids], false)
+    }
+
     fn due_incidents(
         &mut self,
         now: Timestamp,
@@ -530,6 +535,25 @@ impl Tx for PgTx<'_> {
             &[&incident],
         )?;
         Self::targets(rows)
+    }
+
+    fn waiting_targets_of(
+        &mut self,
+        incidents: &[i64],
+    ) -> Result<BTreeMap<i64, Vec<TargetName>>, StoreError> {
+        let rows = self.rows(
+            "SELECT DISTINCT incident_id, target FROM outbox \
+             WHERE incident_id = ANY($1) AND status = 'pending' ORDER BY incident_id, target",
+            &[&incidents],
+        )?;
+        let mut waiting: BTreeMap<i64, Vec<TargetName>> = BTreeMap::new();
+        for row in rows {
+            waiting
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(TargetName(row.try_get(1)?));
+        }
+        Ok(waiting)
     }
 
     fn outbox_head(
