@@ -116,7 +116,7 @@ impl Relay {
             .run(Mode::Read, move |tx| {
                 let people = person_target("");
                 Ok((
-                    tx.deliveries(period, people.as_str(), &page_delivery_prefix(), LOAD_ROWS)?,
+                    tx.page_buckets(period, people.as_str(), &page_delivery_prefix(), LOAD_ROWS)?,
                     tx.acknowledged_timelines(period, LOAD_ROWS)?,
                 ))
             })

@@ -2,7 +2,8 @@
 //! over a period, the pages they received, those outside 08:00–20:00 in their own time zone,
 //! and their median time to acknowledge.
 //!
-//! - A **page** is a `delivered` event of a page (`firing`, not a notice) to `person.<name>`.
+//! - A **page** is a `delivered` event of a page (`firing`, not a notice) to `person.<name>`,
+//!   counted by quarter hour ([`buckets`]; the store counts them the same way).
 //! - **Time to acknowledge** runs from the first page of the escalation round (the incident's
 //!   first `paged` or page `delivered` event, or the first after its acknowledgement ran out)
 //!   to the `acknowledged` event.
@@ -18,6 +19,7 @@ use std::time::Duration;
 use crate::domain::Timestamp;
 use crate::engine::events::is_page_delivery;
 use crate::engine::{EventKind, IncidentEvent};
+use crate::store::{PageBucket, BUCKET_MS};
 
 /// The actor of an acknowledgement through a push's link.
 pub const LINK_ACTOR: &str = "ack link";
@@ -60,13 +62,14 @@ pub trait People {
     fn named(&self, who: &str) -> Option<String>;
 }
 
-/// The numbers over `from` ≤ t < `until`, from the page deliveries in the period and the
-/// escalation rows (`store::history::ESCALATION_KINDS`) of the incidents acknowledged in
-/// it, by incident in order.
+/// The numbers over `from` ≤ t < `until`, from the page deliveries in the period counted
+/// by target and quarter hour (as [`buckets`] counts them) and the escalation rows
+/// (`store::history::ESCALATION_KINDS`) of the incidents acknowledged in it, by incident in
+/// order.
 pub fn load(
     people: &dyn People,
     (from, until): (Timestamp, Timestamp),
-    pages: &[IncidentEvent],
+    pages: &[PageBucket],
     timelines: &[IncidentEvent],
 ) -> Load {
     let mut rows: BTreeMap<String, (Option<String>, Tally)> = people
@@ -74,18 +77,19 @@ pub fn load(
         .into_iter()
         .map(|(name, zone)| (name, (zone, Tally::default())))
         .collect();
-    for page in pages {
-        let Some(person) = paged_person(page) else {
+    let prefix = crate::engine::oncall::person_target("");
+    let mut zones: BTreeMap<Option<String>, jiff::tz::TimeZone> = BTreeMap::new();
+    for bucket in pages {
+        let Some(person) = bucket.target.strip_prefix(prefix.as_str()) else {
             continue;
         };
-        let in_period = from <= page.at && page.at < until;
-        if !in_period {
-            continue;
-        }
         let (zone, tally) = rows.entry(person.to_owned()).or_default();
-        tally.pages += 1;
-        if outside_hours(page.at, zone.as_deref()) {
-            tally.outside += 1;
+        let tz = zones
+            .entry(zone.clone())
+            .or_insert_with(|| time_zone(zone.as_deref()));
+        tally.pages += bucket.pages;
+        if outside_hours_in(bucket.start, tz) {
+            tally.outside += bucket.pages;
         }
     }
     let mut unattributed = Tally::default();
@@ -126,6 +130,29 @@ struct Tally {
     took: Vec<Duration>,
 }
 
+/// The page deliveries among `events` at `from` ≤ at < `until`, counted by target and
+/// quarter hour, by target and in time order: what `Tx::page_buckets` answers from the store.
+pub fn buckets((from, until): (Timestamp, Timestamp), events: &[IncidentEvent]) -> Vec<PageBucket> {
+    let mut counts: BTreeMap<(&str, i64), u32> = BTreeMap::new();
+    for e in events {
+        if from <= e.at && e.at < until && paged_person(e).is_some() {
+            if let Some(target) = e.target.as_deref() {
+                *counts
+                    .entry((target, e.at.0 / BUCKET_MS * BUCKET_MS))
+                    .or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((target, start), pages)| PageBucket {
+            target: target.to_owned(),
+            start: Timestamp(start),
+            pages,
+        })
+        .collect()
+}
+
 /// The person a page delivery went to, if it is a page to a person.
 fn paged_person(e: &IncidentEvent) -> Option<&str> {
     if e.kind != Some(EventKind::Delivered) || !is_page_delivery(&e.detail) {
@@ -137,13 +164,19 @@ fn paged_person(e: &IncidentEvent) -> Option<&str> {
 
 /// Whether `at` falls outside 08:00–20:00 in `zone` (UTC when unset or unknown).
 pub fn outside_hours(at: Timestamp, zone: Option<&str>) -> bool {
-    let tz = zone
-        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+    outside_hours_in(at, &time_zone(zone))
+}
+
+fn time_zone(zone: Option<&str>) -> jiff::tz::TimeZone {
+    zone.and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+fn outside_hours_in(at: Timestamp, tz: &jiff::tz::TimeZone) -> bool {
     let Ok(t) = jiff::Timestamp::from_millisecond(at.0) else {
         return false;
     };
-    let hour = t.to_zoned_datetime(tz).hour();
+    let hour = t.to_zoned_datetime(tz.clone()).hour();
     !(DAY_STARTS..DAY_ENDS).contains(&hour)
 }
 

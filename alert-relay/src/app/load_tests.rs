@@ -90,7 +90,7 @@ fn pages_are_counted_per_person_and_outside_hours_in_their_own_zone() {
         notice,
         to_a_topic,
     ];
-    let load = load(&Team, whole_day(), &pages, &[]);
+    let load = load(&Team, whole_day(), &buckets(whole_day(), &pages), &[]);
     let got: Vec<(&str, &str, u32, u32)> = load
         .people
         .iter()
@@ -220,7 +220,8 @@ fn only_what_falls_in_the_period_counts() {
         ack(2, t(9, 2), "alice"),
     ];
     let pages = [page(1, t(1, 0), "alice"), page(2, t(9, 0), "alice")];
-    let load = load(&Team, (t(8, 0), t(10, 0)), &pages, &rows);
+    let period = (t(8, 0), t(10, 0));
+    let load = load(&Team, period, &buckets(period, &pages), &rows);
     let alice = row(&load, "alice");
     assert_eq!((alice.pages, alice.acks), (1, 1));
 }

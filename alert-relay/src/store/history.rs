@@ -61,6 +61,20 @@ impl ClosedIncident {
     }
 }
 
+/// How finely pages are counted over time: a quarter of an hour. Every time zone's offset
+/// and every change of it is a whole number of quarter hours, so a bucket lies wholly inside
+/// or wholly outside working hours in any zone.
+pub const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+/// Pages delivered to one target in one quarter hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageBucket {
+    pub target: String,
+    /// The quarter hour's start (a multiple of [`BUCKET_MS`]).
+    pub start: Timestamp,
+    pub pages: u32,
+}
+
 /// What a prune deleted, by table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {

@@ -22,7 +22,9 @@ use crate::engine::{
     Transition,
 };
 
-pub use history::{ClosedIncident, Cursor, HistoryFilter, HistoryQuery, Pruned, Seek};
+pub use history::{
+    ClosedIncident, Cursor, HistoryFilter, HistoryQuery, PageBucket, Pruned, Seek, BUCKET_MS,
+};
 pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -338,15 +340,16 @@ pub trait Tx {
     /// Closed incidents (not quarantined) that `q` selects, newest first, at most its limit
     /// (rows that cannot be read come back in `bad`).
     fn closed_incidents(&mut self, q: &HistoryQuery) -> Result<Loaded<ClosedIncident>, StoreError>;
-    /// `delivered` events at `period.0` ≤ at < `period.1` whose target starts with `target_prefix`
-    /// and whose detail starts with `detail_prefix`, by target and oldest first, at most `limit`.
-    fn deliveries(
+    /// The `delivered` events at `period.0` ≤ at < `period.1` whose target starts with
+    /// `target_prefix` and whose detail starts with `detail_prefix`, counted by target and
+    /// quarter hour ([`BUCKET_MS`]), by target and in time order, at most `limit` buckets.
+    fn page_buckets(
         &mut self,
         period: (Timestamp, Timestamp),
         target_prefix: &str,
         detail_prefix: &str,
         limit: u32,
-    ) -> Result<Vec<IncidentEvent>, StoreError>;
+    ) -> Result<Vec<PageBucket>, StoreError>;
     /// The [`history::ESCALATION_KINDS`] events of every incident with an `acknowledged`
     /// event at `period.0` ≤ at < `period.1`, by incident and in order, at most `limit`.
     fn acknowledged_timelines(

@@ -801,14 +801,14 @@ impl Tx for SqliteTx<'_> {
         history::closed_incidents(self.0, q)
     }
 
-    fn deliveries(
+    fn page_buckets(
         &mut self,
         period: (Timestamp, Timestamp),
         target_prefix: &str,
         detail_prefix: &str,
         limit: u32,
-    ) -> Result<Vec<IncidentEvent>, StoreError> {
-        history::deliveries(self.0, period, (target_prefix, detail_prefix), limit)
+    ) -> Result<Vec<crate::store::PageBucket>, StoreError> {
+        history::page_buckets(self.0, period, (target_prefix, detail_prefix), limit)
     }
 
     fn acknowledged_timelines(

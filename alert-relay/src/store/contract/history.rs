@@ -5,7 +5,9 @@
 use super::{fire, run, webhook, Mode, Store, T0};
 use crate::domain::{NotificationKind, TargetName, Timestamp};
 use crate::engine::{EventKind, NewEvent};
-use crate::store::{ConsoleSession, Cursor, HistoryFilter, HistoryQuery, Pruned, Seek};
+use crate::store::{
+    ConsoleSession, Cursor, HistoryFilter, HistoryQuery, PageBucket, Pruned, Seek, BUCKET_MS,
+};
 
 fn at(secs: i64) -> Timestamp {
     Timestamp(T0.0 + secs * 1000)
@@ -126,6 +128,10 @@ fn the_timeline_rows_of_pages_and_acknowledgements_are_read_by_period(store: &dy
             event(2, EventKind::Delivered, "firing: attempt 1, 5 ms").to(&"ntfy.a".into()),
         ),
         (
+            at(5),
+            event(2, EventKind::Delivered, "firing: attempt 1, 5 ms").to(&alice),
+        ),
+        (
             at(60),
             event(1, EventKind::Acknowledged, "acknowledged").by("alice (console)"),
         ),
@@ -146,12 +152,27 @@ fn the_timeline_rows_of_pages_and_acknowledgements_are_read_by_period(store: &dy
     })
     .expect("events");
     let pages = run(store, Mode::Read, |tx| {
-        tx.deliveries((T0, at(3600)), "person.", "firing: ", 100)
+        tx.page_buckets((T0, at(3600)), "person.", "firing: ", 100)
     })
     .expect("pages");
-    let seen: Vec<(i64, Timestamp)> = pages.iter().map(|e| (e.incident_id, e.at)).collect();
-    assert_eq!(seen, [(1, at(2))], "a person's page in the period only");
-    assert_eq!(pages[0].target.as_deref(), Some("person.alice"));
+    assert_eq!(
+        pages,
+        [PageBucket {
+            target: "person.alice".into(),
+            start: Timestamp(T0.0 / BUCKET_MS * BUCKET_MS),
+            pages: 2,
+        }],
+        "a person's pages in the period only, counted by quarter hour"
+    );
+    let all = run(store, Mode::Read, |tx| {
+        tx.events_for_target("person.alice", EventKind::Delivered, T0, 100)
+    })
+    .expect("events");
+    assert_eq!(
+        crate::app::load::buckets((T0, at(3600)), &all),
+        pages,
+        "the store counts as the pure function does"
+    );
     let timelines = run(store, Mode::Read, |tx| {
         tx.acknowledged_timelines((at(30), at(90)), 100)
     })

@@ -755,14 +755,14 @@ impl Tx for PgTx<'_> {
         self.history_page(q)
     }
 
-    fn deliveries(
+    fn page_buckets(
         &mut self,
         period: (Timestamp, Timestamp),
         target_prefix: &str,
         detail_prefix: &str,
         limit: u32,
-    ) -> Result<Vec<IncidentEvent>, StoreError> {
-        self.delivered_events(period, (target_prefix, detail_prefix), limit)
+    ) -> Result<Vec<crate::store::PageBucket>, StoreError> {
+        self.page_counts(period, (target_prefix, detail_prefix), limit)
     }
 
     fn acknowledged_timelines(

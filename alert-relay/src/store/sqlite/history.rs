@@ -6,7 +6,9 @@ use rusqlite::{params, params_from_iter, Connection};
 use super::{decode, incident_row, BadRow, Loaded, StoreError};
 use crate::domain::{AlertGroup, Timestamp};
 use crate::engine::{EventKind, IncidentEvent};
-use crate::store::history::{self, Arg, ClosedIncident, HistoryQuery, Pruned};
+use crate::store::history::{
+    self, Arg, ClosedIncident, HistoryQuery, PageBucket, Pruned, BUCKET_MS,
+};
 
 /// When an incident closed, and what the history filters on, as columns; the indexes that
 /// serve a history page, the per-person numbers, the dead letters and the prune. Closed
@@ -107,15 +109,15 @@ fn event(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentEvent> {
     })
 }
 
-pub(super) fn deliveries(
+pub(super) fn page_buckets(
     conn: &Connection,
     (from, until): (Timestamp, Timestamp),
     (target_prefix, detail_prefix): (&str, &str),
     limit: u32,
-) -> Result<Vec<IncidentEvent>, StoreError> {
+) -> Result<Vec<PageBucket>, StoreError> {
     // The target as a range (binary collation) reads the prefix's part of the index alone,
-    // which holds every column read (no row is looked up) in the order asked for (no sort).
-    // The index named, as the bundled SQLite would rather take (kind, at) and read every
+    // which holds every column read (no row is looked up) in time order per target. The
+    // index named, as the bundled SQLite would rather take (kind, at) and read every
     // delivery of the period, to any target, row by row.
     let (range, end) = match prefix_end(target_prefix) {
         Some(end) => ("AND target >= ?3 AND target < ?6", end),
@@ -126,14 +128,29 @@ pub(super) fn deliveries(
     };
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events \
+            "SELECT target, at / ?7 * ?7 AS bucket, COUNT(*) FROM incident_events \
              INDEXED BY incident_events_kind_target \
              WHERE kind = 'delivered' {range} AND at >= ?1 AND at < ?2 \
-             AND substr(detail, 1, length(?4)) = ?4 ORDER BY target, at LIMIT ?5"
+             AND substr(detail, 1, length(?4)) = ?4 \
+             GROUP BY target, bucket ORDER BY target, bucket LIMIT ?5"
         ))?
         .query_map(
-            params![from.0, until.0, target_prefix, detail_prefix, limit, end],
-            event,
+            params![
+                from.0,
+                until.0,
+                target_prefix,
+                detail_prefix,
+                limit,
+                end,
+                BUCKET_MS
+            ],
+            |r| {
+                Ok(PageBucket {
+                    target: r.get(0)?,
+                    start: Timestamp(r.get(1)?),
+                    pages: r.get(2)?,
+                })
+            },
         )?
         .collect::<Result<_, _>>()?)
 }

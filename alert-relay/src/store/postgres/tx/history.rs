@@ -7,7 +7,9 @@ use tokio_postgres::Row;
 use super::{decode_incident, PgTx};
 use crate::domain::Timestamp;
 use crate::engine::{EventKind, IncidentEvent};
-use crate::store::history::{self, Arg, ClosedIncident, HistoryQuery, Pruned, Seek};
+use crate::store::history::{
+    self, Arg, ClosedIncident, HistoryQuery, PageBucket, Pruned, Seek, BUCKET_MS,
+};
 use crate::store::{BadRow, Loaded, StoreError};
 
 fn numbered(n: usize) -> String {
@@ -70,27 +72,34 @@ impl PgTx<'_> {
         Ok(loaded)
     }
 
-    pub(super) fn delivered_events(
+    pub(super) fn page_counts(
         &mut self,
         (from, until): (Timestamp, Timestamp),
         (target_prefix, detail_prefix): (&str, &str),
         limit: u32,
-    ) -> Result<Vec<IncidentEvent>, StoreError> {
+    ) -> Result<Vec<PageBucket>, StoreError> {
         self.rows(
-            "SELECT id, incident_id, at, kind, actor, target, detail FROM incident_events \
+            "SELECT target, at / $6 * $6 AS bucket, COUNT(*) FROM incident_events \
              WHERE kind = 'delivered' AND at >= $1 AND at < $2 \
              AND starts_with(target, $3) AND starts_with(detail, $4) \
-             ORDER BY target, at LIMIT $5",
+             GROUP BY target, bucket ORDER BY target, bucket LIMIT $5",
             &[
                 &from.0,
                 &until.0,
                 &target_prefix,
                 &detail_prefix,
                 &i64::from(limit),
+                &BUCKET_MS,
             ],
         )?
         .iter()
-        .map(event)
+        .map(|r| {
+            Ok(PageBucket {
+                target: r.try_get(0)?,
+                start: Timestamp(r.try_get(1)?),
+                pages: u32::try_from(r.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
+            })
+        })
         .collect()
     }
 
