@@ -246,6 +246,72 @@ async fn an_unknown_name_gets_the_same_answer_and_nothing_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_session_outlives_a_restart_of_the_relay() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = console_policy(dir.path(), &ntfy, "");
+    let data = dir.path().join("data");
+    let relay = TestRelay::start_self_linked(&policy, &data).await;
+    let cookie = sign_in(&relay, &ntfy, "alice", "alice-phone").await;
+    relay.shutdown().await;
+    let again = TestRelay::start_self_linked(&policy, &data).await;
+    let (status, html) = page(&again, "/", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("alice"), "signed in as alice: {html}");
+    again.shutdown().await;
+}
+
+/// Two relays on one PostgreSQL (the HA setup): a session made on one works on the other,
+/// and signing out on the other ends it on both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_works_on_every_replica() {
+    use alert_relay::store::postgres::scratch::ScratchDatabase;
+    let Some(db) = ScratchDatabase::create() else {
+        return;
+    };
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = console_policy(dir.path(), &ntfy, "");
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let store: std::sync::Arc<dyn alert_relay::store::Store> = std::sync::Arc::new(db.open());
+        replicas.push(
+            TestRelay::start_self_linked_on(
+                &policy,
+                &dir.path().join(name),
+                alert_relay::server::Options::default(),
+                Some(store),
+            )
+            .await,
+        );
+    }
+    let cookie = sign_in(&replicas[0], &ntfy, "alice", "alice-phone").await;
+    let (status, html) = page(&replicas[1], "/", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("alice"), "signed in as alice on b: {html}");
+    let answer = browser()
+        .post(format!("{}/signout", replicas[1].url))
+        .header("cookie", &cookie)
+        .header("origin", &replicas[1].url)
+        .form(&[("csrf", csrf(&html).as_str())])
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    for relay in &replicas {
+        assert_eq!(
+            page(relay, "/", &cookie).await.0,
+            StatusCode::SEE_OTHER,
+            "ended on {}",
+            relay.url
+        );
+    }
+    for relay in replicas {
+        relay.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sign_out_everywhere_ends_every_session() {
     let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -94,6 +94,16 @@ impl TestRelay {
         data_dir: &Path,
         options: server::Options,
     ) -> Self {
+        Self::start_self_linked_on(policy, data_dir, options, None).await
+    }
+
+    /// [`TestRelay::start_self_linked_with`] on `store` (SQLite in `data_dir` when `None`).
+    pub async fn start_self_linked_on(
+        policy: &Path,
+        data_dir: &Path,
+        options: server::Options,
+        store: Option<std::sync::Arc<dyn alert_relay::store::Store>>,
+    ) -> Self {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = probe.local_addr().expect("addr");
         drop(probe);
@@ -103,9 +113,11 @@ impl TestRelay {
             (name == "PUBLIC_URL").then(|| public.clone())
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let relay = Relay::new(config, data_dir)
-            .expect("relay")
-            .with_config_path(policy);
+        let mut builder = Relay::builder(config, data_dir);
+        if let Some(store) = store {
+            builder = builder.store(store);
+        }
+        let relay = builder.build().expect("relay").with_config_path(policy);
         let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server::run_with(listener, relay, options, async {
