@@ -27,6 +27,9 @@ pub struct Links {
     /// When set, silence links open Grafana's alerting UI for the Alertmanager data source
     /// `alertmanager` instead of Alertmanager's own.
     pub grafana_url: Option<Url>,
+    /// Whether the relay serves its console (`server.console`): notifications then link to
+    /// the incident's page there.
+    pub console: bool,
 }
 
 impl Links {
@@ -77,8 +80,14 @@ impl Links {
                 incident.group.runbook_annotation(),
                 self.public_url.as_ref(),
             ),
-            console_url: None,
+            console_url: self.console_page(incident),
         }
+    }
+
+    /// The incident's page in the console, when there is one and an address to reach it.
+    fn console_page(&self, incident: &IncidentRecord) -> Option<String> {
+        let base = self.public_url.as_ref().filter(|_| self.console)?;
+        under(base, &format!("incidents/{}", incident.id)).map(String::from)
     }
 
     /// Alertmanager's silence form pre-filled with the group's labels. Alertmanager's own

@@ -39,8 +39,8 @@ async fn a_critical_alert_pages_the_primary_with_the_exact_request() {
     assert_eq!(push["priority"], 5);
     assert_eq!(push["title"], "[critical] GatewayHighErrorRate");
     assert_eq!(
-        push["click"],
-        "https://runbooks.test/docs/runbooks/GatewayHighErrorRate.md"
+        push["click"], "https://relay.test/incidents/1",
+        "tapping the push opens the incident in the console"
     );
     assert_eq!(push["sequence_id"], "relay-1");
     assert_eq!(push["tags"], serde_json::json!(["rotating_light"]));

@@ -102,9 +102,14 @@ async fn a_silent_alertmanager_pages_and_its_return_resolves() {
     );
     assert_eq!(page["topic"], "oncall-primary");
     assert_eq!(page["priority"], 5, "critical");
+    let runbook = page["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["label"] == "Runbook"))
+        .map(|a| a["url"].clone());
     assert_eq!(
-        page["click"], "https://runbooks.test/docs/runbooks/Watchdog.md",
-        "the Watchdog's runbook"
+        runbook,
+        Some("https://runbooks.test/docs/runbooks/Watchdog.md".into()),
+        "the Watchdog's runbook: {page}"
     );
     // The on-call view lists the HeartbeatMissing incident, not the Watchdog's own (open by
     // design, it would sit on top of every listing).

@@ -154,13 +154,34 @@ async fn a_relative_runbook_link_opens_the_relays_runbook_page_from_every_vendor
     let links = vendors.links().await;
     let runbook_links: Vec<_> = links
         .iter()
-        .filter(|(_, label, _)| label == "Runbook" || label == "click")
+        .filter(|(_, label, _)| label == "Runbook")
         .collect();
     let vendors_linked: Vec<&str> = runbook_links.iter().map(|(v, _, _)| *v).collect();
     assert_eq!(
         vendors_linked,
-        ["ntfy", "ntfy", "slack", "pagerduty", "log"],
+        ["ntfy", "slack", "pagerduty", "log"],
         "{links:?}"
+    );
+    // Tapping the push opens the incident's page in the console.
+    let click: Vec<_> = links
+        .iter()
+        .filter(|(_, label, _)| label == "click")
+        .collect();
+    assert_eq!(click.len(), 1, "{links:?}");
+    assert!(click[0].2.ends_with("/incidents/1"), "{links:?}");
+    let console: Vec<(&str, &str)> = links
+        .iter()
+        .filter(|(_, _, url)| url == &click[0].2)
+        .map(|(vendor, label, _)| (*vendor, label.as_str()))
+        .collect();
+    assert_eq!(
+        console,
+        [
+            ("ntfy", "click"),
+            ("slack", "Open in the console"),
+            ("pagerduty", "On-call console")
+        ],
+        "every vendor links the incident's console page"
     );
     for (vendor, label, url) in &runbook_links {
         assert_eq!(url, &expected, "{vendor} {label}");
@@ -218,8 +239,8 @@ async fn a_runbook_or_source_link_that_is_no_http_link_is_never_made_a_link() {
     assert!(!links.is_empty(), "the ack link at least");
     for (vendor, label, url) in &links {
         assert!(
-            url.starts_with("https://relay.test/ack/"),
-            "{vendor} {label}: {url}"
+            url.starts_with("https://relay.test/ack/") || url == "https://relay.test/incidents/1",
+            "only the relay's own acknowledge and console links: {vendor} {label}: {url}"
         );
     }
 }

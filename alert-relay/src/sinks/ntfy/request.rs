@@ -107,7 +107,9 @@ pub fn build_within<'a>(
     let runbook = fit::url(n.runbook_url(), MAX_URL_BYTES);
     let console = fit::url(n.console_url.as_deref(), MAX_URL_BYTES);
     let mut actions = Vec::new();
-    if let Some(url) = console {
+    // A page's three buttons are Runbook, Acknowledge and Silence (ntfy shows three at
+    // most); tapping the push itself opens the incident in the console.
+    if let Some(url) = console.filter(|_| n.kind != NotificationKind::Firing) {
         actions.push(Action::View {
             label: "Open",
             url,

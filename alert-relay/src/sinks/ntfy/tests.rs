@@ -55,6 +55,26 @@ fn a_critical_page_has_priority_click_actions_and_sequence_id() {
 }
 
 #[test]
+fn a_page_opens_the_console_on_a_tap_and_keeps_its_three_buttons() {
+    let config = config("http://ntfy.local");
+    let mut n = sample_notification("critical", "ntfy.primary", NotificationKind::Firing);
+    n.console_url = Some("https://relay.example.com/incidents/1".into());
+    let json = serde_json::to_value(build_message(&config, &n, &text())).expect("json");
+    assert_eq!(json["click"], "https://relay.example.com/incidents/1");
+    let labels: Vec<&str> = json["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a["label"].as_str().expect("label"))
+        .collect();
+    assert_eq!(labels, ["Runbook", "Acknowledge", "Silence"]);
+    // A notice (or a sign-in push) has room: the console link is a button too.
+    n.kind = NotificationKind::Resolved;
+    let json = serde_json::to_value(build_message(&config, &n, &text())).expect("json");
+    assert_eq!(json["actions"][0]["label"], "Open");
+}
+
+#[test]
 fn severities_map_to_priorities_and_resolves_are_quiet() {
     let config = config("http://ntfy.local");
     let text = text();

@@ -145,6 +145,11 @@ pub fn build_within<'a>(
     if let Some(url) = fit::url(n.generator_url(), MAX_URL_BYTES) {
         event.links.push(json!({"href": url, "text": "Source"}));
     }
+    if let Some(url) = fit::url(n.console_url.as_deref(), MAX_URL_BYTES) {
+        event
+            .links
+            .push(json!({"href": url, "text": "On-call console"}));
+    }
     event.client = Some("alert-relay");
     event.client_url = fit::url(
         n.group.external_url.as_deref().and_then(web_link),

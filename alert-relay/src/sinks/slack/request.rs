@@ -103,6 +103,7 @@ pub fn build_message(n: &Notification, text: &Rendered) -> Value {
         }
     };
     button("Runbook", n.runbook_url(), true);
+    button("Open in the console", n.console_url.as_deref(), false);
     button("Source", n.generator_url(), false);
     if n.kind == NotificationKind::Firing {
         button("Silence", n.silence_url.as_deref(), false);
