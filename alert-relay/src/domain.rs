@@ -374,6 +374,10 @@ pub struct Notification {
     /// the relay has a public URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
+    /// The incident's page in the console (`<public_url>incidents/<id>`), when the console is
+    /// on and the relay has a public URL (composed in `engine::links`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_url: Option<String>,
 }
 
 impl Notification {

@@ -77,6 +77,7 @@ impl Runtime {
                 ttl: config.server.ack_link_ttl,
                 alertmanager_url: config.server.alertmanager_url.clone(),
                 grafana_url: config.server.grafana_url.clone(),
+                console: config.server.console.is_some(),
             },
             configured: sinks.keys().cloned().collect(),
             templates: Arc::new(Templates::new(&config)),

@@ -80,5 +80,6 @@ pub fn sample_notification(policy: &str, target: &str, kind: NotificationKind) -
         mentions: Vec::new(),
         runbook_link: None,
         console_url: None,
+        incident_url: None,
     }
 }

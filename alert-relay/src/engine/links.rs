@@ -27,6 +27,9 @@ pub struct Links {
     /// When set, silence links open Grafana's alerting UI for the Alertmanager data source
     /// `alertmanager` instead of Alertmanager's own.
     pub grafana_url: Option<Url>,
+    /// Whether the console is on (`server.console`): notifications then link the incident's
+    /// page in it.
+    pub console: bool,
 }
 
 impl Links {
@@ -78,6 +81,12 @@ impl Links {
                 self.public_url.as_ref(),
             ),
             console_url: None,
+            incident_url: self
+                .console
+                .then_some(self.public_url.as_ref())
+                .flatten()
+                .and_then(|base| under(base, &format!("incidents/{}", incident.id)))
+                .map(String::from),
         }
     }
 

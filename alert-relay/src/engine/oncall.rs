@@ -430,6 +430,7 @@ pub fn handoff_notice(
         mentions: Vec::new(),
         runbook_link: None,
         console_url: None,
+        incident_url: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) fn links() -> Links {
         ttl: Duration::from_secs(3600),
         alertmanager_url: None,
         grafana_url: None,
+        console: false,
     }
 }
 

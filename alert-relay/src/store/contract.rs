@@ -19,6 +19,7 @@ fn links() -> Links {
         ttl: std::time::Duration::from_secs(3600),
         alertmanager_url: None,
         grafana_url: None,
+        console: false,
     }
 }
 
