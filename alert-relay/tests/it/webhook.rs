@@ -121,7 +121,10 @@ async fn webhook_an_alert_arrives_signed_and_verifies() {
         data["links"]["runbook"],
         "https://runbooks.test/docs/runbooks/GatewayDown.md"
     );
-    assert_eq!(data["links"]["incident"], json!(null), "the console is off");
+    assert_eq!(
+        data["links"]["incident"], "http://relay.test/incidents/1",
+        "the console (on by default) shows the incident at the public URL"
+    );
 
     relay.webhook(&webhook("GatewayDown", "resolved")).await;
     let posts = wait_posts(&server, 2).await;
