@@ -370,8 +370,9 @@ pub struct Notification {
     /// under `server.public_url`; `None` when there is no link that can be opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook_link: Option<String>,
-    /// Where the console shows what this is about (the incident's page; a sign-in link), when
-    /// the relay has a public URL.
+    /// Where the console shows what this is about, when the console is on and the relay has a
+    /// public URL: the incident's page (`<public_url>incidents/<id>`, composed in
+    /// `engine::links`), or a sign-in link in a sign-in push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
 }

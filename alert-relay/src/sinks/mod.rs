@@ -9,6 +9,7 @@ pub mod ntfy;
 pub mod pagerduty;
 pub mod retry;
 pub mod slack;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -186,6 +187,7 @@ vendors! {
     ntfy => Ntfy(ntfy::Ntfy),
     slack => Slack(slack::Slack),
     pagerduty => PagerDuty(pagerduty::PagerDuty),
+    webhook => Webhook(webhook::Webhook),
     log => Log(log::Log),
 }
 

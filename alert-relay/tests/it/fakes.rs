@@ -196,3 +196,77 @@ pub async fn strict(responder: impl Respond + 'static) -> MockServer {
         .await;
     server
 }
+
+/// A Standard Webhooks receiver, written from the specification (not with the relay's
+/// signer): 401 for a missing `webhook-*` header, a timestamp more than 5 minutes off (the
+/// reference libraries' tolerance) or no `v1,` signature matching HMAC-SHA256 of
+/// `{id}.{timestamp}.{body}` under the secret's key; 413 for a body over `max_body`; 400 for
+/// a body that is not JSON; else 200.
+pub struct StrictWebhookReceiver {
+    pub secret: &'static str,
+    pub max_body: usize,
+}
+
+impl StrictWebhookReceiver {
+    /// Why a request would be refused, as (status, reason); `None` if it verifies.
+    pub fn refusal(&self, request: &Request) -> Option<(u16, String)> {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        // A receiver's server caps the body before the handler reads it.
+        if request.body.len() > self.max_body {
+            return Some((413, "payload too large".into()));
+        }
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (Some(id), Some(timestamp), Some(signatures)) = (
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+        ) else {
+            return Some((401, "missing required headers".into()));
+        };
+        let Ok(sent) = timestamp.parse::<i64>() else {
+            return Some((401, "invalid timestamp".into()));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if (now - sent).abs() > 5 * 60 {
+            return Some((401, "message timestamp too old or too new".into()));
+        }
+        let engine = base64::engine::general_purpose::STANDARD;
+        let key = engine
+            .decode(self.secret.trim_start_matches("whsec_"))
+            .expect("the fake's secret");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(&request.body);
+        let expected = engine.encode(mac.finalize().into_bytes());
+        if !signatures
+            .split(' ')
+            .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+        {
+            return Some((401, "no matching signature found".into()));
+        }
+        if serde_json::from_slice::<Value>(&request.body).is_err() {
+            return Some((400, "body is not JSON".into()));
+        }
+        None
+    }
+}
+
+impl Respond for StrictWebhookReceiver {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match self.refusal(request) {
+            Some((status, reason)) => {
+                ResponseTemplate::new(status).set_body_json(json!({"message": reason}))
+            }
+            None => ResponseTemplate::new(200),
+        }
+    }
+}

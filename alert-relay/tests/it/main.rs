@@ -37,3 +37,4 @@ mod storage;
 mod store_failure;
 mod targets;
 mod vendors;
+mod webhook;
