@@ -168,13 +168,16 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
         figures["fault_to_push_seconds"] = round(msg["at"] - started, 1)
         body = msg["json"]
         assert body["priority"] == 5, body
-        # runbook_url = RUNBOOK_BASE_URL (the relay's /runbooks by default) + the alert's name.
-        assert body.get("click") == f"{stack.runbook_base()}/{HIGH_ERROR_ALERT}", body
+        # runbook_url = RUNBOOK_BASE_URL (the relay's /runbooks by default) + the alert's name;
+        # tapping the push opens the incident in the relay's console.
+        runbooks = {a.get("label"): a.get("url") for a in body.get("actions", [])}
+        assert runbooks.get("Runbook") == f"{stack.runbook_base()}/{HIGH_ERROR_ALERT}", body
         labels = [a.get("label") for a in body.get("actions", [])]
         assert "Acknowledge" in labels, labels
         assert msg["headers"].get("authorization") == "Bearer tk_e2e", msg["headers"]
         state["page"] = msg
         incident = relay_incident()
+        assert body.get("click") == f"{stack.url('relay')}/incidents/{incident['id']}", body
         assert incident["state"] == "escalating", incident
         assert "ntfy.primary" in incident["notified"], incident  # with the log.audit trail
         assert incident["next_step"]["targets"] == ["ntfy.secondary"], incident
@@ -203,8 +206,11 @@ def run(stack, ntfy: FakeNtfy, results: list, figures: dict):
             status, text = http("GET", page_url)
             text = text.decode(errors="replace")
             assert status == 200, (name, url, status)
-            if name in ("click", "Runbook"):
+            if name == "Runbook":
                 assert f"<h1>{HIGH_ERROR_ALERT}" in text or HIGH_ERROR_ALERT in text, (name, text[:300])
+            if name == "click":
+                # The console's page of the incident; a phone not signed in is asked who it is.
+                assert "Send me a sign-in link" in text, (name, text[:300])
         status, alerts = http("GET", f"{stack.url('alertmanager')}/api/v2/alerts?filter=alertname%3D%22{HIGH_ERROR_ALERT}%22")
         assert status == 200, status
         sources = {a.get("generatorURL") for a in json.loads(alerts)}

@@ -148,10 +148,16 @@ impl Relay {
         // Console sessions and sign-in links once they have ended, kept an hour after for
         // the sign-in rate limits (15 minutes) and the logs.
         let ended = Timestamp(now.0.saturating_sub(3_600_000));
+        // A failure here does not keep the incidents from being pruned: logged, tried again
+        // at the next pass.
         let (sessions, signin_links) = self
             .store
             .run(Mode::Relaxed, move |tx| tx.prune_console(ended))
-            .await?;
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "retention: cannot prune ended console sessions");
+                (0, 0)
+            });
         let mut total = Pruned {
             sessions,
             signin_links,

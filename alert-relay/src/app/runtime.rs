@@ -32,6 +32,10 @@ impl HttpPeers {
         let client = reqwest::Client::builder()
             .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
+            // A redirect is a URL to fix, never followed: following one turns a POST into a
+            // body-less GET (a 200 from it would count as delivered) and sends custom
+            // credential headers on to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self { client })
     }

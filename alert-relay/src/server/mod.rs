@@ -177,6 +177,15 @@ async fn ack_api(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("api")
         .to_owned();
+    // The relay's own marks of where an acknowledgement came from are not for callers to
+    // claim: an API call naming "alice (console)" would be counted as alice's in the console.
+    if by.ends_with(crate::app::load::CONSOLE_SUFFIX) || by.trim() == crate::app::load::LINK_ACTOR {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "X-Acknowledged-By: this form is how the relay marks acknowledgements in the console \
+             and through push links; name the person (alice, or alice@example.org)",
+        );
+    }
     match relay.acknowledge(id, by.clone(), Timestamp::now()).await {
         Ok(outcome) => acknowledged(id, &by, outcome),
         Err(e) => not_stored(&e),

@@ -95,14 +95,31 @@ async fn attempt(request: reqwest::RequestBuilder) -> Result<(), Refusal> {
     if class == Class::Ok {
         return Ok(());
     }
-    // A vendor's error explanation is short; a proxy's error page need not be read whole.
-    let body = response.text().await.unwrap_or_default();
+    // A vendor's error explanation is short; a proxy's error page (or a hostile endless
+    // body) is read no further than its start.
+    let body = start_of_body(response, ERROR_BODY_BYTES).await;
     let body: String = body.chars().take(4096).collect();
     Err(Refusal::Answer {
         status,
         class,
         body,
     })
+}
+
+/// How much of an error answer's body is read.
+const ERROR_BODY_BYTES: usize = 16 * 1024;
+
+/// At most `limit` bytes of `response`'s body (lossy UTF-8); the rest is never read.
+async fn start_of_body(mut response: reqwest::Response, limit: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(limit);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The start of a body that is not the JSON a vendor documents (a proxy's HTML page, say).
@@ -121,5 +138,53 @@ pub fn describe(error: &reqwest::Error) -> String {
         format!("timed out: {cause}")
     } else {
         format!("request failed: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering 500 with a body that never ends (a hostile or broken receiver).
+    async fn endless_500() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+            while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_no_further_than_its_start() {
+        let url = endless_500().await;
+        let client = reqwest::Client::new();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            deliver(client.post(url), "test", |_, body| body.len().to_string()),
+        )
+        .await
+        .expect("answered without reading the whole body");
+        let Outcome::Retry { reason, .. } = outcome else {
+            panic!("a 500 is retried: {outcome:?}");
+        };
+        assert!(reason.contains("500"), "{reason}");
+        assert!(
+            reason.ends_with("4096"),
+            "the body cut to its start: {reason}"
+        );
     }
 }

@@ -31,10 +31,11 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> Class {
             .map(|s| Duration::from_secs(s.min(3600)));
         return Class::Retry(after);
     }
-    if status.is_client_error() {
+    if status.is_client_error() || status.is_redirection() {
+        // A redirect is never followed (the client's policy): the URL needs fixing.
         Class::Permanent
     } else {
-        // 1xx/3xx answers to a POST: not delivered, perhaps a misconfigured URL; retry.
+        // 1xx answers to a POST: not delivered; retry.
         Class::Retry(None)
     }
 }
@@ -91,6 +92,15 @@ mod tests {
         assert_eq!(classify(StatusCode::BAD_REQUEST, &none), Class::Permanent);
         assert_eq!(classify(StatusCode::UNAUTHORIZED, &none), Class::Permanent);
         assert_eq!(classify(StatusCode::NOT_FOUND, &none), Class::Permanent);
+        // Never followed: a redirect is a URL to fix.
+        assert_eq!(
+            classify(StatusCode::MOVED_PERMANENTLY, &none),
+            Class::Permanent
+        );
+        assert_eq!(
+            classify(StatusCode::TEMPORARY_REDIRECT, &none),
+            Class::Permanent
+        );
         assert_eq!(
             classify(StatusCode::PAYLOAD_TOO_LARGE, &none),
             Class::Permanent

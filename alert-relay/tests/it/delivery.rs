@@ -313,6 +313,32 @@ async fn shutdown_lets_a_delivery_in_progress_finish_and_records_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_api_cannot_claim_an_acknowledgement_made_in_the_console_or_by_a_link() {
+    let ntfy = fake_vendor(200).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write_policy(dir.path(), &ntfy.uri(), "1h");
+    let relay = TestRelay::start(&policy, &dir.path().join("data"), None).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    wait_pushes(&ntfy, 1).await;
+    for by in ["alice (console)", "ack link"] {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/api/v1/incidents/1/ack", relay.url))
+            .bearer_auth(TOKEN)
+            .header("x-acknowledged-by", by)
+            .send()
+            .await
+            .expect("ack");
+        assert_eq!(answer.status(), 400, "{by}");
+    }
+    let (_, listing) = relay.get("/api/v1/incidents", Some(TOKEN)).await;
+    assert_ne!(
+        listing["incidents"][0]["state"], "acknowledged",
+        "{listing}"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn new_alerts_joining_an_acknowledged_incident_page_those_already_paged() {
     let ntfy = fake_vendor(200).await;
     let dir = tempfile::tempdir().expect("tempdir");

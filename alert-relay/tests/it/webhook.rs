@@ -178,6 +178,33 @@ async fn webhook_a_400_is_dead_lettered_with_the_receivers_reason() {
     relay.shutdown().await;
 }
 
+/// A receiver that redirects (http to https, a moved hook) is a URL to fix: the redirect is
+/// not followed (following turns the POST into a GET without its body, and sends custom
+/// headers on to another host); the page is dead-lettered saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_a_redirect_is_not_followed_and_is_dead_lettered() {
+    let elsewhere = MockServer::start().await;
+    let moved = ResponseTemplate::new(301)
+        .insert_header("location", format!("{}/moved", elsewhere.uri()).as_str());
+    let server = receiving(vec![(moved, u64::MAX)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(&server, dir.path()).await;
+    relay.webhook(&webhook("GatewayDown", "firing")).await;
+    let letters = relay.wait_dead_letters().await;
+    let letter = letters[0].to_string();
+    assert!(letter.contains("301"), "{letter}");
+    assert_eq!(crate::helpers::posts(&server).await.len(), 1, "not retried");
+    assert!(
+        elsewhere
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "nothing went to where it pointed"
+    );
+    relay.shutdown().await;
+}
+
 /// The fake refuses what a real receiver refuses: without this, a passing test above could
 /// hide a signature no receiver accepts.
 #[tokio::test]

@@ -165,6 +165,14 @@ fn contact(
             }
         },
         (None, Some(log)) => match crate::sinks::log::validate(c, &format!("{path}.log"), log)? {
+            Ok(config) if config.path.is_none() => {
+                c.error(
+                    format!("{path}.log.path"),
+                    "a person's log must be a file: on the relay's own output their console \
+                     sign-in links would be readable by whoever reads its logs",
+                );
+                None
+            }
             Ok(config) => Some(TargetConfig::Log(config)),
             Err(why) => {
                 c.error(format!("{path}.log.path"), why);
@@ -366,5 +374,17 @@ policies:
                 && message.contains("log: {path: "),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_persons_log_is_never_the_relays_own_output() {
+        for stdout in ["-", "\"\""] {
+            let text = POLICY.replace("{path: /tmp/bob.log}", &format!("{{path: {stdout}}}"));
+            let message = parse(&text).expect_err("stdout");
+            assert!(
+                message.contains("people.bob.log.path: a person's log must be a file"),
+                "{message}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Writes each notification as one JSON line, serialised so lines never interleave.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -75,6 +76,7 @@ impl LogSink {
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(path)?;
                 file.write_all(&json)
             }
@@ -104,6 +106,7 @@ impl Sink for LogSink {
             match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
             {
                 Ok(_) => Health::Ok(format!("{} is writable", path.display())),

@@ -16,8 +16,14 @@ use crate::validation::{Checker, EnvString, RawTemplates};
 pub const RESERVED_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
+    "content-encoding",
     "host",
     "transfer-encoding",
+    "connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -138,6 +144,13 @@ fn headers(
             c.error(here, "not a valid HTTP header name");
             continue;
         };
+        if out.iter().any(|(seen, _): &(HeaderName, _)| seen == header) {
+            c.error(
+                here,
+                "given twice (header names are case-insensitive): it would be sent twice",
+            );
+            continue;
+        }
         if RESERVED_HEADERS.contains(&header.as_str()) {
             c.error(
                 here,

@@ -397,6 +397,19 @@ fn config_takes_a_url_a_secret_from_the_environment_and_headers() {
 }
 
 #[test]
+fn config_refuses_a_header_given_twice_and_one_that_would_garble_the_body() {
+    let errors = parse(
+        "    audit:\n      url: https://hooks.example.com/in\n      secret: ${WEBHOOK_SECRET}\n      headers:\n        X-Key: a\n        x-key: b\n        Content-Encoding: gzip\n",
+    )
+    .expect_err("twice");
+    assert!(errors.contains("given twice"), "{errors}");
+    assert!(
+        errors.contains("targets.webhook.audit.headers.Content-Encoding:"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn config_refuses_reserved_headers_bad_secrets_and_names_path_and_line() {
     let errors = parse(
         "    audit:\n      url: https://hooks.example.com/in\n      secret: ${WEBHOOK_SECRET}\n      headers:\n        Content-Type: text/plain\n        webhook-signature: v1,x\n        Host: evil\n        X-Ok: fine\n",

@@ -22,6 +22,34 @@ pub(super) fn check_all(fresh: &dyn Fn() -> Box<dyn Store>) {
     the_timeline_rows_of_pages_and_acknowledgements_are_read_by_period(fresh().as_ref());
     a_prune_deletes_old_closed_incidents_with_their_rows_and_keeps_the_rest(fresh().as_ref());
     ended_console_sessions_and_expired_signin_links_are_pruned(fresh().as_ref());
+    an_incident_id_never_comes_back_after_a_prune(fresh().as_ref());
+}
+
+fn an_incident_id_never_comes_back_after_a_prune(store: &dyn Store) {
+    for name in ["A", "B"] {
+        fire(store, name, T0).expect("fire");
+        resolve(store, name, at(10));
+    }
+    run(store, Mode::Relaxed, |tx| {
+        for target in ["ntfy.a", "ntfy.b"] {
+            tx.dead_letter_target(&target.into(), "gone", at(20))?;
+        }
+        Ok(())
+    })
+    .expect("nothing pending");
+    let pruned = run(store, Mode::Relaxed, |tx| {
+        tx.prune_closed(at(1_000_000), 10)
+    })
+    .expect("prune");
+    assert!(pruned.incidents >= 1, "{pruned:?}");
+    fire(store, "C", at(2_000_000)).expect("C");
+    let open = run(store, Mode::Read, |tx| tx.open_incidents(10)).expect("open");
+    assert_eq!(open.rows.len(), 1);
+    assert!(
+        open.rows[0].id > 2,
+        "a new id, not one used before: {}",
+        open.rows[0].id
+    );
 }
 
 fn page(store: &dyn Store, filter: HistoryFilter, seek: Seek, limit: u32) -> Vec<i64> {

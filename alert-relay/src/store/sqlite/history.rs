@@ -120,7 +120,11 @@ pub(super) fn page_buckets(
     // index named, as the bundled SQLite would rather take (kind, at) and read every
     // delivery of the period, to any target, row by row.
     let (range, end) = match prefix_end(target_prefix) {
-        Some(end) => ("AND target >= ?3 AND target < ?6", end),
+        // The prefix check too: the range's end is loose past a surrogate gap.
+        Some(end) => (
+            "AND target >= ?3 AND target < ?6 AND substr(target, 1, length(?3)) = ?3",
+            end,
+        ),
         None => (
             "AND substr(target, 1, length(?3)) = ?3 AND ?6 = ''",
             String::new(),
@@ -186,7 +190,10 @@ pub(super) fn prune_closed(
 ) -> Result<Pruned, StoreError> {
     let ids: Vec<i64> = conn
         .prepare_cached(
+            // Never the newest incident: the next id is the highest one plus one, and an id
+            // must never come back (links, sequence ids and receivers' keys name it).
             "SELECT id FROM incidents WHERE closed_at IS NOT NULL AND closed_at < ?1 \
+             AND id < (SELECT MAX(id) FROM incidents) \
              AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident_id = incidents.id AND outbox.status = 'pending') \
              ORDER BY closed_at, id LIMIT ?2",
         )?
