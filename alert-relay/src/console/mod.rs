@@ -61,21 +61,14 @@ pub fn router(relay: &Arc<Relay>) -> Router<Arc<Relay>> {
         .layer(axum::middleware::map_response(secure_headers))
 }
 
-/// The headers of every console answer.
-async fn secure_headers(mut response: Response) -> Response {
+/// The headers of every console answer: the relay's pages' own ([`crate::server::pages::secure`]),
+/// with the console's stricter policy and nothing cached (pages name people and incidents).
+async fn secure_headers(response: Response) -> Response {
+    let mut response = crate::server::pages::secure(response).await;
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
     );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

@@ -110,8 +110,8 @@ fn console_session(r: &Row) -> Result<ConsoleSession, StoreError> {
     })
 }
 
-/// Attempts are never negative (a `CHECK` says so).
-fn incident_event(r: &Row) -> Result<IncidentEvent, StoreError> {
+/// One `incident_events` row, its columns in the order every query selects them.
+pub(super) fn incident_event(r: &Row) -> Result<IncidentEvent, StoreError> {
     let kind: String = r.try_get(3)?;
     Ok(IncidentEvent {
         id: r.try_get(0)?,
@@ -125,6 +125,7 @@ fn incident_event(r: &Row) -> Result<IncidentEvent, StoreError> {
     })
 }
 
+/// Attempts are never negative (a `CHECK` says so).
 fn attempts(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }

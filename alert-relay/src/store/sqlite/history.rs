@@ -5,7 +5,7 @@ use rusqlite::{params, params_from_iter, Connection};
 
 use super::{decode, incident_row, BadRow, Loaded, StoreError};
 use crate::domain::{AlertGroup, Timestamp};
-use crate::engine::{EventKind, IncidentEvent};
+use crate::engine::IncidentEvent;
 use crate::store::history::{
     self, Arg, ClosedIncident, HistoryQuery, PageBucket, Pruned, BUCKET_MS,
 };
@@ -95,20 +95,6 @@ pub(super) fn closed_incidents(
     Ok(loaded)
 }
 
-fn event(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentEvent> {
-    let kind: String = r.get(3)?;
-    Ok(IncidentEvent {
-        id: r.get(0)?,
-        incident_id: r.get(1)?,
-        at: Timestamp(r.get(2)?),
-        kind: EventKind::parse(&kind),
-        kind_name: kind,
-        actor: r.get(4)?,
-        target: r.get(5)?,
-        detail: r.get(6)?,
-    })
-}
-
 pub(super) fn page_buckets(
     conn: &Connection,
     (from, until): (Timestamp, Timestamp),
@@ -179,7 +165,7 @@ pub(super) fn acknowledged_timelines(
     let sql = history::acknowledged_timelines_sql(numbered);
     Ok(conn
         .prepare_cached(&sql)?
-        .query_map(params![from.0, until.0, limit], event)?
+        .query_map(params![from.0, until.0, limit], super::incident_event)?
         .collect::<Result<_, _>>()?)
 }
 

@@ -2,11 +2,10 @@
 //! answers as SQLite's.
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
 
 use super::{decode_incident, PgTx};
 use crate::domain::Timestamp;
-use crate::engine::{EventKind, IncidentEvent};
+use crate::engine::IncidentEvent;
 use crate::store::history::{
     self, Arg, ClosedIncident, HistoryQuery, PageBucket, Pruned, Seek, BUCKET_MS,
 };
@@ -14,20 +13,6 @@ use crate::store::{BadRow, Loaded, StoreError};
 
 fn numbered(n: usize) -> String {
     format!("${n}")
-}
-
-fn event(r: &Row) -> Result<IncidentEvent, StoreError> {
-    let kind: String = r.try_get(3)?;
-    Ok(IncidentEvent {
-        id: r.try_get(0)?,
-        incident_id: r.try_get(1)?,
-        at: Timestamp(r.try_get(2)?),
-        kind: EventKind::parse(&kind),
-        kind_name: kind,
-        actor: r.try_get(4)?,
-        target: r.try_get(5)?,
-        detail: r.try_get(6)?,
-    })
 }
 
 impl PgTx<'_> {
@@ -111,7 +96,7 @@ impl PgTx<'_> {
         let sql = history::acknowledged_timelines_sql(numbered);
         self.rows(&sql, &[&from.0, &until.0, &i64::from(limit)])?
             .iter()
-            .map(event)
+            .map(super::incident_event)
             .collect()
     }
 
